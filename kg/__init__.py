@@ -1,0 +1,1 @@
+"""Dump parsing, the SQL store and the knowledge graph."""

@@ -1,0 +1,1 @@
+"""kgqa core: settings, bundled assets, typed records shared across packages, the QA engine and the CLI."""

@@ -1,0 +1,101 @@
+"""Typed records that flow between packages: retrieval hits, evidence, and the QA result.
+
+They are pydantic models so the API can validate, serialise and describe them
+(``/openapi.json``) without a second copy of the schema.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class LinkedEntity(BaseModel):
+    """A knowledge-graph entity mentioned in the question."""
+
+    entity_id: int
+    title: str
+    mention: str  # the question text that matched
+    alias: str  # the title or alias it matched through
+    url: str
+
+
+class PassageHit(BaseModel):
+    """A passage returned by a retriever, with the score that ranked it."""
+
+    passage_id: str
+    page_id: int
+    title: str
+    section: str  # section path, " > " separated; "" for the lead
+    text: str
+    url: str
+    score: float
+    sources: list[str] = Field(default_factory=list)  # which retrievers found it: dense, sparse, graph
+
+
+class FactHit(BaseModel):
+    """A knowledge-graph triple with its provenance, ranked against the question."""
+
+    triple_id: int
+    subject: str
+    predicate: str
+    object: str
+    object_is_entity: bool
+    page_id: int
+    rev_id: int
+    field: str  # the raw infobox key the fact came from
+    url: str
+    score: float
+
+
+class Citation(BaseModel):
+    """One piece of evidence a user can open and check. ``id`` is "1".."k" for passages, "F1".. for facts."""
+
+    id: str
+    kind: Literal["passage", "fact"]
+    title: str
+    section: str = ""
+    url: str
+    snippet: str
+    score: float
+    passage_id: str | None = None
+    triple_id: int | None = None
+
+
+class AnswerSentence(BaseModel):
+    """A sentence of the answer and the evidence that supports it."""
+
+    text: str
+    citations: list[str]  # Citation ids
+    supported: bool
+    support: float  # attribution score of the best citation
+
+
+class Timings(BaseModel):
+    """Seconds spent in each stage."""
+
+    link: float = 0.0
+    retrieve: float = 0.0
+    first_token: float = 0.0
+    generate: float = 0.0
+    total: float = 0.0
+
+
+class QAResult(BaseModel):
+    """What the engine answers: the text, its grounding and how it was produced."""
+
+    question: str
+    answer: str  # the grounded answer shown to the user, with [n]/[Fn] markers
+    generated: str = ""  # the LM's raw text, exactly as streamed
+    sentences: list[AnswerSentence]
+    citations: list[Citation]
+    facts: list[FactHit]
+    entities: list[LinkedEntity]
+    abstained: bool
+    abstain_reason: str = ""
+    dropped_sentences: list[str] = Field(default_factory=list)  # generated but unsupported, so not shown
+    timings: Timings = Field(default_factory=Timings)
+    model: str = ""
+    device: str = ""
+    attention: str = ""

@@ -1,0 +1,88 @@
+"""One typed settings object, read from ``KGQA_*`` environment variables.
+
+It is built once at the edge (CLI, app factory, test fixture) and passed in
+explicitly; nothing deeper in the code reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Where the knowledge base lives, which models to use and the service limits."""
+
+    model_config = SettingsConfigDict(env_prefix="KGQA_", frozen=True, extra="forbid")
+
+    # Everything the service reads or writes lives under this folder.
+    data_dir: Path = PROJECT_ROOT / "data"
+    # Any SQLAlchemy URL; empty means sqlite:///<data_dir>/kgqa.db.
+    database_url: str = ""
+    # A local HF model folder or a .gguf file; empty means the bundled SmolLM2-135M-Instruct.
+    lm_path: str = ""
+    # A local sentence-transformers folder; empty means the bundled all-MiniLM-L6-v2.
+    embedder_path: str = ""
+    # "auto" picks cuda when available, else cpu.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    # QA engine knobs.
+    top_k: int = Field(default=5, ge=1, le=50)
+    max_new_tokens: int = Field(default=96, ge=1, le=2048)
+    # Evidence budget in prompt tokens; 0 means pick by device (small on CPU, large on GPU).
+    evidence_tokens: int = Field(default=0, ge=0)
+
+    # Service limits.
+    max_question_chars: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    rate_limit_per_minute: int = Field(default=120, ge=0)  # 0 disables rate limiting
+    queue_size: int = Field(default=32, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+
+    @model_validator(mode="after")
+    def _fill_database_url(self) -> "Settings":
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'kgqa.db'}")
+        return self
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        """A copy with some fields replaced; tests use it instead of touching the environment."""
+        values = self.model_dump()
+        if "data_dir" in changes and "database_url" not in changes:
+            values["database_url"] = ""
+        values.update(changes)
+        return Settings(**values)
+
+    # Derived paths: one place that says how the data folder is laid out.
+    @property
+    def dumps_dir(self) -> Path:
+        return self.data_dir / "dumps"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "index"
+
+    @property
+    def faiss_path(self) -> Path:
+        return self.index_dir / "passages.faiss"
+
+    @property
+    def graph_path(self) -> Path:
+        return self.index_dir / "graph.pickle"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.data_dir / "eval"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"

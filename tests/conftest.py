@@ -1,0 +1,67 @@
+"""Shared fixtures: settings on temporary folders, and the real sample knowledge base built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from kgqa import assets  # noqa: E402
+from kgqa.settings import Settings  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `gpu` tests where CUDA is absent (CI never has it)."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def project_settings() -> Settings:
+    """The project's own data folder: where `kgqa setup` put the sample dump and the converted LM."""
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def lm_path(project_settings: Settings) -> str:
+    """The converted bundled LM if setup made it, else the GGUF itself."""
+    return assets.resolve_lm(project_settings).label
+
+
+@pytest.fixture(scope="session")
+def sample_dump(project_settings: Settings) -> Path:
+    path = assets.sample_dump_path(project_settings)
+    if not path.is_file():
+        pytest.fail(f"sample dump missing at {path}: run `make assets` (or `kgqa setup`)")
+    return path
+
+
+@pytest.fixture
+def tmp_settings(tmp_path: Path, lm_path: str) -> Settings:
+    """Settings on an empty data folder, sharing the bundled models."""
+    return Settings(data_dir=tmp_path / "data", lm_path=lm_path)
+
+
+@pytest.fixture(scope="session")
+def sample_kb(tmp_path_factory: pytest.TempPathFactory, lm_path: str, sample_dump: Path) -> Settings:
+    """The real sample dump ingested once per session into a temporary data folder (read-only for tests)."""
+    from kg.ingest import ingest_dump
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("sample-kb") / "data", lm_path=lm_path)
+    ingest_dump(settings, sample_dump, progress=False)
+    return settings
