@@ -11,6 +11,7 @@ import sys
 import click
 
 from kgqa.assets import AssetMissing
+from kgqa.errors import KgqaError
 from kgqa.settings import Settings
 
 
@@ -20,7 +21,7 @@ class KgqaGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except AssetMissing as exc:
+        except (AssetMissing, KgqaError) as exc:
             click.echo(f"kgqa: {exc}", err=True)
             sys.exit(2)
 

@@ -99,3 +99,11 @@ class QAResult(BaseModel):
     model: str = ""
     device: str = ""
     attention: str = ""
+
+
+class StreamEvent(BaseModel):
+    """One event of a streamed answer: LM tokens as they come, then the final grounded result."""
+
+    type: Literal["token", "result"]
+    text: str = ""
+    result: QAResult | None = None
