@@ -59,7 +59,14 @@ def tmp_settings(tmp_path: Path, lm_path: str) -> Settings:
 
 @pytest.fixture(scope="session")
 def sample_kb(tmp_path_factory: pytest.TempPathFactory, lm_path: str, sample_dump: Path) -> Settings:
-    """The real sample dump ingested once per session into a temporary data folder (read-only for tests)."""
+    """The real sample dump ingested once per session into a temporary data folder (read-only for tests).
+
+    ``KGQA_TEST_KB_DIR`` points at an already built sample knowledge base instead,
+    which saves the ingest when iterating locally.
+    """
+    prebuilt = os.environ.get("KGQA_TEST_KB_DIR")
+    if prebuilt:
+        return Settings(data_dir=Path(prebuilt), lm_path=lm_path)
     from kg.ingest import ingest_dump
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("sample-kb") / "data", lm_path=lm_path)
