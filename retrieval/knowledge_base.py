@@ -1,0 +1,175 @@
+"""Everything retrieval reads, loaded once per process: SQL store, passage catalog, BM25, FAISS, graph, aliases.
+
+``__init__`` only stores settings; ``warm_up()`` loads (idempotent, thread-safe).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from kgqa.errors import KnowledgeBaseMissing
+from kgqa.settings import Settings
+from retrieval.catalog import PassageCatalog, PassageRef
+
+log = logging.getLogger(__name__)
+
+
+class KnowledgeBase:
+    """The loaded knowledge base; shared read-only by request threads after ``warm_up``."""
+
+    def __init__(self, settings: Settings, *, embedder=None):
+        self.settings = settings
+        self.embedder = embedder
+        self.catalog = PassageCatalog([])
+        self.sparse = None
+        self.vector_index = None
+        self.linker = None
+        self.expander = None
+        self._sessions = None
+        self._lock = threading.Lock()
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def warm_up(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if not self._ready:
+                self._load()
+                self._ready = True
+
+    @contextmanager
+    def session(self) -> Iterator:
+        session = self._sessions()
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def _load(self) -> None:
+        from sqlalchemy import func, inspect, select
+
+        from kg.store import Passage, make_engine, session_factory
+
+        self._check_database_exists()
+        engine = make_engine(self.settings.database_url)
+        if not inspect(engine).has_table("passages"):
+            raise KnowledgeBaseMissing(self._missing_message())
+        self._sessions = session_factory(engine)
+        with self.session() as session:
+            if not session.scalar(select(func.count()).select_from(Passage)):
+                raise KnowledgeBaseMissing(self._missing_message())
+            refs, texts = self._read_passages(session)
+            self.catalog = PassageCatalog(refs)
+            self.sparse = self._build_sparse(refs, texts)
+            link_graph = self._load_link_graph(session)
+            self.linker = self._build_linker(session, link_graph)
+        from retrieval.graph_expansion import GraphExpander
+
+        self.expander = GraphExpander(link_graph)
+        self.vector_index = self._load_vectors()
+        if self.embedder is None:
+            from retrieval.embedder import Embedder
+
+            self.embedder = Embedder(self.settings)
+        self.embedder.warm_up()
+        log.info("knowledge base loaded: %d passages, %d aliases", len(refs), len(self.linker))
+
+    def _missing_message(self) -> str:
+        return f"no knowledge base in {self.settings.data_dir}: run `kgqa ingest <dump>` first"
+
+    def _check_database_exists(self) -> None:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.settings.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            if not Path(url.database).is_file():
+                raise KnowledgeBaseMissing(self._missing_message())
+
+    @staticmethod
+    def _read_passages(session) -> tuple[list[PassageRef], list[str]]:
+        from sqlalchemy import select
+
+        from kg.store import Passage
+
+        refs, texts = [], []
+        rows = session.execute(
+            select(Passage.id, Passage.vector_id, Passage.page_id, Passage.title, Passage.section,
+                   Passage.ordinal, Passage.text).order_by(Passage.page_id, Passage.ordinal)
+        )
+        for pid, vid, page_id, title, section, ordinal, text in rows:
+            refs.append(PassageRef(pid, vid, page_id, title, section or "", ordinal))
+            texts.append(f"{title} {section or ''} {text}")  # the title makes "Alabama" find Alabama's passages
+        return refs, texts
+
+    @staticmethod
+    def _build_sparse(refs: Sequence[PassageRef], texts: Sequence[str]):
+        from retrieval.sparse import SparseIndex
+
+        return SparseIndex().build([r.passage_id for r in refs], texts)
+
+    def _load_link_graph(self, session):
+        from retrieval.graph_expansion import link_graph_from
+
+        try:
+            from kg.graph import load_graph
+
+            return link_graph_from(load_graph(self.settings))
+        except (FileNotFoundError, ImportError, OSError) as exc:
+            log.warning("knowledge graph file unavailable (%s); building links from SQL", exc)
+            return _link_graph_from_sql(session)
+
+    @staticmethod
+    def _build_linker(session, link_graph):
+        from sqlalchemy import select
+
+        from kg.queries import normalize_alias
+        from kg.store import Alias, Entity, wikipedia_url
+        from retrieval.linking import AliasEntry, EntityLinker
+
+        rows = session.execute(
+            select(Alias.norm, Alias.alias, Alias.entity_id, Entity.title, Alias.source, Entity.is_disambiguation)
+            .join(Entity, Entity.entity_id == Alias.entity_id)
+        )
+        entries = [AliasEntry(*row) for row in rows]
+        popularity = {}
+        title_to_id = {e.title: e.entity_id for e in entries}
+        for title, degree in link_graph.degree():
+            if title in title_to_id:
+                popularity[title_to_id[title]] = float(degree)
+        return EntityLinker(entries, normalize_alias, wikipedia_url, popularity=popularity)
+
+    def _load_vectors(self):
+        from retrieval.vector_index import VectorIndex
+
+        if not self.settings.faiss_path.is_file():
+            log.warning("no vector index at %s; dense retrieval is off", self.settings.faiss_path)
+            return None
+        return VectorIndex.load(self.settings.faiss_path)
+
+
+def _link_graph_from_sql(session):
+    import networkx as nx
+    from sqlalchemy import select
+
+    from kg.store import Entity, Triple
+
+    titles = dict(session.execute(select(Entity.entity_id, Entity.title)).all())
+    graph = nx.Graph()
+    graph.add_nodes_from(titles.values())
+    known = set(titles.values())
+    for subject_id, target in session.execute(
+        select(Triple.subject_id, Triple.object_title).where(Triple.kind == "links_to")
+    ):
+        source = titles.get(subject_id)
+        if source and target in known and source != target:
+            weight = graph[source][target]["weight"] + 1 if graph.has_edge(source, target) else 1
+            graph.add_edge(source, target, weight=weight)
+    return graph

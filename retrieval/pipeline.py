@@ -1,0 +1,132 @@
+"""The retrieval pipeline: link entities, run dense and sparse search, expand over the graph, fuse, fetch.
+
+Modes, for evaluation and ablation: ``dense``, ``sparse``, ``hybrid`` (RRF of
+both) and ``graph`` (hybrid plus a third ranking from Personalized PageRank
+over the linked entities' neighbourhood; the default for answering).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kgqa.records import FactHit, LinkedEntity, PassageHit
+from retrieval.facts import load_facts, rank_facts
+from retrieval.fusion import reciprocal_rank_fusion
+
+Mode = Literal["dense", "sparse", "hybrid", "graph"]
+MODES = ("dense", "sparse", "hybrid", "graph")
+POOL = 50  # candidates each ranker contributes to fusion
+GRAPH_ENTITIES = 8  # PPR entities whose passages join the graph ranking
+PASSAGES_PER_ENTITY = 40
+
+
+@dataclass
+class Retrieval:
+    """What retrieval found for one question, and the signals abstention reads."""
+
+    passages: list[PassageHit]
+    facts: list[FactHit] = field(default_factory=list)
+    entities: list[LinkedEntity] = field(default_factory=list)
+    link_s: float = 0.0
+    retrieve_s: float = 0.0
+    best_dense: float = 0.0  # top cosine of the question with any passage
+    best_sparse: float = 0.0  # top BM25 score
+
+
+class RetrievalPipeline:
+    """Composes the loaded knowledge base's components; stateless per call, so thread-safe."""
+
+    def __init__(self, kb, *, pool: int = POOL):
+        self.kb = kb
+        self.pool = pool
+
+    def link(self, question: str) -> list[LinkedEntity]:
+        return self.kb.linker.link(question)
+
+    def retrieve(self, question: str, *, k: int = 10, mode: Mode = "graph", with_facts: bool = True) -> Retrieval:
+        from retrieval.dense import DenseRetriever
+
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        started = time.perf_counter()
+        entities = self.link(question) if mode == "graph" or with_facts else []
+        linked_at = time.perf_counter()
+        dense = DenseRetriever(self.kb.embedder, self.kb.vector_index)
+        catalog = self.kb.catalog
+        query_vector = dense.encode(question) if mode != "sparse" else None
+        dense_hits = dense.search(query_vector, self.pool) if query_vector is not None else []
+        dense_ranking = [catalog.by_vector[v].passage_id for v, _ in dense_hits if v in catalog.by_vector]
+        sparse_hits = self.kb.sparse.search(question, self.pool) if mode != "dense" else []
+        rankings = {"dense": dense_ranking, "sparse": [key for key, _ in sparse_hits]}
+        if mode == "graph":
+            rankings["graph"] = self._graph_ranking(entities, dense, query_vector)
+        if mode == "dense":
+            fused = [(catalog.by_vector[v].passage_id, s, ["dense"]) for v, s in dense_hits if v in catalog.by_vector]
+        elif mode == "sparse":
+            fused = [(key, s, ["sparse"]) for key, s in sparse_hits]
+        else:
+            fused = reciprocal_rank_fusion(rankings)
+        passages = self._fetch(fused[:k])
+        facts: list[FactHit] = []
+        if with_facts and entities:
+            with self.kb.session() as session:
+                facts = rank_facts(question, load_facts(session, entities, _url), limit=10)
+        finished = time.perf_counter()
+        return Retrieval(
+            passages=passages, facts=facts, entities=entities,
+            link_s=linked_at - started, retrieve_s=finished - linked_at,
+            best_dense=max((s for _, s in dense_hits), default=0.0),
+            best_sparse=max((s for _, s in sparse_hits), default=0.0),
+        )
+
+    def _graph_ranking(self, entities, dense, query_vector) -> list[str]:
+        """Passages of the entities PPR ranks high, ordered by entity score times passage relevance."""
+        if not entities:
+            return []
+        catalog = self.kb.catalog
+        ranked_entities = self.kb.expander.expand([e.title for e in entities], top=GRAPH_ENTITIES)
+        if not ranked_entities:  # linked entities outside the link graph still count as seeds
+            ranked_entities = [(e.title, 1.0) for e in entities]
+        top_score = ranked_entities[0][1] or 1.0
+        refs = []
+        for title, ppr in ranked_entities:
+            for ref in list(catalog.of_title(title))[:PASSAGES_PER_ENTITY]:
+                refs.append((ref, ppr / top_score))
+        relevance = dense.scores_for(query_vector, [r.vector_id for r, _ in refs]) if query_vector is not None else {}
+        scored = [
+            (weight * (0.5 + 0.5 * max(relevance.get(ref.vector_id, 0.0), 0.0)) - 1e-4 * ref.ordinal, ref.passage_id)
+            for ref, weight in refs
+        ]
+        scored.sort(key=lambda item: -item[0])
+        return [pid for _, pid in scored[: self.pool]]
+
+    def _fetch(self, fused) -> list[PassageHit]:
+        from sqlalchemy import select
+
+        from kg.store import Passage
+
+        if not fused:
+            return []
+        ids = [pid for pid, _, _ in fused]
+        with self.kb.session() as session:
+            rows = {p.id: p for p in session.scalars(select(Passage).where(Passage.id.in_(ids)))}
+        hits = []
+        for pid, score, sources in fused:
+            row = rows.get(pid)
+            if row is None:  # removed since the catalog was loaded
+                continue
+            hits.append(
+                PassageHit(
+                    passage_id=row.id, page_id=row.page_id, title=row.title, section=row.section or "",
+                    text=row.text, url=_url(row.title), score=round(float(score), 6), sources=list(sources),
+                )
+            )
+        return hits
+
+
+def _url(title: str) -> str:
+    from kg.store import wikipedia_url
+
+    return wikipedia_url(title)

@@ -1,0 +1,51 @@
+"""Shared lexical helpers: one tokenizer for BM25, fact ranking and attribution.
+
+A light plural folding stands in for a stemmer so that "capitals" meets
+"capital" without another dependency; it is the same on both sides of every
+comparison, which is all that matters.
+"""
+
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself
+    yourselves also s t don did does whose many much tell name named called known""".split()
+)
+
+
+def fold(word: str) -> str:
+    """Lower-case and fold simple English plurals and possessives."""
+    word = word.lower().replace("’", "'")
+    if word.endswith("'s"):
+        word = word[:-2]
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def words(text: str) -> list[str]:
+    """Every word of ``text``, folded, stopwords kept (entity matching needs them)."""
+    return [fold(w) for w in _WORD.findall(text)]
+
+
+def content_words(text: str) -> list[str]:
+    """Folded words without stopwords or one-letter tokens: what BM25 and overlap scores use."""
+    return [w for w in words(text) if w not in STOPWORDS and len(w) > 1]
+
+
+def numbers(text: str) -> set[str]:
+    """Numbers as written, without thousands separators, so "1,819" meets "1819"."""
+    return {n.replace(",", "") for n in _NUMBER.findall(text)}

@@ -1,0 +1,48 @@
+import re
+
+from retrieval.linking import AliasEntry, EntityLinker
+
+
+def fold(text: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", text.lower())).strip()
+
+
+ROWS = [
+    ("Animal Farm", "Animal Farm", 1, "Animal Farm", "title"),
+    ("Animal", "Animal", 2, "Animal", "title"),
+    ("Farm", "Farm", 3, "Farm", "title"),
+    ("Alabama", "Alabama", 4, "Alabama", "title"),
+    ("AL (state)", "AL (state)", 4, "Alabama", "redirect"),
+    ("A", "A", 5, "A", "title"),
+    ("Einstein", "Einstein", 6, "Albert Einstein", "redirect"),
+    ("Mercury", "Mercury", 7, "Mercury (planet)", "disambiguator"),
+    ("Mercury", "Mercury", 8, "Mercury (element)", "disambiguator"),
+]
+
+
+def linker() -> EntityLinker:
+    entries = [AliasEntry(fold(a), a, eid, title, source) for a, _, eid, title, source in ROWS]
+    return EntityLinker(entries, fold, lambda t: "https://en.wikipedia.org/wiki/" + t.replace(" ", "_"),
+                        popularity={8: 5.0, 7: 1.0})
+
+
+def test_longest_match_wins_over_its_parts():
+    linked = linker().link("Who wrote Animal Farm?")
+    assert [e.title for e in linked] == ["Animal Farm"]
+    assert linked[0].mention == "Animal Farm"
+
+
+def test_case_and_punctuation_are_folded_and_redirects_link():
+    linked = linker().link("what did einstein say about al (state)")
+    assert [e.title for e in linked] == ["Albert Einstein", "Alabama"]
+    assert linked[0].alias == "Einstein"
+    assert linked[1].url.endswith("/Alabama")
+
+
+def test_stopwords_and_lowercase_common_words_in_a_cased_question_are_not_mentions():
+    assert [e.title for e in linker().link("Is a farm in Alabama?")] == ["Alabama"]
+
+
+def test_ambiguous_alias_prefers_the_more_linked_entity_and_each_entity_once():
+    linked = linker().link("Mercury and Mercury again")
+    assert [e.entity_id for e in linked] == [8]

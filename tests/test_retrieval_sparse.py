@@ -1,0 +1,43 @@
+from retrieval.sparse import SparseIndex
+from retrieval.text import content_words, fold, numbers
+
+DOCS = {
+    "alabama:0": "Alabama is a state in the Southeastern United States. Its capital is Montgomery.",
+    "farm:0": "Animal Farm is a satirical allegorical novella by George Orwell, first published in 1945.",
+    "einstein:0": "Albert Einstein was a German-born theoretical physicist who developed relativity.",
+    "algeria:0": "Algeria is a country in North Africa; its capital and largest city is Algiers.",
+}
+
+
+def build() -> SparseIndex:
+    return SparseIndex().build(list(DOCS), list(DOCS.values()))
+
+
+def test_ranks_the_document_sharing_rare_terms_first():
+    hits = build().search("Who wrote the novella Animal Farm?", k=3)
+    assert hits[0][0] == "farm:0"
+    assert all(score > 0 for _, score in hits)
+
+
+def test_plurals_fold_and_non_matching_documents_are_left_out():
+    hits = build().search("capitals of states", k=4)
+    assert [key for key, _ in hits][:2] in (["alabama:0", "algeria:0"], ["algeria:0", "alabama:0"])
+    assert "einstein:0" not in [key for key, _ in hits]
+
+
+def test_stopword_only_or_empty_queries_find_nothing():
+    index = build()
+    assert index.search("what is the", k=3) == []
+    assert index.search("", k=3) == []
+    assert SparseIndex().build([], []).search("Alabama", k=3) == []
+
+
+def test_scores_for_specific_documents():
+    scores = build().scores_for("relativity physicist", ["einstein:0", "farm:0", "unknown"])
+    assert scores["einstein:0"] > 0 and scores["farm:0"] == 0 and scores["unknown"] == 0
+
+
+def test_text_helpers():
+    assert fold("Capitals") == "capital" and fold("cities") == "city" and fold("Orwell's") == "orwell"
+    assert "the" not in content_words("the capital of Alabama")
+    assert numbers("founded in 1,819 and 3.5 km") == {"1819", "3.5"}
