@@ -1,0 +1,45 @@
+"""The kgqa web service: a Q&A page, a JSON API and an OpenAI-compatible endpoint.
+
+``create_app`` is the only way an app comes to life. Nothing is bound or loaded
+at import time: the QA engine is built lazily and warmed once per process in a
+background thread (started by ``kgqa serve`` or by the first request).
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from kgqa.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, engine=None) -> Flask:
+    """Build the Flask app for ``settings``; ``engine`` injects a ready-made QA engine (tests, embedding)."""
+    from app import api, errors, limits, openai_compat, web
+    from app.kb import KnowledgeBase
+    from app.runtime import EngineRuntime
+
+    settings = settings or Settings()
+    app = Flask(__name__)
+    app.config.update(
+        KGQA_SETTINGS=settings,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+        SSE_KEEPALIVE_S=10.0,
+    )
+    app.extensions["kgqa_runtime"] = EngineRuntime(settings, engine=engine)
+    app.extensions["kgqa_kb"] = KnowledgeBase(settings)
+    app.extensions["kgqa_limits"] = limits.ServiceLimits(settings)
+
+    app.register_blueprint(errors.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(openai_compat.bp)
+    app.register_blueprint(web.bp)
+
+    limits.init_app(app)
+    app.teardown_appcontext(KnowledgeBase.close_request_session)
+    app.after_request(web.security_headers)
+
+    from app.cli import serve_command
+
+    app.cli.add_command(serve_command)
+    return app

@@ -1,0 +1,104 @@
+"""One error shape for every failure: ``{"error": {"code", "message"}}`` with the right status.
+
+HTTP errors (including the 500 Flask raises for an unhandled exception, which
+it logs with its traceback first) go through one handler; the expected kgqa
+failures map to statuses here. Browsers asking for a page get the same message
+as a small HTML page, never a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, jsonify, render_template, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from app.runtime import NotReady
+from kgqa.errors import InvalidQuestion, KnowledgeBaseMissing, Overloaded
+
+bp = Blueprint("errors", __name__)
+
+# Werkzeug's names where the snake-cased name would read oddly.
+_CODES = {413: "payload_too_large", 500: "internal_error"}
+
+
+def error_response(status: int, code: str, message: str, *, headers: dict | None = None, **extra) -> Response:
+    """The JSON error body, or an HTML page for a browser on a web page."""
+    if _wants_html():
+        response = Response(
+            render_template("error.html", status=status, code=code, message=message), status=status
+        )
+    else:
+        response = jsonify({"error": {"code": code, "message": message, **extra}})
+        response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _wants_html() -> bool:
+    if request.blueprint == "web":
+        return True
+    if request.blueprint is not None or request.path.startswith(("/api/", "/v1/")):
+        return False
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html" and request.accept_mimetypes[best] > request.accept_mimetypes["application/json"]
+
+
+def _client_error_status() -> int:
+    """OpenAI answers bad requests with 400; the kgqa API uses 422 for a well-formed but invalid body."""
+    return 400 if request.blueprint == "openai" else 422
+
+
+@bp.app_errorhandler(HTTPException)
+def handle_http_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    code = _CODES.get(status) or re.sub(r"\W+", "_", (exc.name or "error").lower()).strip("_")
+    message = "internal server error" if status >= 500 else (exc.description or exc.name)
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    return error_response(status, code, message, headers=headers)
+
+
+@bp.app_errorhandler(ValidationError)
+def handle_validation_error(exc: ValidationError) -> Response:
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    message = f"{where}: {first['msg']}"
+    if first["type"] == "extra_forbidden" and request.blueprint == "openai":
+        message = f"Unrecognized request argument supplied: {where}"
+    return error_response(_client_error_status(), "invalid_request", message, param=where)
+
+
+@bp.app_errorhandler(InvalidQuestion)
+def handle_invalid_question(exc: InvalidQuestion) -> Response:
+    return error_response(_client_error_status(), "invalid_question", str(exc))
+
+
+@bp.app_errorhandler(KnowledgeBaseMissing)
+def handle_kb_missing(exc: KnowledgeBaseMissing) -> Response:
+    return error_response(503, "knowledge_base_missing", str(exc))
+
+
+@bp.app_errorhandler(Overloaded)
+def handle_overloaded(exc: Overloaded) -> Response:
+    return error_response(503, "overloaded", str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+
+@bp.app_errorhandler(NotReady)
+def handle_not_ready(exc: NotReady) -> Response:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+    return error_response(503, exc.code, str(exc), headers=headers)
+
+
+def stream_error_payload(exc: Exception) -> dict:
+    """The error shape for a failure after a stream has started (its status is already sent)."""
+    if isinstance(exc, Overloaded):
+        code = "overloaded"
+    elif isinstance(exc, KnowledgeBaseMissing):
+        code = "knowledge_base_missing"
+    elif isinstance(exc, InvalidQuestion):
+        code = "invalid_question"
+    else:
+        return {"error": {"code": "internal_error", "message": "internal server error"}}
+    return {"error": {"code": code, "message": str(exc)}}

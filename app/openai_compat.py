@@ -1,0 +1,155 @@
+"""An OpenAI-compatible endpoint (``/v1``), so an existing chat client needs nothing but a base URL.
+
+The last user message is the question; earlier user/assistant turns are passed
+to the engine as context (system prompts are ignored: grounding rules are the
+engine's). Any ``model`` name is accepted and the response names ``kgqa``.
+
+Streaming: grounding happens after generation, so the raw LM tokens are not
+the answer. The stream sends the role delta at once, ``:`` keep-alives while
+the engine generates and grounds, then the grounded, cited answer in word-sized
+content deltas (their concatenation equals the non-streamed content exactly),
+then a final chunk with ``finish_reason`` and the ``citations``, then
+``data: [DONE]``. Every client renders that as ordinary streamed text.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from flask import Blueprint, Response, current_app, jsonify
+from werkzeug.exceptions import BadRequest, NotFound
+
+from app.api import current_runtime, start_event_stream
+from app.errors import stream_error_payload
+from app.limits import current_limits
+from app.schemas import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessage,
+    Choice,
+    ChunkChoice,
+    CitationOut,
+    Delta,
+    ModelCard,
+    ModelList,
+    ResponseMessage,
+    parse_body,
+)
+from app.sse import KEEPALIVE, sse_data, sse_response, with_keepalives
+from kgqa.errors import KgqaError
+from kgqa.records import QAResult
+
+bp = Blueprint("openai", __name__, url_prefix="/v1")
+
+MODEL_ID = "kgqa"
+MAX_HISTORY_TURNS = 6
+_STARTED = int(time.time())
+
+
+def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[dict] | None]:
+    """The question (last user message) and the earlier user/assistant turns as history."""
+    for message in messages:
+        if isinstance(message.content, list) and any(part.type != "text" for part in message.content):
+            raise BadRequest("only text content parts are supported")
+    if messages[-1].role != "user":
+        raise BadRequest("the last message must have role 'user': it is the question")
+    history = [
+        {"role": m.role, "content": m.text()}
+        for m in messages[:-1]
+        if m.role in ("user", "assistant") and m.text().strip()
+    ][-MAX_HISTORY_TURNS:]
+    return messages[-1].text(), history or None
+
+
+def citations_of(result: QAResult) -> list[CitationOut]:
+    return [
+        CitationOut(id=c.id, kind=c.kind, url=c.url, title=c.title, snippet=c.snippet, section=c.section)
+        for c in result.citations
+    ]
+
+
+def answer_pieces(text: str) -> list[str]:
+    """Word-sized pieces whose concatenation is exactly ``text``."""
+    return re.findall(r"\s+|\S+\s*", text)
+
+
+@bp.post("/chat/completions")
+def chat_completions() -> Response:
+    """OpenAI chat completions, non-streaming or streaming (SSE chunks ending with ``[DONE]``)."""
+    body: ChatCompletionRequest = parse_body(ChatCompletionRequest)
+    question, history = split_conversation(body.messages)
+    question = current_limits().check_question(question)
+    runtime = current_runtime()
+    engine = runtime.engine()
+    release = runtime.slots.acquire()
+    if body.stream:
+        return _stream_completion(engine, question, history, release)
+    try:
+        result = engine.ask(question, history=history)
+    finally:
+        release()
+    completion = ChatCompletion(
+        id=f"chatcmpl-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model=MODEL_ID,
+        choices=[Choice(message=ResponseMessage(content=result.answer))],
+        citations=citations_of(result),
+        abstained=result.abstained,
+    )
+    return jsonify(completion.model_dump(mode="json"))
+
+
+def _stream_completion(engine, question: str, history, release) -> Response:
+    stream, first = start_event_stream(engine, question, None, history, release)
+    interval = current_app.config["SSE_KEEPALIVE_S"]
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+
+    def chunk(delta: Delta, **extra) -> str:
+        choice = ChunkChoice(delta=delta, finish_reason=extra.pop("finish_reason", None))
+        payload = ChatCompletionChunk(id=completion_id, created=created, model=MODEL_ID, choices=[choice], **extra)
+        return sse_data(payload.model_dump(mode="json", exclude_none=True))
+
+    def chunks():
+        yield chunk(Delta(role="assistant", content=""))
+        last_sent, result = time.monotonic(), None
+        try:
+            for item in with_keepalives(stream, first, interval):
+                if getattr(item, "type", None) == "result":
+                    result = item.result
+                elif item is KEEPALIVE or time.monotonic() - last_sent >= interval:
+                    last_sent = time.monotonic()
+                    yield KEEPALIVE  # raw tokens are not the answer; keep the connection alive instead
+        except Exception as exc:  # the status is already sent: report the failure in the stream
+            if not isinstance(exc, KgqaError):
+                current_app.logger.exception("completion stream failed")
+            yield sse_data(stream_error_payload(exc))
+            return
+        finally:
+            stream.cancel()
+        if result is None:
+            current_app.logger.error("the engine's stream ended without a result")
+            yield sse_data(stream_error_payload(RuntimeError("no result")))
+            return
+        for piece in answer_pieces(result.answer):
+            yield chunk(Delta(content=piece))
+        yield chunk(Delta(), finish_reason="stop", citations=citations_of(result), abstained=result.abstained)
+        yield sse_data("[DONE]")
+
+    return sse_response(chunks())
+
+
+@bp.get("/models")
+def list_models() -> Response:
+    """The one model this server offers."""
+    return jsonify(ModelList(data=[ModelCard(id=MODEL_ID, created=_STARTED)]).model_dump(mode="json"))
+
+
+@bp.get("/models/<path:model>")
+def retrieve_model(model: str) -> Response:
+    """A model by id (404 ``model_not_found`` for any other id)."""
+    if model != MODEL_ID:
+        raise NotFound(f"The model '{model}' does not exist")
+    return jsonify(ModelCard(id=MODEL_ID, created=_STARTED).model_dump(mode="json"))

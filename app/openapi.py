@@ -1,0 +1,114 @@
+"""``/openapi.json``: OpenAPI 3.1 built from the app's routes and the pydantic models they exchange.
+
+Each route is described once in ``OPERATIONS``; a test checks that this table
+and the app's URL map list exactly the same routes, so the spec cannot drift.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Flask
+from pydantic.json_schema import models_json_schema
+
+from app import schemas
+from app.kb import PassageView
+from kgqa.records import QAResult, StreamEvent
+
+_JSON, _SSE, _HTML = "application/json", "text/event-stream", "text/html"
+_ERRORS = {
+    "400": "malformed JSON or a bad request",
+    "404": "not found",
+    "405": "method not allowed",
+    "413": "body too large",
+    "415": "body is not JSON",
+    "422": "invalid body or question",
+    "429": "rate limit exceeded (see Retry-After)",
+    "503": "engine warming up, knowledge base missing, or model queue full (see Retry-After)",
+}
+
+
+def _entity_model():
+    from kg.queries import EntityView
+
+    return EntityView
+
+
+# (path, method) -> (summary, request model, {status: (content type, model or None)})
+def _operations() -> dict[tuple[str, str], tuple]:
+    ok_json = lambda model: {"200": (_JSON, model)}  # noqa: E731
+    health = ok_json(schemas.Health)
+    return {
+        ("/api/v1/ask", "post"): (
+            "Answer a question with citations (SSE token events then a result event when stream is true)",
+            schemas.AskRequest,
+            {"200": (_JSON, QAResult), "200-stream": (_SSE, StreamEvent)},
+        ),
+        ("/api/v1/entities/{name}", "get"): ("An entity by title, alias or redirect", None, ok_json(_entity_model())),
+        ("/api/v1/passages/{passage_id}", "get"): ("A passage with its article and URL", None, ok_json(PassageView)),
+        ("/healthz", "get"): ("Liveness", None, health),
+        ("/api/v1/healthz", "get"): ("Liveness", None, health),
+        ("/readyz", "get"): ("Readiness: 200 once the engine is warm", None, health),
+        ("/api/v1/readyz", "get"): ("Readiness: 200 once the engine is warm", None, health),
+        ("/openapi.json", "get"): ("This document", None, {"200": (_JSON, None)}),
+        ("/api/v1/openapi.json", "get"): ("This document", None, {"200": (_JSON, None)}),
+        ("/v1/chat/completions", "post"): (
+            "OpenAI-compatible chat completion (SSE chunks ending with [DONE] when stream is true)",
+            schemas.ChatCompletionRequest,
+            {"200": (_JSON, schemas.ChatCompletion), "200-stream": (_SSE, schemas.ChatCompletionChunk)},
+        ),
+        ("/v1/models", "get"): ("OpenAI-compatible model list", None, ok_json(schemas.ModelList)),
+        ("/v1/models/{model}", "get"): ("OpenAI-compatible model", None, ok_json(schemas.ModelCard)),
+        ("/", "get"): ("The Q&A web page", None, {"200": (_HTML, None)}),
+        ("/entity/{name}", "get"): ("An entity's web page", None, {"200": (_HTML, None)}),
+        ("/passage/{passage_id}", "get"): ("A passage's web page", None, {"200": (_HTML, None)}),
+        ("/static/{filename}", "get"): ("Static assets (script, style)", None, {"200": ("application/octet-stream", None)}),
+    }
+
+
+def openapi_path(rule: str) -> str:
+    """Flask's ``/x/<path:name>`` as OpenAPI's ``/x/{name}``."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def app_routes(app: Flask) -> set[tuple[str, str]]:
+    """Every (path, method) the app serves, HEAD and OPTIONS aside."""
+    return {
+        (openapi_path(rule.rule), method.lower())
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+
+
+def build_spec(app: Flask) -> dict:
+    operations = _operations()
+    models = {schemas.ErrorBody}
+    for _summary, request_model, responses in operations.values():
+        models.update(m for m in [request_model, *(model for _ct, model in responses.values())] if m)
+    _, top = models_json_schema(
+        [(model, "validation" if model in (schemas.AskRequest, schemas.ChatCompletionRequest) else "serialization")
+         for model in sorted(models, key=lambda m: m.__name__)],
+        ref_template="#/components/schemas/{model}",
+    )
+    ref = lambda model: {"$ref": f"#/components/schemas/{model.__name__}"}  # noqa: E731
+
+    paths: dict[str, dict] = {}
+    for (path, method), (summary, request_model, responses) in sorted(operations.items()):
+        content: dict[str, dict] = {}
+        for _status, (content_type, model) in responses.items():
+            content[content_type] = {"schema": ref(model)} if model else {}
+        op: dict = {"summary": summary, "responses": {"200": {"description": "OK", "content": content}}}
+        for status, description in _ERRORS.items():
+            op["responses"][status] = {"description": description, "content": {_JSON: {"schema": ref(schemas.ErrorBody)}}}
+        params = re.findall(r"{(\w+)}", path)
+        if params:
+            op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+        if request_model:
+            op["requestBody"] = {"required": True, "content": {_JSON: {"schema": ref(request_model)}}}
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "kgqa", "version": "1", "description": "Grounded, cited question answering over Wikipedia."},
+        "paths": paths,
+        "components": {"schemas": top.get("$defs", {})},
+    }

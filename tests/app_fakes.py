@@ -1,0 +1,86 @@
+"""A deterministic stand-in for the QA engine, for app tests that need exact tokens or forced failures.
+
+It honours the engine's interface (``warm_up``, ``ready``, ``ask``, ``ask_stream``)
+and builds real ``QAResult`` records, so the views serialise what the real engine returns.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from kgqa.errors import InvalidQuestion, Overloaded
+from kgqa.records import AnswerSentence, Citation, FactHit, LinkedEntity, QAResult, StreamEvent
+
+TOKENS = ["Montgomery", " is", " the", " capital", " of", " Alabama", "."]
+
+
+def fake_result(question: str, *, abstained: bool = False) -> QAResult:
+    citation = Citation(
+        id="1",
+        kind="passage",
+        title="Alabama",
+        url="https://en.wikipedia.org/wiki/Alabama",
+        snippet="Alabama's capital is Montgomery.",
+        score=0.9,
+        passage_id="303:1:0:0",
+    )
+    fact = FactHit(
+        triple_id=7, subject="Alabama", predicate="capital", object="Montgomery", object_is_entity=False,
+        page_id=303, rev_id=1, field="capital", url="https://en.wikipedia.org/wiki/Alabama", score=0.8,
+    )
+    return QAResult(
+        question=question,
+        answer="" if abstained else "Montgomery is the capital of Alabama [1].",
+        generated="".join(TOKENS),
+        sentences=[] if abstained else [
+            AnswerSentence(text="Montgomery is the capital of Alabama [1].", citations=["1"], supported=True, support=0.9)
+        ],
+        citations=[citation, Citation(id="F1", kind="fact", title="Alabama", url=fact.url,
+                                      snippet="Alabama capital Montgomery", score=0.8, triple_id=7)],
+        facts=[fact],
+        entities=[LinkedEntity(entity_id=303, title="Alabama", mention="Alabama", alias="alabama", url=fact.url)],
+        abstained=abstained,
+        abstain_reason="no supported sentence" if abstained else "",
+    )
+
+
+class FakeEngine:
+    """Streams ``TOKENS`` then a fixed result; ``overloaded``/``delay_s``/``block`` force the hard cases."""
+
+    def __init__(self, *, overloaded: bool = False, delay_s: float = 0.0, abstain: bool = False):
+        self.overloaded = overloaded
+        self.delay_s = delay_s
+        self.abstain = abstain
+        self.block = threading.Event()  # set() to let blocked asks finish
+        self.block.set()
+        self.calls: list[dict] = []
+        self._ready = False
+
+    def warm_up(self) -> None:
+        self._ready = True
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def _check(self, question: str) -> None:
+        if not question.strip():
+            raise InvalidQuestion("the question is empty")
+        if self.overloaded:
+            raise Overloaded("the model queue is full", retry_after=3)
+
+    def ask(self, question: str, *, k=None, history=None) -> QAResult:
+        self.calls.append({"question": question, "k": k, "history": history})
+        self._check(question)
+        self.block.wait(10)
+        return fake_result(question, abstained=self.abstain)
+
+    def ask_stream(self, question: str, *, k=None, history=None):
+        self.calls.append({"question": question, "k": k, "history": history})
+        self._check(question)
+        self.block.wait(10)
+        for token in TOKENS:
+            time.sleep(self.delay_s)
+            yield StreamEvent(type="token", text=token)
+        yield StreamEvent(type="result", result=fake_result(question, abstained=self.abstain))
