@@ -165,7 +165,20 @@ def _unanswerable(session: Session, facts: list[_Fact], by_page, rng: random.Ran
     for text, subject in rng.sample(future, min(len(future), max(1, count - len(out)))):
         question = text.format(s=tpl.subject_phrase(subject), year=rng.randint(2091, 2140))
         out.append(EvalQuestion(id=f"none-future-{len(out)}", question=question, unanswerable=True, kind="future"))
-    return out
+    return _interleave_kinds(out)[:count]
+
+
+def _interleave_kinds(questions: list[EvalQuestion]) -> list[EvalQuestion]:
+    """Round-robin over the kinds so a small cap still keeps every kind."""
+    by_kind: dict[str, list[EvalQuestion]] = defaultdict(list)
+    for question in questions:
+        by_kind[question.kind].append(question)
+    ordered = []
+    while any(by_kind.values()):
+        for kind in list(by_kind):
+            if by_kind[kind]:
+                ordered.append(by_kind[kind].pop(0))
+    return ordered
 
 
 def make_devset(session: Session, *, max_questions: int | None = None, seed: int = 13,
