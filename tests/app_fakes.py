@@ -84,3 +84,26 @@ class FakeEngine:
             time.sleep(self.delay_s)
             yield StreamEvent(type="token", text=token)
         yield StreamEvent(type="result", result=fake_result(question, abstained=self.abstain))
+
+
+def make_app(data_dir, engine=None, *, warm: bool = True, **overrides):
+    """An app on ``data_dir`` (no KB needed) around ``engine``, warmed unless ``warm`` is False."""
+    from app import create_app
+    from kgqa.settings import Settings
+
+    app = create_app(Settings(data_dir=data_dir, **overrides), engine=engine or FakeEngine())
+    app.config["TESTING"] = True
+    if warm:
+        assert app.extensions["kgqa_runtime"].wait_ready(5)
+    return app
+
+
+def sse_events(body: str) -> list[str]:
+    """The ``data:`` payloads of an SSE body, checking every block is a data line or a comment."""
+    assert body.endswith("\n\n"), "an SSE body ends with a blank line"
+    payloads = []
+    for block in body[:-2].split("\n\n"):
+        lines = block.split("\n")
+        assert all(line.startswith(("data: ", ":")) for line in lines), block
+        payloads.extend(line[len("data: "):] for line in lines if line.startswith("data: "))
+    return payloads
