@@ -1,0 +1,131 @@
+"""Export the local sentence-transformers model to ONNX once, optionally int8-quantised.
+
+The export runs offline from the model folder (torch's ONNX exporter, then
+onnxruntime's BERT graph optimiser and dynamic quantiser) and lands under
+``settings.models_dir`` in a folder named after the source's fingerprint, so a
+different embedder never reuses a stale export. The folder is built under a
+temporary name and renamed into place, so a crash leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from kgqa.assets import resolve_embedder
+from kgqa.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FP32_FILE = "model.onnx"
+INT8_FILE = "model_int8.onnx"
+MANIFEST_FILE = "manifest.json"
+EXPORT_VERSION = 1  # bump when the export recipe changes
+
+
+def source_fingerprint(folder: Path) -> str:
+    """Identify the source weights cheaply: path, size and mtime of the weight and config files."""
+    digest = hashlib.sha256(f"v{EXPORT_VERSION}".encode())
+    for name in ("model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json",
+                 "sentence_bert_config.json", "modules.json"):
+        path = folder / name
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()[:12]
+
+
+def export_dir(settings: Settings) -> Path:
+    folder = resolve_embedder(settings)
+    return settings.models_dir / f"embedder-onnx-{source_fingerprint(folder)}"
+
+
+def prepare_onnx_model(settings: Settings, *, quantized: bool = True) -> Path:
+    """The ONNX file to run (int8 or fp32), exporting it first if it is not on disk yet."""
+    target = export_dir(settings)
+    if not (target / MANIFEST_FILE).is_file():
+        _build(resolve_embedder(settings), target)
+    return target / (INT8_FILE if quantized else FP32_FILE)
+
+
+def _build(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        logger.info("exporting %s to ONNX under %s", source, target)
+        raw = staging / "raw.onnx"
+        hidden_size, num_heads = _export_fp32(source, raw)
+        _optimize(raw, staging / FP32_FILE, hidden_size=hidden_size, num_heads=num_heads)
+        raw.unlink()
+        _quantize(staging / FP32_FILE, staging / INT8_FILE)
+        manifest = {"source": str(source), "export_version": EXPORT_VERSION,
+                    "files": {"fp32": FP32_FILE, "int8": INT8_FILE},
+                    "outputs": "sentence_embedding (mean pooled, L2-normalised)"}
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+        staging.chmod(0o755)  # mkdtemp makes it private; the export is a shared asset
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not (target / MANIFEST_FILE).is_file():  # not a concurrent export that won the race
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _export_fp32(source: Path, out: Path) -> tuple[int, int]:
+    """Trace BERT plus mean pooling and normalisation into one graph that returns sentence embeddings."""
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(source), attn_implementation="eager", local_files_only=True)
+    model.eval()
+
+    class SentenceEmbedding(torch.nn.Module):
+        def __init__(self, encoder):
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    example = torch.ones((2, 16), dtype=torch.int64)
+    dynamic = {0: "batch", 1: "sequence"}
+    with torch.no_grad():
+        torch.onnx.export(
+            SentenceEmbedding(model), (example, example, torch.zeros_like(example)), str(out),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["sentence_embedding"],
+            dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic, "token_type_ids": dynamic,
+                          "sentence_embedding": {0: "batch"}},
+            opset_version=17, dynamo=False, do_constant_folding=True,
+        )
+    return model.config.hidden_size, model.config.num_attention_heads
+
+
+def _optimize(raw: Path, out: Path, *, hidden_size: int, num_heads: int) -> None:
+    """Fuse attention, LayerNorm and GELU so the quantiser sees whole attention blocks."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(str(raw), model_type="bert", num_heads=num_heads,
+                               hidden_size=hidden_size, opt_level=1)
+    optimized.save_model_to_file(str(out))
+
+
+def _quantize(fp32: Path, out: Path) -> None:
+    """Dynamic int8: weights quantised offline, activations per batch at run time (no calibration data)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Fused ops come from the com.microsoft domain, where shape inference cannot type every
+    # tensor; they are all float32, which is what DefaultTensorType says.
+    quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
