@@ -111,6 +111,18 @@ class Triple(Base):
     passage_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+class Redirect(Base):
+    """A redirect page: its title becomes an alias of the target once the target is ingested."""
+
+    __tablename__ = "redirects"
+
+    page_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(512))
+    norm: Mapped[str] = mapped_column(String(512), index=True)
+    target: Mapped[str] = mapped_column(String(512), index=True)
+    rev_id: Mapped[int] = mapped_column(Integer)
+
+
 class IngestRun(Base):
     """One `kgqa ingest` invocation, so a killed run can be seen and resumed."""
 

@@ -1,0 +1,9 @@
+"""Ingestion failures a user can act on; each message is one line."""
+
+from __future__ import annotations
+
+from kgqa.errors import KgqaError
+
+
+class DumpError(KgqaError):
+    """The dump cannot be read: missing, empty, not a MediaWiki export, corrupt or hostile."""

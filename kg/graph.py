@@ -1,0 +1,110 @@
+"""The knowledge graph as a NetworkX ``MultiDiGraph``: built from the SQL triples, persisted as a pickle.
+
+SQL is the source of truth (queryable piecemeal, scales); the pickle is a
+fast-loading snapshot stamped with the SQL state it was built from, so a stale
+snapshot (say, after a killed run) is rebuilt instead of trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import networkx as nx
+from sqlalchemy import func, inspect, select
+from sqlalchemy.orm import Session
+
+from kg.store import Alias, Entity, Redirect, Triple, make_engine, session_factory
+from kgqa.settings import Settings
+
+FORMAT_VERSION = 1
+
+
+def sql_stamp(session: Session) -> tuple:
+    """Changes whenever entities, aliases or triples change."""
+    return (FORMAT_VERSION,
+            *session.execute(select(func.count(), func.max(Triple.id))).one(),
+            *session.execute(select(func.count(), func.max(Alias.id))).one(),
+            session.scalar(select(func.count()).select_from(Entity)))
+
+
+def build_graph(session: Session) -> nx.MultiDiGraph:
+    """Entities with aliases; infobox, ``links_to`` and ``in_category`` edges with provenance.
+
+    Link and fact objects are resolved through redirects; an object that is not an
+    ingested article becomes a ``missing`` node, a literal value a ``literal`` node.
+    """
+    graph = nx.MultiDiGraph()
+    titles: dict[int, str] = {}
+    for entity_id, title, dab in session.execute(select(Entity.entity_id, Entity.title, Entity.is_disambiguation)):
+        titles[entity_id] = title
+        graph.add_node(title, kind="entity", entity_id=entity_id, aliases=[], is_disambiguation=dab)
+    for entity_id, alias in session.execute(select(Alias.entity_id, Alias.alias)):
+        if entity_id in titles and alias != titles[entity_id]:
+            graph.nodes[titles[entity_id]]["aliases"].append(alias)
+    known = set(titles.values())
+    redirects = {title: target for title, target in session.execute(select(Redirect.title, Redirect.target))
+                 if target in known}
+    rows = session.execute(select(Triple.id, Triple.subject_id, Triple.predicate, Triple.object_title,
+                                  Triple.object_literal, Triple.kind, Triple.page_id, Triple.rev_id,
+                                  Triple.field, Triple.passage_id))
+    for tid, subject_id, predicate, obj_title, literal, kind, page_id, rev_id, field, passage in rows:
+        subject = titles.get(subject_id)
+        if subject is None:
+            continue
+        if obj_title:
+            obj = redirects.get(obj_title, obj_title)
+            if obj not in graph:
+                graph.add_node(obj, kind="category" if kind == "in_category" else "missing")
+        else:
+            obj = literal
+            if obj not in graph:
+                graph.add_node(obj, kind="literal")
+        graph.add_edge(subject, obj, key=predicate,
+                       predicate=predicate, kind=kind, triple_id=tid, page_id=page_id, rev_id=rev_id,
+                       field=field, passage_id=passage)
+    return graph
+
+
+def save_graph(graph: nx.MultiDiGraph, stamp: tuple, path: Path) -> None:
+    """Pickle atomically (temp file + rename) so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            pickle.dump({"stamp": stamp, "graph": graph}, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def rebuild_graph(settings: Settings, session: Session) -> nx.MultiDiGraph:
+    graph = build_graph(session)
+    save_graph(graph, sql_stamp(session), settings.graph_path)
+    return graph
+
+
+def load_graph(settings: Settings) -> nx.MultiDiGraph:
+    """The persisted graph; rebuilt from SQL (and re-saved) when missing or stale."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
+        raise FileNotFoundError(f"no knowledge base at {url.database}: run `kgqa ingest <dump>`")
+    engine = make_engine(settings.database_url)
+    try:
+        if not inspect(engine).has_table("triples"):
+            raise FileNotFoundError(f"no knowledge base at {settings.database_url}: run `kgqa ingest <dump>`")
+        with session_factory(engine)() as session:
+            stamp = sql_stamp(session)
+            if settings.graph_path.is_file():
+                with settings.graph_path.open("rb") as handle:
+                    snapshot = pickle.load(handle)
+                if snapshot.get("stamp") == stamp:
+                    return snapshot["graph"]
+            return rebuild_graph(settings, session)
+    finally:
+        engine.dispose()

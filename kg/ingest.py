@@ -1,0 +1,254 @@
+"""The ingestion pipeline: dump reader -> parsing worker pool -> SQL batches -> embeddings -> FAISS -> graph.
+
+The reader and the revision check run in the pool's feeder thread, parsing runs
+in worker processes on every core, and the main process writes SQL and embeds,
+so parsing keeps going while the embedder works. A bounded window of pages in
+flight keeps memory constant on a 20 GB dump. Every batch is committed on its
+own; vectors follow the protocol in ``kg.vectors``, so a run killed at any point
+and run again ends in the same state as a clean run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from kg.dump_reader import RawPage, iter_pages
+from kg.errors import DumpError
+from kg.graph import rebuild_graph
+from kg.page_parser import ParsedPage, is_list_page, parse_page, redirect_target
+from kg.store import Entity, IngestRun, Page, Redirect, Triple, init_db, make_engine, session_factory
+from kg.vectors import PassageVectors
+from kg.writer import link_redirects, next_vector_id, write_page, write_redirect
+from kgqa.settings import Settings
+
+BATCH_PAGES = 32  # pages per SQL transaction
+WINDOW_PER_WORKER = 16  # pages in flight per worker process
+
+
+@dataclass
+class IngestSummary:
+    """What one run did: articles, redirects, passages and triples written; entities in the KB afterwards."""
+
+    pages: int = 0
+    redirects: int = 0
+    passages: int = 0
+    entities: int = 0
+    triples: int = 0
+    elapsed_s: float = 0.0
+    unchanged: int = 0  # pages already stored at this revision (or newer)
+    skipped: int = 0  # other namespaces and list pages
+    disambiguation: int = 0
+    repaired: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RedirectItem:
+    page_id: int
+    title: str
+    target: str
+    rev_id: int
+
+
+def _prepare(raw: RawPage) -> ParsedPage | RedirectItem:
+    """Worker-side: parse an article, or pass a redirect through."""
+    if raw.redirect is not None:
+        return RedirectItem(raw.page_id, raw.title, redirect_target(raw), raw.rev_id)
+    return parse_page(raw)
+
+
+class _Feed:
+    """Yields the pages that need parsing; counts the rest. Runs in the pool's feeder thread."""
+
+    def __init__(self, settings: Settings, pages: Iterable[RawPage], window: int, resume_after: int) -> None:
+        self.settings, self.pages, self.resume_after = settings, pages, resume_after
+        self.slots = threading.BoundedSemaphore(window)
+        self.stop = threading.Event()
+        self.unchanged = self.skipped = self.read = 0
+
+    def release(self) -> None:
+        self.slots.release()
+
+    def __iter__(self) -> Iterator[RawPage]:
+        engine = make_engine(self.settings.database_url)  # this thread's own connections
+        try:
+            resuming = self.resume_after > 0
+            for raw in self.pages:
+                self.read += 1
+                if resuming:
+                    resuming = raw.page_id != self.resume_after
+                    self.unchanged += 1
+                    continue
+                if raw.ns != 0 or (raw.redirect is None and is_list_page(raw.title)):
+                    self.skipped += 1
+                    continue
+                if self._is_current(engine, raw):
+                    self.unchanged += 1
+                    continue
+                while not self.slots.acquire(timeout=0.2):
+                    if self.stop.is_set():
+                        return
+                yield raw
+        finally:
+            engine.dispose()
+
+    @staticmethod
+    def _is_current(engine, raw: RawPage) -> bool:
+        table = Redirect if raw.redirect is not None else Page
+        with engine.connect() as conn:
+            stored = conn.scalar(select(table.rev_id).where(table.page_id == raw.page_id))
+        return stored is not None and stored >= raw.rev_id
+
+
+def _parsed_stream(feed: _Feed, workers: int) -> Iterator[ParsedPage | RedirectItem]:
+    if workers <= 1:
+        for raw in feed:
+            feed.release()
+            yield _prepare(raw)
+        return
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+    try:
+        for item in pool.imap(_prepare, feed, chunksize=2):
+            feed.release()
+            yield item
+    finally:
+        feed.stop.set()
+        pool.terminate()
+        pool.join()
+
+
+def ingest_dump(settings: Settings, dump_path: Path, *, limit: int | None = None, resume: bool = False,
+                progress: bool = True, workers: int | None = None, embedder=None) -> IngestSummary:
+    """Ingest a MediaWiki dump into the knowledge base under ``settings.data_dir``.
+
+    ``limit`` stops after that many pages read from the dump. Bad input raises
+    ``DumpError``; whatever was committed before it stays consistent.
+    """
+    started = time.monotonic()
+    dump_path = Path(dump_path)
+    pages = iter_pages(dump_path)
+    first = next(pages, None)  # fail fast on a missing, empty or non-dump file before touching the KB
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    sessions = session_factory(engine)
+    if embedder is None:
+        from retrieval.embedder import Embedder
+
+        embedder = Embedder(settings)
+    vectors = PassageVectors(settings, embedder, sessions)
+    summary = IngestSummary()
+    summary.repaired = vectors.reconcile()
+    resume_after = _resume_point(sessions, dump_path) if resume else 0
+    with sessions() as session:
+        run = IngestRun(dump=str(dump_path.resolve()))
+        session.add(run)
+        session.commit()
+        run_id = run.id
+
+    def source() -> Iterator[RawPage]:
+        if first is None:
+            return
+        yield first
+        count = 1
+        for raw in pages:
+            if limit is not None and count >= limit:
+                return
+            count += 1
+            yield raw
+
+    worker_count = workers if workers is not None else (os.cpu_count() or 1)
+    feed = _Feed(settings, source() if limit != 0 else iter(()), WINDOW_PER_WORKER * max(worker_count, 1), resume_after)
+    bar = _progress_bar(progress)
+    status, error = "failed", ""
+    try:
+        batch: list[ParsedPage | RedirectItem] = []
+        for item in _parsed_stream(feed, worker_count):
+            batch.append(item)
+            if len(batch) >= BATCH_PAGES:
+                _write_batch(sessions, vectors, batch, summary, run_id)
+                bar.update(feed.read - bar.n)
+                batch = []
+        _write_batch(sessions, vectors, batch, summary, run_id)
+        bar.update(feed.read - bar.n)
+        status = "done"
+    except BaseException as exc:
+        error = str(exc) if isinstance(exc, DumpError) else f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        bar.close()
+        vectors.checkpoint(force=True)
+        summary.unchanged, summary.skipped = feed.unchanged, feed.skipped
+        _finish(settings, sessions, run_id, summary, status, error, started)
+        engine.dispose()
+    return summary
+
+
+def _write_batch(sessions, vectors: PassageVectors, batch, summary: IngestSummary, run_id: int) -> None:
+    if not batch:
+        return
+    removed: list[int] = []
+    with sessions() as session:
+        vector_id = next_vector_id(session, floor=vectors.max_id() + 1)
+        for item in batch:
+            if isinstance(item, RedirectItem):
+                removed += write_redirect(session, item.page_id, item.title, item.target, item.rev_id)
+                summary.redirects += 1
+                continue
+            dropped, written = write_page(session, item, vector_id)
+            removed += dropped
+            vector_id += written
+            summary.pages += 1
+            summary.passages += written
+            summary.disambiguation += item.is_disambiguation
+            summary.triples += len(item.facts) + len(item.links) + len(item.categories)
+        run = session.get(IngestRun, run_id)
+        run.last_page_id = batch[-1].page_id
+        run.pages, run.redirects, run.passages, run.triples = (summary.pages, summary.redirects,
+                                                                summary.passages, summary.triples)
+        session.commit()
+    vectors.remove(removed)
+    vectors.embed_pending([item.page_id for item in batch if isinstance(item, ParsedPage)])
+    vectors.checkpoint()
+
+
+def _finish(settings, sessions, run_id, summary, status, error, started) -> None:
+    """Link redirects, refresh the graph snapshot and close the run record, whatever happened."""
+    with sessions() as session:
+        link_redirects(session)
+        run = session.get(IngestRun, run_id)
+        run.status, run.error = status, error[:2000]
+        run.finished_at = datetime.now(timezone.utc)
+        session.commit()
+        summary.entities = session.scalar(select(func.count()).select_from(Entity)) or 0
+        rebuild_graph(settings, session)
+    summary.elapsed_s = round(time.monotonic() - started, 3)
+
+
+def _resume_point(sessions, dump_path: Path) -> int:
+    """The last page committed by the latest unfinished run over this dump (0: start over)."""
+    with sessions() as session:
+        run = session.scalars(select(IngestRun).where(IngestRun.dump == str(dump_path.resolve()))
+                              .order_by(IngestRun.id.desc()).limit(1)).first()
+        return run.last_page_id if run is not None and run.status != "done" else 0
+
+
+def _progress_bar(enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=None, unit="pages", desc="ingest", disable=not enabled, dynamic_ncols=True)
+
+
+def count_triples(session) -> int:
+    return session.scalar(select(func.count()).select_from(Triple)) or 0

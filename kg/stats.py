@@ -1,0 +1,71 @@
+"""The plain functions behind ``kgqa kg stats`` and ``kgqa kg show``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, inspect, select
+from sqlalchemy.engine import make_url
+
+from kg.queries import EntityView, entity_view, resolve_entity
+from kg.store import Alias, Entity, IngestRun, Page, Passage, Redirect, Triple, make_engine, session_factory
+from kgqa.errors import KgqaError, KnowledgeBaseMissing
+from kgqa.settings import Settings
+
+
+class EntityNotFound(KgqaError):
+    """No entity has this title, redirect or alias."""
+
+
+def _open(settings: Settings):
+    url = make_url(settings.database_url)
+    missing = url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file()
+    engine = None if missing else make_engine(settings.database_url)
+    if engine is None or not inspect(engine).has_table("pages"):
+        raise KnowledgeBaseMissing(f"no knowledge base in {settings.data_dir}: run `kgqa ingest <dump>` first")
+    return engine
+
+
+def kb_stats(settings: Settings) -> dict:
+    engine = _open(settings)
+    try:
+        with session_factory(engine)() as session:
+            def count(model, *where):
+                return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
+            stats = {
+                "pages": count(Page), "disambiguation_pages": count(Page, Page.is_disambiguation.is_(True)),
+                "redirects": count(Redirect), "passages": count(Passage),
+                "embedded_passages": count(Passage, Passage.embedded.is_(True)),
+                "entities": count(Entity), "aliases": count(Alias), "triples": count(Triple),
+                "infobox_triples": count(Triple, Triple.kind == "infobox"),
+                "links_to_triples": count(Triple, Triple.kind == "links_to"),
+                "in_category_triples": count(Triple, Triple.kind == "in_category"),
+            }
+            last = session.scalars(select(IngestRun).order_by(IngestRun.id.desc()).limit(1)).first()
+            if last is not None:
+                stats["last_run"] = f"#{last.id} {last.status} {last.started_at:%Y-%m-%d %H:%M:%S} {last.dump}"
+            stats["vectors"] = _vector_count(settings)
+    finally:
+        engine.dispose()
+    return stats
+
+
+def _vector_count(settings: Settings) -> int:
+    if not settings.faiss_path.is_file():
+        return 0
+    from retrieval.vector_index import VectorIndex
+
+    return VectorIndex.load(settings.faiss_path).ntotal
+
+
+def show_entity(settings: Settings, name: str) -> EntityView:
+    engine = _open(settings)
+    try:
+        with session_factory(engine)() as session:
+            entity = resolve_entity(session, name)
+            if entity is None:
+                raise EntityNotFound(f"no entity named {name!r} (title, redirect or alias)")
+            return entity_view(session, entity.entity_id)
+    finally:
+        engine.dispose()
