@@ -70,9 +70,10 @@ def find_entity(name: str):
 
     session = _kb().request_session()
     entity = resolve_entity(session, name)
-    if entity is None:
+    view = entity_view(session, entity.entity_id) if entity is not None else None
+    if view is None:
         raise NotFound(f"no entity named {name!r} in the knowledge base")
-    return entity_view(session, entity.entity_id)
+    return view
 
 
 def find_passage(passage_id: str) -> PassageView:

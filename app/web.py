@@ -49,21 +49,3 @@ def entity_page(name: str) -> str:
 def passage_page(passage_id: str) -> str:
     """One passage's text with a link to its Wikipedia article."""
     return render_template("passage.html", passage=find_passage(passage_id))
-
-
-@bp.app_template_filter("node_title")
-def node_title(node: object) -> str:
-    """A neighbour's title, whether the KB gives a string, a mapping or a record."""
-    if isinstance(node, str):
-        return node
-    if isinstance(node, dict):
-        return str(node.get("title") or node.get("name") or node)
-    return str(getattr(node, "title", None) or getattr(node, "name", None) or node)
-
-
-@bp.app_template_filter("node_label")
-def node_label(node: object) -> str:
-    """A neighbour's relation, when the KB gives one (e.g. the predicate of the edge)."""
-    if isinstance(node, dict):
-        return str(node.get("predicate") or "")
-    return str(getattr(node, "predicate", "") or "")

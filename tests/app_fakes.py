@@ -107,3 +107,41 @@ def sse_events(body: str) -> list[str]:
         assert all(line.startswith(("data: ", ":")) for line in lines), block
         payloads.extend(line[len("data: "):] for line in lines if line.startswith("data: "))
     return payloads
+
+
+HOSTILE_TEXT = (
+    'Hostile <script>window.__pwned = "script"; alert(1)</script> text '
+    '<img src=x onerror="window.__pwned = \'img\'; alert(2)"> ends here.'
+)
+
+
+def hostile_kb_copy(kb_settings, dest):
+    """A copy of a built KB with one passage and one fact whose text is a script-injection payload.
+
+    Returns ``(settings, passage_id, entity_title)``; the copy is what the XSS tests serve.
+    """
+    import shutil
+
+    from sqlalchemy import select
+
+    from kg.store import Entity, Page, Passage, Triple, make_engine, session_factory
+
+    data_dir = dest / "data"
+    shutil.copytree(kb_settings.data_dir, data_dir, ignore=shutil.ignore_patterns("models", "reports"))
+    settings = kb_settings.with_overrides(data_dir=data_dir)
+    engine = make_engine(settings.database_url)
+    with session_factory(engine)() as session:
+        page = session.scalars(select(Page).order_by(Page.page_id)).first()
+        max_vector = max(session.scalars(select(Passage.vector_id)).all() or [0])
+        passage_id = f"{page.page_id}:{page.rev_id}:999:0"
+        session.add(Passage(id=passage_id, vector_id=max_vector + 1000, page_id=page.page_id, rev_id=page.rev_id,
+                            title=page.title, section="<b>Injected</b>", ordinal=999, text=HOSTILE_TEXT,
+                            embedded=False))
+        entity = session.get(Entity, page.page_id)
+        session.add(Triple(subject_id=entity.entity_id, predicate="motto", object_title="",
+                           object_literal=HOSTILE_TEXT, kind="infobox", page_id=page.page_id, rev_id=page.rev_id,
+                           field="motto<script>"))
+        session.commit()
+        title = entity.title
+    engine.dispose()
+    return settings, passage_id, title
