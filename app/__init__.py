@@ -23,9 +23,9 @@ def create_app(settings: Settings | None = None, *, engine=None) -> Flask:
     app.config.update(
         KGQA_SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        JSON_SORT_KEYS=False,
         SSE_KEEPALIVE_S=10.0,
     )
+    app.json.sort_keys = False  # keep the records' field order in responses
     app.extensions["kgqa_runtime"] = EngineRuntime(settings, engine=engine)
     app.extensions["kgqa_kb"] = KnowledgeBase(settings)
     app.extensions["kgqa_limits"] = limits.ServiceLimits(settings)
