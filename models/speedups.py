@@ -1,0 +1,64 @@
+"""Optional CPU/GPU speedups applied to a loaded model, chosen by ``bench/generate.py`` measurements.
+
+Each speedup must keep greedy answers unchanged on the RAG test prompts; the bench
+checks that before a speedup may become a default.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SPEEDUPS = ("none", "int8", "bf16", "compile")
+
+
+def default_speedup(device: str) -> str:
+    """Measured on the 2-core AMD EPYC (AVX2, no AVX-512/AMX): see bench/results/generate.json.
+
+    int8 dynamic quantisation and bf16 both ran slower than fp32 there (no VNNI/bf16
+    matmul units) and int8 changed greedy answers; ``compile`` costs minutes of
+    compilation per shape. So fp32 eager stays the CPU default; CUDA uses bf16 weights
+    from the loader.
+    """
+    return "none"
+
+
+def apply_speedup(model: Any, name: str, *, device: str) -> Any:
+    """Return the model prepared for ``name``; ``none`` returns it untouched."""
+    if name not in SPEEDUPS:
+        raise ValueError(f"unknown speedup {name!r}; choose one of {', '.join(SPEEDUPS)}")
+    if name == "none":
+        return model
+    if name == "int8":
+        return _int8_dynamic(model, device)
+    if name == "bf16":
+        import torch
+
+        return model.to(torch.bfloat16)
+    return _static_cache_compile(model, device)
+
+
+def _int8_dynamic(model: Any, device: str) -> Any:
+    """Int8 weights, fp32 activations for every Linear (lm_head included); CPU only."""
+    import warnings
+
+    import torch
+
+    if device != "cpu":
+        raise ValueError("int8 dynamic quantisation runs on cpu only")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _static_cache_compile(model: Any, device: str) -> Any:
+    """A fixed-shape KV cache lets ``torch.compile`` trace one decode graph and replay it each step."""
+    from transformers import CompileConfig
+
+    config = CompileConfig(mode="reduce-overhead" if device == "cuda" else "default", dynamic=False)
+    config._compile_all_devices = True  # transformers only auto-compiles on accelerators otherwise
+    model.generation_config.cache_implementation = "static"
+    model.generation_config.compile_config = config
+    return model
