@@ -36,14 +36,19 @@ def tiny_store(tmp_path):
     with session_factory(engine)() as session:
         _page(session, 1, "Alabama", ["Alabama is a state.", "Its capital is Montgomery, founded in 1819."])
         _page(session, 2, "Montgomery, Alabama", ["Montgomery is a city."])
-        _page(session, 3, "Animal Farm", ["Animal Farm is a novella by George Orwell."])
+        _page(session, 3, "Animal Farm", ["Animal Farm is a satirical novella by George Orwell."])
         _page(session, 4, "Algeria", ["Algeria is a country in North Africa."])
         session.flush()
         session.add(Alias(norm="montgomery", alias="Montgomery", entity_id=2, source="disambiguator"))
         _fact(session, 1, "capital", title="Montgomery, Alabama")
         _fact(session, 1, "image_flag", literal="Flag of Alabama.svg")
+        _fact(session, 1, "largest_city", literal="Birmingham")
         _fact(session, 3, "author", title="George Orwell")
+        _fact(session, 3, "genre", literal="Political satire")
+        _fact(session, 3, "language", literal="English")
         _fact(session, 4, "capital", title="Algiers")
+        _fact(session, 4, "currency", literal="Algerian dinar")
+        _fact(session, 4, "birth_place", literal="Oran")  # a person's key on a country: does not fit
         _fact(session, 4, "largest_city", literal="capital")  # a placeholder, not a fact
         _fact(session, 4, "population_estimate", literal="40,400,000")
         session.commit()
@@ -52,7 +57,11 @@ def tiny_store(tmp_path):
 
 def test_answerable_questions_come_from_templated_infobox_facts(tiny_store):
     questions = {q.question: q for q in make_devset(tiny_store, seed=1) if not q.unanswerable}
-    assert set(questions) == {"What is the capital of Alabama?", "Who wrote Animal Farm?", "What is the capital of Algeria?"}
+    assert set(questions) == {
+        "What is the capital of Alabama?", "What is the largest city in Alabama?",
+        "Who wrote Animal Farm?", "What genre is Animal Farm?", "In what language is Animal Farm?",
+        "What is the capital of Algeria?", "What is the currency of Algeria?",
+    }
     alabama = questions["What is the capital of Alabama?"]
     assert alabama.answer == "Montgomery, Alabama"
     assert "Montgomery" in alabama.answer_aliases
@@ -60,6 +69,20 @@ def test_answerable_questions_come_from_templated_infobox_facts(tiny_store):
     assert alabama.gold_passage_ids == ["1:10:0:1"]  # the passage that states the answer
     assert alabama.source.page_id == 1 and alabama.source.field == "capital"
     assert questions["Who wrote Animal Farm?"].gold_passage_ids == ["3:30:0:0"]
+
+
+def test_dates_get_written_out_variants_and_lone_facts_ask_nothing(tiny_store):
+    _page(tiny_store, 5, "Ada Lovelace", ["Ada Lovelace was born on 10 December 1815 in London."])
+    _fact(tiny_store, 5, "birth_date", literal="1815-12-10")
+    _fact(tiny_store, 5, "birth_place", title="London")
+    _page(tiny_store, 6, "Standards Body", ["A body."])
+    _fact(tiny_store, 6, "language", literal="English")  # one work key on a non-work: no question
+    tiny_store.commit()
+    questions = {q.question: q for q in make_devset(tiny_store, seed=1) if not q.unanswerable}
+    born = questions["When was Ada Lovelace born?"]
+    assert born.answer == "1815-12-10" and "10 December 1815" in born.answer_aliases
+    assert born.gold_passage_ids == ["5:50:0:0"]
+    assert not any("Standards Body" in q for q in questions)
 
 
 def test_unanswerable_questions_name_nothing_the_kb_holds(tiny_store):

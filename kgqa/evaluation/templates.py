@@ -5,8 +5,11 @@ date get a template. Dropped after reading generated samples: ``field`` ("What f
 did Autism work in?"), ``religion`` (values like "See: Abraham Lincoln and religion"),
 ``region`` (a philosopher's "region" is "Western philosophy"), ``leader_name1``/``leader_title1``
 (numbered pairs), ``country`` (awards and ceremonies: "In which country is Academy Awards?"),
+``admittancedate`` ("When was Alberta admitted to the Union?": provinces share the key),
 and every number-valued key (population, area, GDP, coordinates), whose written forms
-vary too much to score.
+vary too much to score. Survey articles ("Economy of Angola") are not asked about, and
+linked answers that name an article rather than a value ("List of Andorrans",
+"Demography of Afghanistan" as a demonym) are dropped.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ TEMPLATES: dict[str, Template] = {
     "demonym": Template("What are people from {s} called?", PLACE, ("demonym",)),
     "governor": Template("Who is the governor of {s}?", PLACE, ("governor",)),
     "nickname": Template("What is the nickname of {s}?", PLACE, ("nickname",)),
-    "admittancedate": Template("When was {s} admitted to the Union?", PLACE, ("admitted",)),
     "birthplace": Template("Where was {s} born?", PERSON, ("born",)),
     "deathplace": Template("Where did {s} die?", PERSON, ("died",)),
     "birthdate": Template("When was {s} born?", PERSON, ("born",)),
@@ -51,10 +53,21 @@ TEMPLATES: dict[str, Template] = {
     "language": Template("In what language is {s}?", WORK, ("language",)),
 }
 
+DATE_PREDICATES = frozenset({"birthdate", "deathdate"})
+# Facts whose absence from a subject's article makes a fair unanswerable question.
+ABSENCE_PREDICATES = frozenset({"capital", "largestcity", "currency", "nationalanthem", "spouse", "author",
+                                "writer", "director", "publisher", "genre"})
+
 # Answers that are placeholders rather than facts (Algeria's largest city is "capital").
 _PLACEHOLDERS = {"capital", "see", "none", "n/a", "unknown", "various", "list", "yes", "no"}
 _MARKUP = re.compile(r"[{}\[\]|<>=]|https?:|\.svg|\.png|\.jpg", re.IGNORECASE)
 _DISAMBIGUATOR = re.compile(r"\s*\([^)]*\)\s*$")
+_SURVEY = re.compile(r"^(list|lists|culture|demograph\w*|economy|history|geography|politics|adjectivals|outline)\b"
+                     r".*\b(of|and|for)\b", re.IGNORECASE)
+_ISO_DATE = re.compile(r"^(\d{3,4})-(\d{2})-(\d{2})$")
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"]
+_SUFFIXES = (" language", " languages", " people")
 
 
 def canonical_predicate(predicate: str) -> str:
@@ -68,24 +81,38 @@ def subject_phrase(title: str) -> str:
     return _DISAMBIGUATOR.sub("", title).strip() or title
 
 
-def clean_answer(value: str) -> str | None:
+def is_survey_title(title: str) -> bool:
+    """"Economy of Angola", "List of Andorrans": articles about a topic, not things a question can name."""
+    return bool(_SURVEY.match(title))
+
+
+def clean_answer(value: str, predicate: str = "") -> str | None:
     """A short, markup-free answer string, or None when the value cannot be scored fairly."""
-    value = " ".join(value.split()).strip(" ,;:.")
-    if not value or len(value) > 60 or len(value.split()) > 8:
+    value = " ".join(value.split()).strip(" ,;:.\"'“”")
+    if len(value) < 3 or len(value) > 60 or len(value.split()) > 8:
         return None
-    if _MARKUP.search(value) or value.lower() in _PLACEHOLDERS:
+    if _MARKUP.search(value) or value.lower() in _PLACEHOLDERS or is_survey_title(value):
         return None
-    return value
+    if predicate in DATE_PREDICATES:
+        return value if any(ch.isdigit() for ch in value) else None
+    return None if value[0].isdigit() else value
 
 
 def answer_variants(answer: str) -> list[str]:
-    """Shorter forms a correct answer may take: without disambiguator, the head of "Town, State, U.S."."""
+    """Other forms a correct answer may take: written-out dates, no disambiguator, "Town" of "Town, State, U.S."."""
+    iso = _ISO_DATE.match(answer)
+    if iso:
+        year, month, day = int(iso[1]), _MONTHS[int(iso[2]) - 1], int(iso[3])
+        return [f"{day} {month} {year}", f"{month} {day}, {year}"]
     variants = []
     bare = _DISAMBIGUATOR.sub("", answer).strip()
     if bare and bare != answer:
         variants.append(bare)
+    for suffix in _SUFFIXES:
+        if bare.endswith(suffix) and len(bare) > len(suffix) + 2:
+            variants.append(bare[: -len(suffix)])
     head = bare.split(",")[0].strip()
-    if head and head != bare and len(head) > 2:
+    if head and head != bare and len(head) > 2 and not head[0].isdigit():
         variants.append(head)
     return variants
 
