@@ -97,6 +97,7 @@
     const button = el("button", "[" + citation.id + "]", "cite");
     button.type = "button";
     button.dataset.citation = citation.id;
+    button.dataset.kind = citation.kind;
     button.setAttribute("aria-label", "Open source " + citation.id + ": " + citation.title);
     button.addEventListener("click", () => openCitation(citation));
     return button;
