@@ -86,6 +86,10 @@ def test_entity_api_gives_facts_with_provenance(kb_client):
 
 
 def test_entity_api_resolves_redirects_and_aliases(kb_client):
+    # redirect pages of the sample dump (e.g. "AcademyAwards" -> "Academy Awards")
+    assert kb_client.get("/api/v1/entities/AcademyAwards").json["title"] == "Academy Awards"
+    assert kb_client.get("/api/v1/entities/ANOVA").json["title"] == "Analysis of variance"
+    assert kb_client.get("/entity/AndorrA").status_code == 200
     direct = kb_client.get("/api/v1/entities/Alabama").json
     for name in ("alabama", "ALABAMA"):
         assert kb_client.get(f"/api/v1/entities/{name}").json["entity_id"] == direct["entity_id"]
