@@ -108,8 +108,10 @@ def test_generation_is_deterministic_per_seed_and_round_trips_through_jsonl(tiny
     assert [q.question for q in load_questions(path)] == [q.question for q in first]
 
 
-def test_max_questions_caps_the_set(tiny_store):
+def test_max_questions_caps_the_set_and_any_prefix_mixes_both_kinds(tiny_store):
     assert len(make_devset(tiny_store, seed=3, max_questions=3)) <= 3
+    first_four = make_devset(tiny_store, seed=3)[:4]
+    assert any(q.unanswerable for q in first_four) and not all(q.unanswerable for q in first_four)
 
 
 def test_a_malformed_question_line_names_its_number(tmp_path):

@@ -53,7 +53,7 @@ def test_retrieval_eval_aggregates_known_ranks_per_mode():
     assert dense["mrr@10"] == pytest.approx((1 + 1 / 3 + 0) / 3)
     assert (dense["recall@1"], dense["recall@5"]) == (pytest.approx(1 / 3), pytest.approx(2 / 3))
     assert sparse["mrr@10"] == pytest.approx(1 / 3)  # only the answer-string question, at rank 1
-    assert dense["evidence_recall@5"] == 1.0  # the one question with gold passage ids found it
+    assert dense["evidence_recall@5"] == 1.0 and dense["evidence_mrr@10"] == 1.0  # the one question with gold passage ids
     assert dense["curve"][:3] == [pytest.approx(1 / 3), pytest.approx(1 / 3), pytest.approx(2 / 3)]
     assert result["per_question"][1]["first_hit_rank"] == {"dense": 3, "sparse": None}
 

@@ -229,4 +229,14 @@ def make_devset(session: Session, *, max_questions: int | None = None, seed: int
     wanted = max(3, round(len(answerable) * unanswerable_share / (1 - unanswerable_share)))
     if max_questions is not None:
         wanted = max(1, min(wanted, max_questions - len(answerable)))
-    return answerable + _unanswerable(session, facts, by_page, rng, wanted)
+    return _spread(answerable, _unanswerable(session, facts, by_page, rng, wanted))
+
+
+def _spread(answerable: list[EvalQuestion], unanswerable: list[EvalQuestion]) -> list[EvalQuestion]:
+    """Mix the unanswerable questions evenly in, so the first N (``--limit``) hold both kinds."""
+    total = len(answerable) + len(unanswerable)
+    ordered, a, u = [], iter(answerable), iter(unanswerable)
+    for position in range(total):
+        due = (position + 1) * len(unanswerable) // total > position * len(unanswerable) // total
+        ordered.append(next(u) if due else next(a))
+    return ordered

@@ -25,14 +25,22 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def retrieval_markdown(report: dict) -> str:
-    columns = ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "evidence_recall@5", "latency_p50_ms"]
-    rows = [
+def _mode_rows(report: dict, columns: list[str]) -> list[list[str]]:
+    return [
         [MODE_LABELS.get(mode, mode)] + [_fmt(values[c], 1 if c.endswith("_ms") else 3) for c in columns]
         for mode, values in report["modes"].items()
     ]
-    title = f"Retrieval on {report['questions']} questions (k={report['k']})"
-    return f"### {title}\n\n" + _table(["retriever"] + columns, rows)
+
+
+def retrieval_markdown(report: dict) -> str:
+    article = ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "latency_p50_ms"]
+    evidence = ["evidence_recall@1", "evidence_recall@5", "evidence_recall@10", "evidence_mrr@10"]
+    text = (f"### Retrieval: hit = passage of a gold article ({report['questions']} questions, k={report['k']})\n\n"
+            + _table(["retriever"] + article, _mode_rows(report, article)))
+    if report.get("evidence_questions"):
+        text += (f"\n\n### Retrieval: hit = gold passage stating the answer ({report['evidence_questions']} questions)"
+                 "\n\n" + _table(["retriever"] + evidence, _mode_rows(report, evidence)))
+    return text
 
 
 def qa_markdown(report: dict) -> str:

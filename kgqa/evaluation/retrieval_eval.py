@@ -1,8 +1,10 @@
 """Retrieval quality per retriever: recall@k, MRR@10 and nDCG@10, side by side, in one run.
 
 A hit is a retrieved passage from a gold article; with no gold article, a passage in
-``gold_passage_ids``; with neither, a passage containing the answer string. "Evidence
-recall@5" is stricter: a gold passage that actually states the answer.
+``gold_passage_ids``; with neither, a passage containing the answer string. The
+evidence-level metrics are stricter: only a gold passage that states the answer counts,
+over the questions that have one (the article-level hit is easy when the question names
+its subject).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def evaluate_retrieval(
     """Run every retriever on every scorable question; return aggregate metrics and per-question ranks."""
     scorable = [q for q in questions if is_scorable(q)]
     rankings: dict[str, list[list[bool]]] = {mode: [] for mode in modes}
-    evidence: dict[str, list[float]] = {mode: [] for mode in modes}
+    evidence: dict[str, list[list[bool]]] = {mode: [] for mode in modes}
     ndcgs: dict[str, list[float]] = {mode: [] for mode in modes}
     latencies: dict[str, list[float]] = {mode: [] for mode in modes}
     per_question = []
@@ -71,7 +73,7 @@ def evaluate_retrieval(
             ndcgs[mode].append(m.ndcg_at_k(ranking, k, n_relevant))
             if question.gold_passage_ids:
                 gold_ids = set(question.gold_passage_ids)
-                evidence[mode].append(m.hit_at_k([h.passage_id in gold_ids for h in hits], 5))
+                evidence[mode].append([h.passage_id in gold_ids for h in hits])
             row["first_hit_rank"][mode] = m.first_hit_rank(ranking)
             bar.update(1)
         per_question.append(row)
@@ -84,12 +86,16 @@ def evaluate_retrieval(
             "recall@10": m.recall_at_k(rankings[mode], 10),
             "mrr@10": m.mean_reciprocal_rank(rankings[mode], 10),
             "ndcg@10": m.mean(ndcgs[mode]),
-            "evidence_recall@5": m.mean(evidence[mode]) if evidence[mode] else None,
+            "evidence_recall@1": m.recall_at_k(evidence[mode], 1) if evidence[mode] else None,
+            "evidence_recall@5": m.recall_at_k(evidence[mode], 5) if evidence[mode] else None,
+            "evidence_recall@10": m.recall_at_k(evidence[mode], 10) if evidence[mode] else None,
+            "evidence_mrr@10": m.mean_reciprocal_rank(evidence[mode], 10) if evidence[mode] else None,
             "latency_p50_ms": 1000 * m.percentile(latencies[mode], 50),
             "curve": [m.recall_at_k(rankings[mode], c) for c in CURVE_KS if c <= k],
         }
     return {
         "questions": len(scorable),
+        "evidence_questions": sum(1 for q in scorable if q.gold_passage_ids),
         "skipped_unanswerable": len(questions) - len(scorable),
         "k": k,
         "modes": results,

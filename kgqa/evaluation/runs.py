@@ -23,11 +23,13 @@ def _sessions(settings: Settings):
     return session_factory(engine)
 
 
-def _qa_engine(settings: Settings):
+def _qa_engine(settings: Settings, *, load_lm: bool):
+    """The engine under test; retrieval alone never loads the LM (``retrieve`` warms only the index)."""
     from kgqa.qa.engine import QAEngine
 
     engine = QAEngine(settings)
-    engine.warm_up()
+    if load_lm:
+        engine.warm_up()
     return engine
 
 
@@ -59,7 +61,7 @@ def run_retrieval_eval(settings: Settings, questions_path: Path, *, report_dir: 
             return sum(counts[normalize_answer(t)] for t in question.gold_titles) or None
         return len(question.gold_passage_ids) or None
 
-    engine = engine or _qa_engine(settings)
+    engine = engine or _qa_engine(settings, load_lm=False)
     result = evaluate_retrieval(engine, questions, modes=modes or MODES, k=k,
                                 relevant_count=relevant_count, progress=progress)
     result["meta"] = report.run_metadata(settings, questions_path)
@@ -87,7 +89,7 @@ def run_qa_eval(settings: Settings, questions_path: Path, *, report_dir: Path | 
 
     questions = load_questions(questions_path, limit=limit)
     _sessions(settings)
-    engine = engine or _qa_engine(settings)
+    engine = engine or _qa_engine(settings, load_lm=True)
     checker = SupportChecker(embed=_embedding_similarity(settings) if use_embeddings else None)
     result = evaluate_qa(engine, questions, checker=checker, evidence_text=StoreEvidence(settings),
                          retrieval_k=settings.top_k, progress=progress)
