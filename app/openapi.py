@@ -34,15 +34,15 @@ def _entity_model():
     return EntityView
 
 
-# (path, method) -> (summary, request model, {status: (content type, model or None)})
+# (path, method) -> (summary, request model, [(content type of the 200 response, its model or None)])
 def _operations() -> dict[tuple[str, str], tuple]:
-    ok_json = lambda model: {"200": (_JSON, model)}  # noqa: E731
+    ok_json = lambda model: [(_JSON, model)]  # noqa: E731
     health = ok_json(schemas.Health)
     return {
         ("/api/v1/ask", "post"): (
             "Answer a question with citations (SSE token events then a result event when stream is true)",
             schemas.AskRequest,
-            {"200": (_JSON, QAResult), "200-stream": (_SSE, StreamEvent)},
+            [(_JSON, QAResult), (_SSE, StreamEvent)],
         ),
         ("/api/v1/entities/{name}", "get"): ("An entity by title, alias or redirect", None, ok_json(_entity_model())),
         ("/api/v1/passages/{passage_id}", "get"): ("A passage with its article and URL", None, ok_json(PassageView)),
@@ -50,19 +50,19 @@ def _operations() -> dict[tuple[str, str], tuple]:
         ("/api/v1/healthz", "get"): ("Liveness", None, health),
         ("/readyz", "get"): ("Readiness: 200 once the engine is warm", None, health),
         ("/api/v1/readyz", "get"): ("Readiness: 200 once the engine is warm", None, health),
-        ("/openapi.json", "get"): ("This document", None, {"200": (_JSON, None)}),
-        ("/api/v1/openapi.json", "get"): ("This document", None, {"200": (_JSON, None)}),
+        ("/openapi.json", "get"): ("This document", None, [(_JSON, None)]),
+        ("/api/v1/openapi.json", "get"): ("This document", None, [(_JSON, None)]),
         ("/v1/chat/completions", "post"): (
             "OpenAI-compatible chat completion (SSE chunks ending with [DONE] when stream is true)",
             schemas.ChatCompletionRequest,
-            {"200": (_JSON, schemas.ChatCompletion), "200-stream": (_SSE, schemas.ChatCompletionChunk)},
+            [(_JSON, schemas.ChatCompletion), (_SSE, schemas.ChatCompletionChunk)],
         ),
         ("/v1/models", "get"): ("OpenAI-compatible model list", None, ok_json(schemas.ModelList)),
         ("/v1/models/{model}", "get"): ("OpenAI-compatible model", None, ok_json(schemas.ModelCard)),
-        ("/", "get"): ("The Q&A web page", None, {"200": (_HTML, None)}),
-        ("/entity/{name}", "get"): ("An entity's web page", None, {"200": (_HTML, None)}),
-        ("/passage/{passage_id}", "get"): ("A passage's web page", None, {"200": (_HTML, None)}),
-        ("/static/{filename}", "get"): ("Static assets (script, style)", None, {"200": ("application/octet-stream", None)}),
+        ("/", "get"): ("The Q&A web page", None, [(_HTML, None)]),
+        ("/entity/{name}", "get"): ("An entity's web page", None, [(_HTML, None)]),
+        ("/passage/{passage_id}", "get"): ("A passage's web page", None, [(_HTML, None)]),
+        ("/static/{filename}", "get"): ("Static assets (script, style)", None, [("application/octet-stream", None)]),
     }
 
 
@@ -84,7 +84,7 @@ def build_spec(app: Flask) -> dict:
     operations = _operations()
     models = {schemas.ErrorBody}
     for _summary, request_model, responses in operations.values():
-        models.update(m for m in [request_model, *(model for _ct, model in responses.values())] if m)
+        models.update(m for m in [request_model, *(model for _ct, model in responses)] if m)
     _, top = models_json_schema(
         [(model, "validation" if model in (schemas.AskRequest, schemas.ChatCompletionRequest) else "serialization")
          for model in sorted(models, key=lambda m: m.__name__)],
@@ -94,9 +94,7 @@ def build_spec(app: Flask) -> dict:
 
     paths: dict[str, dict] = {}
     for (path, method), (summary, request_model, responses) in sorted(operations.items()):
-        content: dict[str, dict] = {}
-        for _status, (content_type, model) in responses.items():
-            content[content_type] = {"schema": ref(model)} if model else {}
+        content = {content_type: ({"schema": ref(model)} if model else {}) for content_type, model in responses}
         op: dict = {"summary": summary, "responses": {"200": {"description": "OK", "content": content}}}
         for status, description in _ERRORS.items():
             op["responses"][status] = {"description": description, "content": {_JSON: {"schema": ref(schemas.ErrorBody)}}}

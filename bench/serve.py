@@ -61,9 +61,11 @@ def request(url: str, method: str, path: str, body: dict | None = None, timeout:
         conn.close()
 
 
-def wait_ready(url: str, timeout: float) -> None:
+def wait_ready(url: str, timeout: float, server: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if server is not None and server.poll() is not None:
+            raise SystemExit(f"the server exited with status {server.returncode} before it was ready")
         status, _ = request(url, "GET", "/readyz", timeout=5)
         if status == 200:
             return
@@ -152,7 +154,7 @@ def main() -> None:
             command += ["--threads", str(args.threads)]
         server = subprocess.Popen(command, env=env)
     try:
-        wait_ready(url, args.ready_timeout)
+        wait_ready(url, args.ready_timeout, server)
         started = time.perf_counter()
         samples = run_clients(url, args.clients, args.duration, args.path, args.stream)
         summary = summarise(samples, args.clients, args.duration, time.perf_counter() - started)
