@@ -83,14 +83,18 @@ class BatchingQueue:
                 self._thread.start()
 
     def submit(self, request: Request) -> Request:
+        return self.submit_many([request])[0]
+
+    def submit_many(self, requests: list[Request]) -> list[Request]:
+        """Queue all or none, atomically, so the worker can see them as one batch."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("the generator has been closed")
-            if len(self._waiting) >= self.queue_size:
+            if len(self._waiting) + len(requests) > self.queue_size:
                 raise Overloaded(f"the model queue is full ({self.queue_size} waiting); retry shortly")
-            self._waiting.append(request)
+            self._waiting.extend(requests)
             self._cond.notify()
-        return request
+        return requests
 
     def waiting(self) -> int:
         with self._cond:

@@ -118,33 +118,33 @@ class TransformersGenerator:
     # -- generation ------------------------------------------------------------------------
     def submit(self, messages: Messages, **knobs) -> Request:
         """Queue one request; raises ``Overloaded`` when the queue is full."""
+        return self.submit_many([messages], **knobs)[0]
+
+    def submit_many(self, conversations: list[Messages], **knobs) -> list[Request]:
+        """Queue several requests at once (all or none), so they can share one batch."""
         self.warm_up()
         config = GenerationConfig.build(**{"max_new_tokens": self.settings.max_new_tokens, **knobs})
-        ids = self.prompt_ids(messages)
         limit = getattr(self._lm.model.config, "max_position_embeddings", None)
-        if limit and len(ids) + config.max_new_tokens > limit:
-            raise ValueError(
-                f"prompt of {len(ids)} tokens plus {config.max_new_tokens} new tokens exceeds the model's {limit}"
-            )
-        return self._queue.submit(Request(ids, config))
+        requests = []
+        for messages in conversations:
+            ids = self.prompt_ids(messages)
+            if limit and len(ids) + config.max_new_tokens > limit:
+                raise ValueError(
+                    f"prompt of {len(ids)} tokens plus {config.max_new_tokens} new tokens exceeds the model's {limit}"
+                )
+            requests.append(Request(ids, config))
+        return self._queue.submit_many(requests)
 
     def stream(self, messages: Messages, **knobs) -> Iterator[str]:
         """Text pieces as they are decoded; the request is queued (or refused) before this returns."""
         return self.submit(messages, **knobs).iter_pieces()
 
     def generate(self, messages: Messages, **knobs) -> Generation:
-        request = self.submit(messages, **knobs)
-        text = "".join(request.iter_pieces())
-        done = time.perf_counter()
-        first = request.first_token_at or done
-        return Generation(
-            text=text,
-            prompt_tokens=len(request.prompt_ids),
-            new_tokens=request.new_tokens,
-            first_token_s=first - request.submitted_at,
-            total_s=done - request.submitted_at,
-            finish_reason=request.finish_reason,
-        )
+        return _collect(self.submit(messages, **knobs))
+
+    def generate_batch(self, conversations: list[Messages], **knobs) -> list[Generation]:
+        """Answer several conversations in shared batches (used by evaluation and benchmarks)."""
+        return [_collect(request) for request in self.submit_many(conversations, **knobs)]
 
     # -- the worker's side -----------------------------------------------------------------
     def _run_batch(self, requests: list[Request]) -> None:
@@ -190,6 +190,21 @@ class TransformersGenerator:
         if self._lm.tokenizer.eos_token_id is not None:
             ids.add(self._lm.tokenizer.eos_token_id)
         return ids
+
+
+def _collect(request: Request) -> Generation:
+    """Wait for a request's pieces; times count from submission, queueing included."""
+    text = "".join(request.iter_pieces())
+    done = time.perf_counter()
+    first = request.first_token_at or done
+    return Generation(
+        text=text,
+        prompt_tokens=len(request.prompt_ids),
+        new_tokens=request.new_tokens,
+        first_token_s=first - request.submitted_at,
+        total_s=done - request.submitted_at,
+        finish_reason=request.finish_reason,
+    )
 
 
 def _check_messages(messages: Messages) -> None:
