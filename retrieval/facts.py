@@ -44,8 +44,8 @@ CUES: dict[str, tuple[str, ...]] = {
     "known": ("known",), "famous": ("known",), "located": ("location", "country", "state"),
 }
 WH_PRIORS: dict[str, tuple[str, ...]] = {
-    "when": ("date", "year", "founded", "established", "launch", "released", "published", "birth", "death"),
-    "where": ("place", "location", "city", "country", "capital", "headquarters", "state", "birth"),
+    "when": ("date", "year", "founded", "established", "launch", "released", "published"),
+    "where": ("place", "location", "city", "country", "capital", "headquarters", "state"),
     "who": ("author", "leader", "founder", "director", "spouse", "president", "governor", "creator"),
 }
 _PRED_SPLIT = re.compile(r"[_\W\d]+|(?<=[a-z])(?=[A-Z])")
@@ -73,6 +73,8 @@ def _wh_prior(question: str, predicate: str, obj: str, object_is_entity: bool) -
     for wh, hints in WH_PRIORS.items():
         if wh in q_words and pred & set(hints):
             prior += 1.0
+    if ("when" in q_words and pred & set(WH_PRIORS["where"])) or ("where" in q_words and pred & set(WH_PRIORS["when"])):
+        prior -= 2.0  # "where was X born" never wants the birth date
     if "who" in q_words and object_is_entity:
         prior += 0.5
     if "how" in q_words and ("many" in q_words or "much" in q_words) and any(c.isdigit() for c in obj):
@@ -102,7 +104,7 @@ def direct_answer(question: str, ranked: Sequence[FactHit], entities: Sequence[L
     top = ranked[0]
     titles = {e.title for e in entities}
     about_linked = top.subject in titles or top.object in titles
-    if about_linked and predicate_match(question, top.predicate) >= 0.5 and top.score > 0.5:
+    if about_linked and predicate_match(question, top.predicate) >= 0.5 and top.score > 0.8:
         return top
     return None
 

@@ -47,12 +47,17 @@ def evidence_items(evidence: Evidence) -> list[EvidenceItem]:
 
 
 def topic_coverage(question: str, items: Sequence[EvidenceItem]) -> float:
-    """Share of the question's names and numbers that some evidence mentions (1.0 when it has none)."""
+    """Share of the question's names and numbers that some evidence mentions (1.0 when it has none).
+
+    A number in the question ("2030") is a hard constraint: if no evidence has it, coverage is 0.
+    """
     wanted = names(question) | numbers(question)
     if not wanted:
         return 1.0
     corpus = " ".join(item.text for item in items)
     present = set(content_words(corpus)) | numbers(corpus)
+    if not numbers(question) <= present:
+        return 0.0
     return len(wanted & present) / len(wanted)
 
 
@@ -64,7 +69,8 @@ def _contradicts(sentence: str, fact: FactHit) -> bool:
     """The sentence speaks of the fact's subject and predicate but not of its object."""
     words = set(content_words(sentence))
     about = set(content_words(fact.subject)) & words and predicate_match(sentence, fact.predicate) >= 0.5
-    return bool(about) and not set(content_words(fact.object)) & words
+    distinctive = set(content_words(fact.object)) - set(content_words(fact.subject)) or set(content_words(fact.object))
+    return bool(about) and not distinctive & words
 
 
 def _restates(sentence: str, reference: str) -> bool:
@@ -112,7 +118,7 @@ class AnswerComposer:
                 shown.append(att)
         if not fact:
             if coverage < TOPIC_COVERAGE_FLOOR:
-                return self.abstain(question, evidence, f"the evidence mentions {coverage:.0%} of the question's names and numbers", dropped)
+                return self.abstain(question, evidence, f"the evidence mentions {coverage:.0%} of the question's names and numbers (all numbers required)", dropped)
             if not shown:
                 reason = "the model found no answer in the evidence" if refused else "no generated sentence is supported by the evidence"
                 return self.abstain(question, evidence, reason, dropped)

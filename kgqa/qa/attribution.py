@@ -69,7 +69,7 @@ def lexical_support(sentence: str, evidence: str, question: str) -> float:
     s_names = names(sentence) - q_words
     if s_names:
         coverage = 0.6 * coverage + 0.4 * len(s_names & ev_words) / len(s_names)
-    s_numbers = numbers(sentence) - numbers(question)
+    s_numbers = numbers(sentence)  # a year the question asks about must be in the evidence too
     if s_numbers and not s_numbers <= numbers(evidence):
         coverage *= 0.5
     return coverage
