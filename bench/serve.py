@@ -45,7 +45,7 @@ def free_port() -> int:
 
 
 def request(url: str, method: str, path: str, body: dict | None = None, timeout: float = 300.0):
-    """(status, seconds); status 0 means the connection failed."""
+    """(status, seconds, engine seconds or None); status 0: the connection failed, -1: the client timed out."""
     parsed = urlparse(url)
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
     started = time.perf_counter()
@@ -53,12 +53,24 @@ def request(url: str, method: str, path: str, body: dict | None = None, timeout:
         payload = json.dumps(body).encode() if body is not None else None
         conn.request(method, path, body=payload, headers={"Content-Type": "application/json"} if payload else {})
         response = conn.getresponse()
-        response.read()
-        return response.status, time.perf_counter() - started
+        data = response.read()
+        return response.status, time.perf_counter() - started, _engine_seconds(response.status, data)
+    except TimeoutError:
+        return -1, time.perf_counter() - started, None
     except OSError:
-        return 0, time.perf_counter() - started
+        return 0, time.perf_counter() - started, None
     finally:
         conn.close()
+
+
+def _engine_seconds(status: int, data: bytes) -> float | None:
+    """The engine's own total time for a plain /api/v1/ask answer (the rest is queueing and HTTP)."""
+    if status != 200:
+        return None
+    try:
+        return float(json.loads(data)["timings"]["total"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def wait_ready(url: str, timeout: float, server: subprocess.Popen | None = None) -> None:
@@ -66,15 +78,15 @@ def wait_ready(url: str, timeout: float, server: subprocess.Popen | None = None)
     while time.monotonic() < deadline:
         if server is not None and server.poll() is not None:
             raise SystemExit(f"the server exited with status {server.returncode} before it was ready")
-        status, _ = request(url, "GET", "/readyz", timeout=5)
+        status, _, _ = request(url, "GET", "/readyz", timeout=5)
         if status == 200:
             return
         time.sleep(1)
     raise SystemExit(f"server at {url} not ready after {timeout:.0f}s")
 
 
-def run_clients(url: str, clients: int, duration: float, path: str, stream: bool) -> list[tuple[int, float]]:
-    samples: list[tuple[int, float]] = []
+def run_clients(url: str, clients: int, duration: float, path: str, stream: bool, timeout: float) -> list[tuple]:
+    samples: list[tuple] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + duration
 
@@ -87,7 +99,7 @@ def run_clients(url: str, clients: int, duration: float, path: str, stream: bool
                 body = {"model": "kgqa", "messages": [{"role": "user", "content": question}], "stream": stream}
             else:
                 body = {"question": question, "stream": stream}
-            sample = request(url, "POST", path, body)
+            sample = request(url, "POST", path, body, timeout=timeout)
             with lock:
                 samples.append(sample)
             if sample[0] in (429, 503):
@@ -110,8 +122,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summarise(samples, clients: int, duration: float, elapsed: float) -> dict:
-    ok = [s for status, s in samples if status == 200]
-    statuses = [status for status, _ in samples]
+    ok = [s for status, s, _ in samples if status == 200]
+    engine = [e for status, _, e in samples if status == 200 and e is not None]
+    statuses = [status for status, _, _ in samples]
     return {
         "clients": clients,
         "duration_s": duration,
@@ -123,8 +136,10 @@ def summarise(samples, clients: int, duration: float, elapsed: float) -> dict:
         "status_5xx_other_than_503": sum(1 for s in statuses if s >= 500 and s != 503),
         "status_429": statuses.count(429),
         "connection_errors": statuses.count(0),
+        "client_timeouts": statuses.count(-1),
         "latency_p50_s": round(percentile(ok, 50), 3),
         "latency_p95_s": round(percentile(ok, 95), 3),
+        "engine_time_p50_s": round(percentile(engine, 50), 3),
         "throughput_rps": round(len(ok) / elapsed, 3),
     }
 
@@ -139,6 +154,7 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true", help="ask for SSE responses (read to the end)")
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: kgqa serve's)")
     parser.add_argument("--ready-timeout", type=float, default=600.0)
+    parser.add_argument("--request-timeout", type=float, default=600.0, help="client-side limit per request")
     args = parser.parse_args()
 
     server = None
@@ -156,7 +172,7 @@ def main() -> None:
     try:
         wait_ready(url, args.ready_timeout, server)
         started = time.perf_counter()
-        samples = run_clients(url, args.clients, args.duration, args.path, args.stream)
+        samples = run_clients(url, args.clients, args.duration, args.path, args.stream, args.request_timeout)
         summary = summarise(samples, args.clients, args.duration, time.perf_counter() - started)
     finally:
         if server is not None:
