@@ -54,7 +54,7 @@ def _stream_answer(engine, question, k, history, release) -> Response:
     def events():
         try:
             for item in with_keepalives(stream, first, interval):
-                yield item if isinstance(item, str) else sse_data(item.model_dump(mode="json", exclude_none=True))
+                yield item if isinstance(item, str) else sse_data(_event_payload(item))
         except Exception as exc:  # the status is already sent: report the failure as an event
             if not isinstance(exc, KgqaError):
                 current_app.logger.exception("answer stream failed")
@@ -63,6 +63,13 @@ def _stream_answer(engine, question, k, history, release) -> Response:
             stream.cancel()
 
     return sse_response(events())
+
+
+def _event_payload(event) -> dict:
+    """A token event as ``{type, text}``; the result event carries the same JSON as the plain answer."""
+    if event.type == "result":
+        return {"type": "result", "result": event.result.model_dump(mode="json")}
+    return {"type": event.type, "text": event.text}
 
 
 @bp.get("/api/v1/entities/<path:name>")

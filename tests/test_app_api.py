@@ -50,6 +50,12 @@ def test_ask_stream_sends_tokens_then_one_result(client):
     streamed = "".join(e["text"] for e in events[:-1])
     assert streamed == "".join(TOKENS) == events[-1]["result"]["generated"]
     assert events[-1]["result"]["citations"][0]["id"] == "1"
+    assert all(set(e) == {"type", "text"} for e in events[:-1])
+    plain = client.post("/api/v1/ask", json={"question": QUESTION}).json
+    assert set(events[-1]) == {"type", "result"}
+    assert {k: v for k, v in events[-1]["result"].items() if k != "timings"} == {
+        k: v for k, v in plain.items() if k != "timings"
+    }  # the final event carries exactly the plain answer
 
 
 def test_stream_sends_keepalive_comments_while_the_model_is_silent(tmp_path):
