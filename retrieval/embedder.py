@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -42,7 +43,7 @@ class Embedder:
         settings: Settings,
         *,
         backend: Backend = "auto",
-        batch_size: int = 64,
+        batch_size: int = 32,
         max_seq_length: int | None = None,
     ) -> None:
         if batch_size < 1:
@@ -75,11 +76,14 @@ class Embedder:
 
     def _load(self):
         folder = resolve_embedder(self.settings)
-        if self.requested_backend not in ("torch", "auto"):
+        device = _torch_device(self.settings)
+        wants_onnx = self.requested_backend in ("onnx", "onnx-int8") or (
+            self.requested_backend == "auto" and device == "cpu")  # on a GPU, torch is the fast path
+        if wants_onnx:
             from retrieval.onnx_encoder import OnnxEncoder
             from retrieval.onnx_export import prepare_onnx_model
 
-            quantized = self.requested_backend in ("auto", "onnx-int8")
+            quantized = self.requested_backend != "onnx"
             try:
                 model_file = prepare_onnx_model(self.settings, quantized=quantized)
                 encoder = OnnxEncoder(folder, model_file, max_seq_length=self.max_seq_length)
@@ -87,8 +91,9 @@ class Embedder:
             except Exception as exc:  # any failure of the fast path must not stop the service
                 if self.requested_backend != "auto":
                     raise
-                logger.warning("fast ONNX embedder unavailable (%s); falling back to torch", exc)
-        return _load_torch(folder, self.max_seq_length), "torch"
+                logger.warning("fast ONNX embedder unavailable (%s: %s); falling back to torch",
+                               type(exc).__name__, exc)
+        return _load_torch(folder, device, self.max_seq_length), "torch"
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Embed passages (already passed through ``document_text``): (n, 384) float32, L2-normalised."""
@@ -119,10 +124,25 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
     return texts
 
 
-def _load_torch(folder, max_seq_length: int | None):
+def prepare(settings: Settings) -> Path:
+    """Build the int8 ONNX export now (``kgqa setup`` calls this) instead of on first use."""
+    from retrieval.onnx_export import prepare_onnx_model
+
+    return prepare_onnx_model(settings, quantized=True)
+
+
+def _torch_device(settings: Settings) -> str:
+    if settings.device != "auto":
+        return settings.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load_torch(folder: Path, device: str, max_seq_length: int | None):
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+    model = SentenceTransformer(str(folder), device=device, local_files_only=True)
     if max_seq_length:
         model.max_seq_length = max_seq_length
     return model
