@@ -17,19 +17,23 @@ def _pyplot():
 
 
 def plot_recall_curves(report: dict, path: Path) -> Path:
-    """recall@k for k = 1..10, one line per retriever."""
+    """recall@k for k = 1..10, one line per retriever; a second panel for evidence-level hits when known."""
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6, 4))
-    for mode, values in report["modes"].items():
-        ks = list(CURVE_KS[: len(values["curve"])])
-        axes.plot(ks, values["curve"], marker="o", label=MODE_LABELS.get(mode, mode))
-    axes.set_xlabel("k (passages retrieved)")
-    axes.set_ylabel("recall@k")
-    axes.set_ylim(0, 1.02)
-    axes.set_xticks(list(CURVE_KS))
-    axes.set_title(f"Retrieval recall@k ({report['questions']} questions)")
-    axes.grid(alpha=0.3)
-    axes.legend()
+    panels = [("curve", f"gold article ({report['questions']} questions)")]
+    if report.get("evidence_questions"):
+        panels.append(("evidence_curve", f"gold passage ({report['evidence_questions']} questions)"))
+    figure, axes_list = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for axes, (key, title) in zip(axes_list[0], panels):
+        for mode, values in report["modes"].items():
+            curve = values.get(key) or []
+            axes.plot(list(CURVE_KS[: len(curve)]), curve, marker="o", label=MODE_LABELS.get(mode, mode))
+        axes.set_xlabel("k (passages retrieved)")
+        axes.set_ylabel("recall@k")
+        axes.set_ylim(0, 1.02)
+        axes.set_xticks(list(CURVE_KS))
+        axes.set_title(f"Retrieval recall@k: hit = {title}")
+        axes.grid(alpha=0.3)
+        axes.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

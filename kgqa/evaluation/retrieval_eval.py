@@ -92,6 +92,7 @@ def evaluate_retrieval(
             "evidence_mrr@10": m.mean_reciprocal_rank(evidence[mode], 10) if evidence[mode] else None,
             "latency_p50_ms": 1000 * m.percentile(latencies[mode], 50),
             "curve": [m.recall_at_k(rankings[mode], c) for c in CURVE_KS if c <= k],
+            "evidence_curve": [m.recall_at_k(evidence[mode], c) for c in CURVE_KS if c <= k] if evidence[mode] else [],
         }
     return {
         "questions": len(scorable),
