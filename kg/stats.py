@@ -8,6 +8,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import make_url
 
 from kg.queries import EntityView, entity_view, resolve_entity
+from kg.vectors import consistency
 from kg.store import Alias, Entity, IngestRun, Page, Passage, Redirect, Triple, make_engine, session_factory
 from kgqa.errors import KgqaError, KnowledgeBaseMissing
 from kgqa.settings import Settings
@@ -45,18 +46,20 @@ def kb_stats(settings: Settings) -> dict:
             last = session.scalars(select(IngestRun).order_by(IngestRun.id.desc()).limit(1)).first()
             if last is not None:
                 stats["last_run"] = f"#{last.id} {last.status} {last.started_at:%Y-%m-%d %H:%M:%S} {last.dump}"
-            stats["vectors"] = _vector_count(settings)
+            index = _load_index(settings)
+            stats["vectors"] = index.ntotal if index is not None else 0
+            stats.update(consistency(session, index))
     finally:
         engine.dispose()
     return stats
 
 
-def _vector_count(settings: Settings) -> int:
+def _load_index(settings: Settings):
     if not settings.faiss_path.is_file():
-        return 0
+        return None
     from retrieval.vector_index import VectorIndex
 
-    return VectorIndex.load(settings.faiss_path).ntotal
+    return VectorIndex.load(settings.faiss_path)
 
 
 def show_entity(settings: Settings, name: str) -> EntityView:

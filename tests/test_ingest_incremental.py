@@ -85,6 +85,24 @@ def test_newer_revision_replaces_passages_facts_and_vectors(tmp_path, sample_kb,
     assert snapshot(settings) == second
 
 
+def test_resume_skips_pages_the_unfinished_run_committed(tmp_path, sample_kb, embedder):
+    from kg.store import IngestRun, make_engine, session_factory
+
+    settings = fresh_settings(tmp_path, sample_kb)
+    text = "Alpha is a letter used in many words. " * 12
+    ingest_dump(settings, write_dump(tmp_path / "a.xml", [page_xml(1, "Alpha", 1, text)]),
+                progress=False, workers=1, embedder=embedder)
+    dump = write_dump(tmp_path / "b.xml", [page_xml(1, "Alpha", 2, text), page_xml(2, "Beta", 1, text)])
+    engine = make_engine(settings.database_url)
+    with session_factory(engine)() as session:  # as if a run over this dump was killed after page 1
+        session.add(IngestRun(dump=str(dump.resolve()), status="running", last_page_id=1))
+        session.commit()
+    engine.dispose()
+    summary = ingest_dump(settings, dump, resume=True, progress=False, workers=1, embedder=embedder)
+    assert (summary.pages, summary.unchanged) == (1, 1)  # Beta written; Alpha skipped without a look
+    assert snapshot(settings)["pages"] == [(1, 1, "Alpha"), (2, 1, "Beta")]
+
+
 def _count(db: Path, sql: str) -> int:
     try:
         with sqlite3.connect(db, timeout=1) as conn:
