@@ -10,11 +10,9 @@ and run again ends in the same state as a clean run.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,8 +22,9 @@ from sqlalchemy import func, select
 from kg.dump_reader import RawPage, iter_pages
 from kg.errors import DumpError
 from kg.graph import rebuild_graph
-from kg.page_parser import ParsedPage, is_list_page, parse_page, redirect_target
-from kg.store import Entity, IngestRun, Page, Redirect, Triple, init_db, make_engine, session_factory
+from kg.page_parser import ParsedPage
+from kg.parse_pool import Feed, RedirectItem, parsed_stream
+from kg.store import Entity, IngestRun, init_db, make_engine, session_factory
 from kg.vectors import PassageVectors
 from kg.writer import link_redirects, next_vector_id, write_page, write_redirect
 from kgqa.settings import Settings
@@ -51,81 +50,6 @@ class IngestSummary:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class RedirectItem:
-    page_id: int
-    title: str
-    target: str
-    rev_id: int
-
-
-def _prepare(raw: RawPage) -> ParsedPage | RedirectItem:
-    """Worker-side: parse an article, or pass a redirect through."""
-    if raw.redirect is not None:
-        return RedirectItem(raw.page_id, raw.title, redirect_target(raw), raw.rev_id)
-    return parse_page(raw)
-
-
-class _Feed:
-    """Yields the pages that need parsing; counts the rest. Runs in the pool's feeder thread."""
-
-    def __init__(self, settings: Settings, pages: Iterable[RawPage], window: int, resume_after: int) -> None:
-        self.settings, self.pages, self.resume_after = settings, pages, resume_after
-        self.slots = threading.BoundedSemaphore(window)
-        self.stop = threading.Event()
-        self.unchanged = self.skipped = self.read = 0
-
-    def release(self) -> None:
-        self.slots.release()
-
-    def __iter__(self) -> Iterator[RawPage]:
-        engine = make_engine(self.settings.database_url)  # this thread's own connections
-        try:
-            resuming = self.resume_after > 0
-            for raw in self.pages:
-                self.read += 1
-                if resuming:
-                    resuming = raw.page_id != self.resume_after
-                    self.unchanged += 1
-                    continue
-                if raw.ns != 0 or (raw.redirect is None and is_list_page(raw.title)):
-                    self.skipped += 1
-                    continue
-                if self._is_current(engine, raw):
-                    self.unchanged += 1
-                    continue
-                while not self.slots.acquire(timeout=0.2):
-                    if self.stop.is_set():
-                        return
-                yield raw
-        finally:
-            engine.dispose()
-
-    @staticmethod
-    def _is_current(engine, raw: RawPage) -> bool:
-        table = Redirect if raw.redirect is not None else Page
-        with engine.connect() as conn:
-            stored = conn.scalar(select(table.rev_id).where(table.page_id == raw.page_id))
-        return stored is not None and stored >= raw.rev_id
-
-
-def _parsed_stream(feed: _Feed, workers: int) -> Iterator[ParsedPage | RedirectItem]:
-    if workers <= 1:
-        for raw in feed:
-            feed.release()
-            yield _prepare(raw)
-        return
-    pool = multiprocessing.get_context("spawn").Pool(workers)
-    try:
-        for item in pool.imap(_prepare, feed, chunksize=2):
-            feed.release()
-            yield item
-    finally:
-        feed.stop.set()
-        pool.terminate()
-        pool.join()
 
 
 def ingest_dump(settings: Settings, dump_path: Path, *, limit: int | None = None, resume: bool = False,
@@ -169,12 +93,12 @@ def ingest_dump(settings: Settings, dump_path: Path, *, limit: int | None = None
             yield raw
 
     worker_count = workers if workers is not None else (os.cpu_count() or 1)
-    feed = _Feed(settings, source() if limit != 0 else iter(()), WINDOW_PER_WORKER * max(worker_count, 1), resume_after)
+    feed = Feed(settings, source() if limit != 0 else iter(()), WINDOW_PER_WORKER * max(worker_count, 1), resume_after)
     bar = _progress_bar(progress)
     status, error = "failed", ""
     try:
         batch: list[ParsedPage | RedirectItem] = []
-        for item in _parsed_stream(feed, worker_count):
+        for item in parsed_stream(feed, worker_count):
             batch.append(item)
             if len(batch) >= BATCH_PAGES:
                 _write_batch(sessions, vectors, batch, summary, run_id)
@@ -248,7 +172,3 @@ def _progress_bar(enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=None, unit="pages", desc="ingest", disable=not enabled, dynamic_ncols=True)
-
-
-def count_triples(session) -> int:
-    return session.scalar(select(func.count()).select_from(Triple)) or 0

@@ -9,7 +9,7 @@ label sits in the rendered text so passages can cite the links they contain.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mwparserfromhell
 from mwparserfromhell.nodes import (Argument, Comment, ExternalLink, Heading, HTMLEntity, Tag,
@@ -66,7 +66,6 @@ class Article:
     bold_names: list[str]
     infoboxes: list[Template]
     is_disambiguation: bool
-    redirect_hint: list[str] = field(default_factory=list)
 
 
 class Renderer:

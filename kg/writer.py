@@ -16,14 +16,6 @@ from kg.passages import passage_id
 from kg.store import Alias, Entity, Page, Passage, Redirect, Triple, wikipedia_url
 
 
-def stored_revision(session: Session, page_id: int) -> int | None:
-    """The revision already stored for this page id (article or redirect), or None."""
-    rev = session.scalar(select(Page.rev_id).where(Page.page_id == page_id))
-    if rev is None:
-        rev = session.scalar(select(Redirect.rev_id).where(Redirect.page_id == page_id))
-    return rev
-
-
 def next_vector_id(session: Session, floor: int = 0) -> int:
     """One past the largest vector id in SQL or ``floor`` (the index's largest), so ids are never reused live."""
     top = session.scalar(select(func.max(Passage.vector_id)))

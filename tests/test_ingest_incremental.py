@@ -6,7 +6,6 @@ one warmed embedder is shared so only the code under test is repeated.
 
 from __future__ import annotations
 
-import bz2
 import os
 import signal
 import sqlite3

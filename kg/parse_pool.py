@@ -1,0 +1,93 @@
+"""Parsing on every core with bounded memory: the feeder thread reads the dump and skips pages already
+stored at their revision; worker processes parse the rest; at most ``window`` pages are in flight, so a
+20 GB dump streams in constant memory and parsing runs ahead while the main process embeds.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from kg.dump_reader import RawPage
+from kg.page_parser import ParsedPage, is_list_page, parse_page, redirect_target
+from kg.store import Page, Redirect, make_engine
+from kgqa.settings import Settings
+
+
+@dataclass
+class RedirectItem:
+    page_id: int
+    title: str
+    target: str
+    rev_id: int
+
+
+def _prepare(raw: RawPage) -> ParsedPage | RedirectItem:
+    """Worker-side: parse an article, or pass a redirect through."""
+    if raw.redirect is not None:
+        return RedirectItem(raw.page_id, raw.title, redirect_target(raw), raw.rev_id)
+    return parse_page(raw)
+
+
+class Feed:
+    """Yields the pages that need parsing; counts the rest. Runs in the pool's feeder thread."""
+
+    def __init__(self, settings: Settings, pages: Iterable[RawPage], window: int, resume_after: int) -> None:
+        self.settings, self.pages, self.resume_after = settings, pages, resume_after
+        self.slots = threading.BoundedSemaphore(window)
+        self.stop = threading.Event()
+        self.unchanged = self.skipped = self.read = 0
+
+    def release(self) -> None:
+        self.slots.release()
+
+    def __iter__(self) -> Iterator[RawPage]:
+        engine = make_engine(self.settings.database_url)  # this thread's own connections
+        try:
+            resuming = self.resume_after > 0
+            for raw in self.pages:
+                self.read += 1
+                if resuming:
+                    resuming = raw.page_id != self.resume_after
+                    self.unchanged += 1
+                    continue
+                if raw.ns != 0 or (raw.redirect is None and is_list_page(raw.title)):
+                    self.skipped += 1
+                    continue
+                if self._is_current(engine, raw):
+                    self.unchanged += 1
+                    continue
+                while not self.slots.acquire(timeout=0.2):
+                    if self.stop.is_set():
+                        return
+                yield raw
+        finally:
+            engine.dispose()
+
+    @staticmethod
+    def _is_current(engine, raw: RawPage) -> bool:
+        table = Redirect if raw.redirect is not None else Page
+        with engine.connect() as conn:
+            stored = conn.scalar(select(table.rev_id).where(table.page_id == raw.page_id))
+        return stored is not None and stored >= raw.rev_id
+
+
+def parsed_stream(feed: Feed, workers: int) -> Iterator[ParsedPage | RedirectItem]:
+    if workers <= 1:
+        for raw in feed:
+            feed.release()
+            yield _prepare(raw)
+        return
+    pool = multiprocessing.get_context("spawn").Pool(workers)
+    try:
+        for item in pool.imap(_prepare, feed, chunksize=2):
+            feed.release()
+            yield item
+    finally:
+        feed.stop.set()
+        pool.terminate()
+        pool.join()
