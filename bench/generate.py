@@ -2,7 +2,7 @@
 time to first token with a 512-token evidence prompt, and batched vs one-at-a-time throughput.
 With ``--device cuda``: flash (SDPA) vs eager attention on random-weight models built from configs.
 
-    python bench/generate.py [--tokens 32] [--speedups none,int8,bf16] [--device cuda]
+    python bench/generate.py [--tokens 32] [--speedups none,decode-1-thread,int8,bf16] [--device cuda]
 
 Prints a table and writes bench/results/generate.json.
 """
@@ -73,10 +73,13 @@ def encode(lm, messages):
 def timed_generate(lm, inputs, new_tokens: int, **kw) -> tuple[float, list[int]]:
     import torch
 
-    with torch.inference_mode():
+    from models.speedups import DecodeThreads
+
+    threads = DecodeThreads.for_speedup(lm.speedup, lm.device)
+    with torch.inference_mode(), threads.session():
         started = time.perf_counter()
         out = lm.model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False,
-                                pad_token_id=lm.tokenizer.pad_token_id, **kw)
+                                pad_token_id=lm.tokenizer.pad_token_id, stopping_criteria=[threads], **kw)
     return time.perf_counter() - started, out[0, inputs["input_ids"].shape[1]:].tolist()
 
 
@@ -151,7 +154,7 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per decode measurement")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--speedups", default="none,int8,bf16", help="first one is the baseline")
+    parser.add_argument("--speedups", default="none,decode-1-thread,int8", help="first one is the baseline")
     args = parser.parse_args()
     if args.device == "cuda":
         sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -11,7 +11,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SPEEDUPS = ("none", "int8", "bf16", "compile")
+SPEEDUPS = ("none", "decode-1-thread", "int8", "bf16", "compile")
 
 
 def default_speedup(device: str) -> str:
@@ -29,7 +29,7 @@ def apply_speedup(model: Any, name: str, *, device: str) -> Any:
     """Return the model prepared for ``name``; ``none`` returns it untouched."""
     if name not in SPEEDUPS:
         raise ValueError(f"unknown speedup {name!r}; choose one of {', '.join(SPEEDUPS)}")
-    if name == "none":
+    if name in ("none", "decode-1-thread"):  # the thread policy acts per call, see DecodeThreads
         return model
     if name == "int8":
         return _int8_dynamic(model, device)
@@ -62,3 +62,44 @@ def _static_cache_compile(model: Any, device: str) -> Any:
     model.generation_config.cache_implementation = "static"
     model.generation_config.compile_config = config
     return model
+
+
+class DecodeThreads:
+    """Prefill with every intra-op thread, decode with fewer.
+
+    Prefill is a few large matmuls that split well across cores; a decode step is
+    ~400 tiny ops on a 135M model, where waking a second OpenMP thread per op costs
+    more than it saves and, on a shared machine, stalls on a descheduled thread.
+    Use ``with policy.session():`` around ``generate`` and pass ``policy`` among its
+    stopping criteria: its first call happens right after prefill.
+    """
+
+    def __init__(self, decode_threads: int | None):
+        self.decode_threads = decode_threads
+        self._saved: int | None = None
+
+    @classmethod
+    def for_speedup(cls, name: str, device: str) -> "DecodeThreads":
+        return cls(1 if name == "decode-1-thread" and device == "cpu" else None)
+
+    def session(self):
+        import contextlib
+
+        import torch
+
+        @contextlib.contextmanager
+        def restore():
+            self._saved = torch.get_num_threads()
+            try:
+                yield self
+            finally:
+                torch.set_num_threads(self._saved)
+
+        return restore()
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        if self.decode_threads and torch.get_num_threads() != self.decode_threads:
+            torch.set_num_threads(self.decode_threads)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)

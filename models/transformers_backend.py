@@ -15,6 +15,7 @@ from kgqa.settings import Settings
 from models.batching import BatchingQueue, Request
 from models.generator import Generation, GenerationConfig, Messages
 from models.loader import LoadedLM, load_lm, load_tokenizer
+from models.speedups import DecodeThreads
 from models.streaming import BatchTracker, RowText
 
 
@@ -177,7 +178,9 @@ class TransformersGenerator:
                     row.finish("stop" if not row.done else row.finish_reason)
             else:
                 tracker = BatchTracker(rows, self._eos_ids(), [r.cancelled.is_set for r in requests])
-                lm.model.generate(**kwargs, stopping_criteria=[tracker])
+                threads = DecodeThreads.for_speedup(lm.speedup, lm.device)
+                with threads.session():
+                    lm.model.generate(**kwargs, stopping_criteria=[threads, tracker])
         for request, row in zip(requests, rows):
             row.finish("length")
             request.first_token_at = row.first_token_at

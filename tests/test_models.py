@@ -133,3 +133,26 @@ def test_messages_are_validated_before_queueing(project_settings):
         generator.prompt_ids([{"role": "user"}])
     with pytest.raises(ValueError):
         generator.prompt_ids([])
+
+
+def test_decode_threads_switches_after_prefill_and_restores():
+    import torch
+
+    from models.speedups import DecodeThreads
+
+    before = torch.get_num_threads()
+    policy = DecodeThreads.for_speedup("decode-1-thread", "cpu")
+    with policy.session():
+        assert torch.get_num_threads() == before  # prefill keeps every thread
+        done = policy(torch.zeros(3, 5, dtype=torch.long), None)
+        assert torch.get_num_threads() == 1 and done.tolist() == [False] * 3
+    assert torch.get_num_threads() == before
+    assert DecodeThreads.for_speedup("none", "cpu").decode_threads is None
+    assert DecodeThreads.for_speedup("decode-1-thread", "cuda").decode_threads is None
+
+
+def test_unknown_speedup_is_refused():
+    from models.speedups import apply_speedup
+
+    with pytest.raises(ValueError, match="unknown speedup"):
+        apply_speedup(object(), "turbo", device="cpu")
