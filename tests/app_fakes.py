@@ -127,7 +127,8 @@ def hostile_kb_copy(kb_settings, dest):
     from kg.store import Entity, Page, Passage, Triple, make_engine, session_factory
 
     data_dir = dest / "data"
-    shutil.copytree(kb_settings.data_dir, data_dir, ignore=shutil.ignore_patterns("reports")  # models/ holds derived encoders worth reusing)
+    # models/ holds the encoders derived at ingest time: copying them beats deriving them again
+    shutil.copytree(kb_settings.data_dir, data_dir, ignore=shutil.ignore_patterns("reports"))
     settings = kb_settings.with_overrides(data_dir=data_dir)
     engine = make_engine(settings.database_url)
     with session_factory(engine)() as session:
