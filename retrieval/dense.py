@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 
@@ -23,16 +21,3 @@ class DenseRetriever:
             return []
         scores, ids = self._index.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
-
-    def scores_for(self, query_vector: np.ndarray, vector_ids: Sequence[int]) -> dict[int, float]:
-        """Cosine of the query with specific stored vectors (to order one entity's passages)."""
-        found: dict[int, float] = {}
-        reconstruct = getattr(self._index, "reconstruct", None)
-        if reconstruct is None:
-            return found
-        for vector_id in vector_ids:
-            try:
-                found[int(vector_id)] = float(np.dot(reconstruct(int(vector_id)), query_vector))
-            except KeyError:
-                continue
-        return found

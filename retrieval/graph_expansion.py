@@ -34,7 +34,7 @@ def link_graph_from(knowledge_graph) -> "networkx.Graph":  # noqa: F821 - typing
 class GraphExpander:
     """Personalized PageRank over a bounded neighbourhood of the seed entities."""
 
-    def __init__(self, link_graph, *, alpha: float = 0.5, max_nodes: int = 600):
+    def __init__(self, link_graph, *, alpha: float = 0.5, max_nodes: int = 200):
         # alpha is the continue probability; 0.5 (as in HippoRAG) keeps the walk close to the seeds.
         self._graph = link_graph
         self.alpha = alpha

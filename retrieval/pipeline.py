@@ -17,7 +17,7 @@ from retrieval.fusion import reciprocal_rank_fusion
 
 Mode = Literal["dense", "sparse", "hybrid", "graph"]
 MODES = ("dense", "sparse", "hybrid", "graph")
-POOL = 50  # candidates each ranker contributes to fusion
+POOL = 100  # candidates each ranker contributes to fusion (and the dense pool graph ranking reads)
 GRAPH_ENTITIES = 8  # PPR entities whose passages join the graph ranking
 PASSAGES_PER_ENTITY = 40
 
@@ -61,7 +61,7 @@ class RetrievalPipeline:
         sparse_hits = self.kb.sparse.search(question, self.pool) if mode != "dense" else []
         rankings = {"dense": dense_ranking, "sparse": [key for key, _ in sparse_hits]}
         if mode == "graph":
-            rankings["graph"] = self._graph_ranking(entities, dense, query_vector)
+            rankings["graph"] = self._graph_ranking(entities, dict(dense_hits))
         if mode == "dense":
             fused = [(catalog.by_vector[v].passage_id, s, ["dense"]) for v, s in dense_hits if v in catalog.by_vector]
         elif mode == "sparse":
@@ -81,8 +81,12 @@ class RetrievalPipeline:
             best_sparse=max((s for _, s in sparse_hits), default=0.0),
         )
 
-    def _graph_ranking(self, entities, dense, query_vector) -> list[str]:
-        """Passages of the entities PPR ranks high, ordered by entity score times passage relevance."""
+    def _graph_ranking(self, entities, dense_scores: dict[int, float]) -> list[str]:
+        """Passages of the entities PPR ranks high, ordered by entity score times passage relevance.
+
+        Relevance is the passage's cosine when it is in the dense pool, else 0 (reading order breaks ties),
+        which costs nothing more than the dense search already done.
+        """
         if not entities:
             return []
         catalog = self.kb.catalog
@@ -94,9 +98,8 @@ class RetrievalPipeline:
         for title, ppr in ranked_entities:
             for ref in list(catalog.of_title(title))[:PASSAGES_PER_ENTITY]:
                 refs.append((ref, ppr / top_score))
-        relevance = dense.scores_for(query_vector, [r.vector_id for r, _ in refs]) if query_vector is not None else {}
         scored = [
-            (weight * (0.5 + 0.5 * max(relevance.get(ref.vector_id, 0.0), 0.0)) - 1e-4 * ref.ordinal, ref.passage_id)
+            (weight * (0.5 + 0.5 * max(dense_scores.get(ref.vector_id, 0.0), 0.0)) - 1e-4 * ref.ordinal, ref.passage_id)
             for ref, weight in refs
         ]
         scored.sort(key=lambda item: -item[0])
