@@ -17,18 +17,26 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from retrieval.rwlock import ReadWriteLock
 
-HNSW_THRESHOLD = 50_000  # vectors; below it flat search is exact and fast enough
+# Vectors. Single-query flat search costs ~1.4 ms per 10k vectors on one busy CPU core
+# (bench/embed.py), so past ~20k it eats the 25 ms retrieval budget and HNSW takes over.
+HNSW_THRESHOLD = 20_000
 HNSW_M = 32  # graph neighbours per node
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 128
 COMPACT_FRACTION = 0.25  # rebuild an HNSW index once this share of it is tombstones
 _MAX_ID = np.iinfo(np.int64).max
+# Up to this many queries, search on the calling thread only: OpenMP threads splitting one
+# query wait on each other, which on a busy machine made a 10k flat search 40x slower.
+# Concurrent requests still run in parallel, each on its own thread.
+SMALL_BATCH = 4
 
 
 class VectorIndex:
@@ -140,7 +148,8 @@ class VectorIndex:
                 return (np.full((len(queries), k), -np.inf, dtype=np.float32),
                         np.full((len(queries), k), -1, dtype=np.int64))
             params = self._search_params()
-            scores, ids = self._index.search(queries, int(k), params=params)
+            with _single_threaded(len(queries) <= SMALL_BATCH):
+                scores, ids = self._index.search(queries, int(k), params=params)
         scores[ids < 0] = -np.inf
         return scores, ids
 
@@ -207,6 +216,22 @@ class VectorIndex:
         if len(ids):
             rebuilt.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         self._index = rebuilt
+
+
+@contextmanager
+def _single_threaded(enabled: bool) -> Iterator[None]:
+    """OpenMP's thread count is per calling thread, so this leaves other threads alone."""
+    if not enabled:
+        yield
+        return
+    import faiss
+
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 def _flat(dim: int):
