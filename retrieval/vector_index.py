@@ -30,7 +30,7 @@ from retrieval.rwlock import ReadWriteLock
 HNSW_THRESHOLD = 20_000
 HNSW_M = 32  # graph neighbours per node
 HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 128
+HNSW_EF_SEARCH = 256  # at 20k clustered vectors: recall@10 0.97 in 0.8 ms (128: 0.93 in 0.5 ms)
 COMPACT_FRACTION = 0.25  # rebuild an HNSW index once this share of it is tombstones
 _MAX_ID = np.iinfo(np.int64).max
 # Up to this many queries, search on the calling thread only: OpenMP threads splitting one
