@@ -125,6 +125,7 @@ def test_a_malformed_question_line_names_its_number(tmp_path):
 def test_template_helpers():
     assert canonical_predicate("Largest_city") == canonical_predicate("largestcity") == "largestcity"
     assert canonical_predicate("spouse2") == "spouse"
+    assert canonical_predicate("largest_cities") == "largestcity"
     assert subject_phrase("Animalia (book)") == "Animalia"
     assert clean_answer("Flag of Alabama.svg") is None and clean_answer("capital") is None
     assert clean_answer(" Montgomery. ") == "Montgomery"

@@ -55,8 +55,9 @@ TEMPLATES: dict[str, Template] = {
 
 DATE_PREDICATES = frozenset({"birthdate", "deathdate"})
 # Facts whose absence from a subject's article makes a fair unanswerable question.
+# Not genre: a text says "a drama film" without the word "genre", so its absence cannot be checked.
 ABSENCE_PREDICATES = frozenset({"capital", "largestcity", "currency", "nationalanthem", "spouse", "author",
-                                "writer", "director", "publisher", "genre"})
+                                "writer", "director", "publisher"})
 
 # Answers that are placeholders rather than facts (Algeria's largest city is "capital").
 _PLACEHOLDERS = {"capital", "see", "none", "n/a", "unknown", "various", "list", "yes", "no"}
@@ -73,6 +74,8 @@ _SUFFIXES = (" language", " languages", " people")
 def canonical_predicate(predicate: str) -> str:
     """Fold the infobox key variants ("largest_city", "largestcity", "Largest city", "spouse2") together."""
     key = re.sub(r"[^a-z]", "", predicate.lower())
+    if key.endswith("ies"):  # "largest_cities" is the same question as "largest_city"
+        return key[:-3] + "y"
     return key
 
 
