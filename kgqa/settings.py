@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     data_dir: Path = PROJECT_ROOT / "data"
     # Any SQLAlchemy URL; empty means sqlite:///<data_dir>/kgqa.db.
     database_url: str = ""
+    # Prepared models (converted LM, embedder export); empty means <data_dir>/models.
+    # Several knowledge bases can share one models folder.
+    models_dir: Path | None = None
     # A local HF model folder or a .gguf file; empty means the bundled SmolLM2-135M-Instruct.
     lm_path: str = ""
     # A local sentence-transformers folder; empty means the bundled all-MiniLM-L6-v2.
@@ -45,16 +48,25 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=8, ge=1)
 
     @model_validator(mode="after")
-    def _fill_database_url(self) -> "Settings":
+    def _fill_derived_defaults(self) -> "Settings":
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'kgqa.db'}")
+        if self.models_dir is None:
+            object.__setattr__(self, "models_dir", self.data_dir / "models")
         return self
 
     def with_overrides(self, **changes: object) -> "Settings":
-        """A copy with some fields replaced; tests use it instead of touching the environment."""
+        """A copy with some fields replaced; tests use it instead of touching the environment.
+
+        Moving ``data_dir`` moves the database and models folder too, unless they
+        were set explicitly (to somewhere other than their default place).
+        """
         values = self.model_dump()
-        if "data_dir" in changes and "database_url" not in changes:
-            values["database_url"] = ""
+        if "data_dir" in changes:
+            if "database_url" not in changes and self.database_url == f"sqlite:///{self.data_dir / 'kgqa.db'}":
+                values["database_url"] = ""
+            if "models_dir" not in changes and self.models_dir == self.data_dir / "models":
+                values["models_dir"] = None
         values.update(changes)
         return Settings(**values)
 
@@ -62,10 +74,6 @@ class Settings(BaseSettings):
     @property
     def dumps_dir(self) -> Path:
         return self.data_dir / "dumps"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.data_dir / "models"
 
     @property
     def index_dir(self) -> Path:

@@ -52,13 +52,15 @@ def sample_dump(project_settings: Settings) -> Path:
 
 
 @pytest.fixture
-def tmp_settings(tmp_path: Path, lm_path: str) -> Settings:
+def tmp_settings(tmp_path: Path, lm_path: str, project_settings: Settings) -> Settings:
     """Settings on an empty data folder, sharing the bundled models."""
-    return Settings(data_dir=tmp_path / "data", lm_path=lm_path)
+    return Settings(data_dir=tmp_path / "data", lm_path=lm_path, models_dir=project_settings.models_dir)
 
 
 @pytest.fixture(scope="session")
-def sample_kb(tmp_path_factory: pytest.TempPathFactory, lm_path: str, sample_dump: Path) -> Settings:
+def sample_kb(
+    tmp_path_factory: pytest.TempPathFactory, lm_path: str, sample_dump: Path, project_settings: Settings
+) -> Settings:
     """The real sample dump ingested once per session into a temporary data folder (read-only for tests).
 
     ``KGQA_TEST_KB_DIR`` points at an already built sample knowledge base instead,
@@ -66,9 +68,11 @@ def sample_kb(tmp_path_factory: pytest.TempPathFactory, lm_path: str, sample_dum
     """
     prebuilt = os.environ.get("KGQA_TEST_KB_DIR")
     if prebuilt:
-        return Settings(data_dir=Path(prebuilt), lm_path=lm_path)
+        return Settings(data_dir=Path(prebuilt), lm_path=lm_path, models_dir=project_settings.models_dir)
     from kg.ingest import ingest_dump
 
-    settings = Settings(data_dir=tmp_path_factory.mktemp("sample-kb") / "data", lm_path=lm_path)
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("sample-kb") / "data", lm_path=lm_path, models_dir=project_settings.models_dir
+    )
     ingest_dump(settings, sample_dump, progress=False)
     return settings

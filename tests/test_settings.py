@@ -47,3 +47,11 @@ def test_invalid_values_are_rejected(monkeypatch):
     monkeypatch.setenv("KGQA_DEVICE", "tpu")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_moving_the_data_folder_keeps_an_explicit_models_folder(tmp_path):
+    shared = Settings(data_dir=tmp_path / "a", models_dir=tmp_path / "models")
+    assert shared.with_overrides(data_dir=tmp_path / "b").models_dir == tmp_path / "models"
+    derived = Settings(data_dir=tmp_path / "a")
+    assert derived.models_dir == tmp_path / "a" / "models"
+    assert derived.with_overrides(data_dir=tmp_path / "b").models_dir == tmp_path / "b" / "models"
