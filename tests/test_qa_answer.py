@@ -45,3 +45,11 @@ def test_a_refusal_abstains_and_question_numbers_must_be_in_evidence():
     items = evidence_items(Evidence(passages=[SPORTS]))
     assert topic_coverage("Who won the 2030 FIFA World Cup?", items) == 0.0
     assert topic_coverage("Who won the 2014 FIFA World Cup?", items) == 1.0
+
+
+def test_a_year_the_evidence_lacks_outranks_todays_fact():
+    evidence = Evidence(passages=[PASSAGE], facts=[CAPITAL])
+    result = composer.compose("What will the capital of Alabama be in 2031?",
+                              "The capital of Alabama is Montgomery.", evidence, ALABAMA)
+    assert result.abstained and "numbers" in result.abstain_reason
+    assert not any(c.kind == "fact" for c in result.citations)

@@ -98,8 +98,10 @@ class AnswerComposer:
         self, question: str, generated: str, evidence: Evidence, entities: Sequence[LinkedEntity]
     ) -> GroundedAnswer:
         items = evidence_items(evidence)
-        fact = direct_answer(question, evidence.facts, entities)
         coverage = topic_coverage(question, items)
+        # A number the question names ("in 2031") that no evidence holds outranks any fact:
+        # today's infobox value does not answer a question about another year.
+        fact = direct_answer(question, evidence.facts, entities) if coverage > 0 or not numbers(question) else None
         sentences = split_sentences(generated)
         attributions = self.attributor.attribute(sentences, items, question) if sentences else []
         shown: list[Attribution] = []
