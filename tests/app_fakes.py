@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from kgqa.errors import InvalidQuestion, Overloaded
 from kgqa.records import AnswerSentence, Citation, FactHit, LinkedEntity, QAResult, StreamEvent
 
@@ -146,3 +148,16 @@ def hostile_kb_copy(kb_settings, dest):
         title = entity.title
     engine.dispose()
     return settings, passage_id, title
+
+
+@pytest.fixture
+def engine() -> FakeEngine:
+    """A fresh fake engine per test; test modules import this fixture with ``client``."""
+    return FakeEngine()
+
+
+@pytest.fixture
+def client(tmp_path, engine):
+    """A test client of an app built around ``engine`` on an empty data folder."""
+    return make_app(tmp_path / "data", engine).test_client()
+

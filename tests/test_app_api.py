@@ -6,19 +6,9 @@ import json
 import threading
 
 import pytest
-from app_fakes import TOKENS, FakeEngine, make_app, sse_events
+from app_fakes import TOKENS, FakeEngine, client, engine, make_app, sse_events  # noqa: F401 (fixtures)
 
 QUESTION = "What is the capital of Alabama?"
-
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
-def client(tmp_path, engine):
-    return make_app(tmp_path / "data", engine).test_client()
 
 
 def test_ask_returns_the_cited_result(client, engine):

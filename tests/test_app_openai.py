@@ -5,19 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from app_fakes import FakeEngine, make_app, sse_events
+from app_fakes import FakeEngine, client, engine, make_app, sse_events  # noqa: F401 (fixtures)
 
 MESSAGES = [{"role": "user", "content": "What is the capital of Alabama?"}]
-
-
-@pytest.fixture
-def engine() -> FakeEngine:
-    return FakeEngine()
-
-
-@pytest.fixture
-def client(tmp_path, engine):
-    return make_app(tmp_path / "data", engine).test_client()
 
 
 def complete(client, **body):
