@@ -51,6 +51,20 @@ WH_PRIORS: dict[str, tuple[str, ...]] = {
 _PRED_SPLIT = re.compile(r"[_\W\d]+|(?<=[a-z])(?=[A-Z])")
 
 
+def relation_terms(question: str) -> set[str]:
+    """Words that express the relation the question asks for, e.g. "Who directed X?" -> directed, director.
+
+    Empty when the question names no relation the cue table knows. A cue brings
+    its predicate words and every other cue that shares one (spouse -> married, wife).
+    """
+    terms: set[str] = set()
+    for word in content_words(question):
+        if word in CUES:
+            related = {word, *CUES[word]}
+            terms |= related | {cue for cue, preds in CUES.items() if related & set(preds)}
+    return {fold(t) for t in terms}
+
+
 def predicate_words(predicate: str) -> list[str]:
     return [fold(p) for p in _PRED_SPLIT.split(predicate) if p]
 

@@ -53,3 +53,13 @@ def test_a_year_the_evidence_lacks_outranks_todays_fact():
                               "The capital of Alabama is Montgomery.", evidence, ALABAMA)
     assert result.abstained and "numbers" in result.abstain_reason
     assert not any(c.kind == "fact" for c in result.citations)
+
+
+def test_evidence_silent_on_the_asked_relation_abstains():
+    author = CAPITAL.model_copy(update={"subject": "Animalia", "predicate": "author", "object": "Graeme Base"})
+    book = PASSAGE.model_copy(update={"title": "Animalia (book)", "text": "Animalia is a picture book by Graeme Base."})
+    evidence = Evidence(passages=[book], facts=[author])
+    result = composer.compose("Who directed Animalia?", "Graeme Base [F1].", evidence, [])
+    assert result.abstained and "relation" in result.abstain_reason
+    answered = composer.compose("Who wrote Animalia?", "Graeme Base wrote Animalia [F1].", evidence, [])
+    assert not answered.abstained and "Graeme Base" in answered.answer

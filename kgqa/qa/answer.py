@@ -16,7 +16,7 @@ from kgqa.qa.attribution import Attribution, Attributor, EvidenceItem, names
 from kgqa.qa.sentences import split_sentences, with_markers
 from kgqa.records import AnswerSentence, Citation, FactHit, LinkedEntity
 from retrieval.budget import Evidence, fact_line
-from retrieval.facts import direct_answer, predicate_match
+from retrieval.facts import direct_answer, predicate_match, relation_terms
 from retrieval.text import content_words, numbers
 
 TOPIC_COVERAGE_FLOOR = 0.6  # share of the question's names and numbers the evidence must mention
@@ -61,6 +61,18 @@ def topic_coverage(question: str, items: Sequence[EvidenceItem]) -> float:
     return len(wanted & present) / len(wanted)
 
 
+def mentions_relation(question: str, items: Sequence[EvidenceItem]) -> bool:
+    """Whether some evidence speaks of the relation the question asks for (True when it names none).
+
+    "Who directed Animalia?" over evidence that only gives the book's author and
+    publisher has nothing to answer with, however well the subject matches.
+    """
+    terms = relation_terms(question)
+    if not terms:
+        return True
+    return bool(terms & set(content_words(" ".join(item.text for item in items))))
+
+
 def fact_sentence(fact: FactHit) -> str:
     return f"The {fact.predicate.replace('_', ' ')} of {fact.subject} is {fact.object}."
 
@@ -99,6 +111,8 @@ class AnswerComposer:
     ) -> GroundedAnswer:
         items = evidence_items(evidence)
         coverage = topic_coverage(question, items)
+        if not mentions_relation(question, items):
+            return self.abstain(question, evidence, "no evidence mentions the relation the question asks about")
         # A number the question names ("in 2031") that no evidence holds outranks any fact:
         # today's infobox value does not answer a question about another year.
         fact = direct_answer(question, evidence.facts, entities) if coverage > 0 or not numbers(question) else None
