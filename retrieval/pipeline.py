@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kgqa.records import FactHit, LinkedEntity, PassageHit
-from retrieval.facts import load_facts, rank_facts
+from retrieval.facts import load_facts, predicate_match, rank_facts
+from retrieval.text import content_words
 from retrieval.fusion import reciprocal_rank_fusion
 
 Mode = Literal["dense", "sparse", "hybrid", "graph"]
@@ -60,8 +61,13 @@ class RetrievalPipeline:
         dense_ranking = [catalog.by_vector[v].passage_id for v, _ in dense_hits if v in catalog.by_vector]
         sparse_hits = self.kb.sparse.search(question, self.pool) if mode != "dense" else []
         rankings = {"dense": dense_ranking, "sparse": [key for key, _ in sparse_hits]}
+        facts: list[FactHit] = []
+        if entities and (with_facts or mode == "graph"):  # graph mode ranks passages by the facts asked for
+            with self.kb.session() as session:
+                facts = rank_facts(question, load_facts(session, entities, _url), limit=10)
         if mode == "graph":
             rankings["graph"] = self._graph_ranking(entities, dict(dense_hits))
+            rankings["facts"] = self._fact_ranking(question, facts)
         if mode == "dense":
             fused = [(catalog.by_vector[v].passage_id, s, ["dense"]) for v, s in dense_hits if v in catalog.by_vector]
         elif mode == "sparse":
@@ -69,10 +75,6 @@ class RetrievalPipeline:
         else:
             fused = reciprocal_rank_fusion(rankings)
         passages = self._fetch(fused[:k])
-        facts: list[FactHit] = []
-        if with_facts and entities:
-            with self.kb.session() as session:
-                facts = rank_facts(question, load_facts(session, entities, _url), limit=10)
         finished = time.perf_counter()
         return Retrieval(
             passages=passages, facts=facts, entities=entities,
@@ -104,6 +106,35 @@ class RetrievalPipeline:
         ]
         scored.sort(key=lambda item: -item[0])
         return [pid for _, pid in scored[: self.pool]]
+
+    def _fact_ranking(self, question: str, facts: list[FactHit], top: int = 3) -> list[str]:
+        """Passages that state the facts the question asks for: the subject's passages naming the object.
+
+        The graph knows "Alabama -capital-> Montgomery, Alabama"; the passage of Alabama that
+        mentions Montgomery is the one a reader can check that fact in.
+        """
+        from sqlalchemy import func, select
+
+        from kg.store import Passage
+
+        asked = [f for f in facts[:top] if predicate_match(question, f.predicate) > 0]
+        ranking: list[str] = []
+        if not asked:
+            return ranking
+        with self.kb.session() as session:
+            for fact in asked:
+                subject_words = set(content_words(fact.subject))
+                wanted = set(content_words(fact.object)) - subject_words or set(content_words(fact.object))
+                if not wanted:
+                    continue
+                rarest = max(wanted, key=len)  # a substring filter first, so few rows are read back
+                rows = session.scalars(
+                    select(Passage)
+                    .where(Passage.page_id == fact.page_id, func.lower(Passage.text).contains(rarest))
+                    .order_by(Passage.ordinal)
+                )
+                ranking += [row.id for row in rows if wanted <= set(content_words(row.text)) and row.id not in ranking]
+        return ranking
 
     def _fetch(self, fused) -> list[PassageHit]:
         from sqlalchemy import select

@@ -62,3 +62,9 @@ def test_missing_knowledge_base_says_to_ingest(tmp_settings):
     with pytest.raises(KnowledgeBaseMissing, match="kgqa ingest"):
         QAEngine(tmp_settings).retrieve("What is the capital of Alabama?")
     assert not (tmp_settings.data_dir / "kgqa.db").exists()
+
+
+def test_graph_mode_ranks_first_the_passage_stating_the_asked_fact(engine):
+    hits = engine.retrieve("What is the capital of Alabama?", k=5, mode="graph")
+    assert hits[0].title == "Alabama" and "Montgomery" in hits[0].text
+    assert "facts" in hits[0].sources
