@@ -161,3 +161,9 @@ def client(tmp_path, engine):
     """A test client of an app built around ``engine`` on an empty data folder."""
     return make_app(tmp_path / "data", engine).test_client()
 
+
+@pytest.fixture(scope="module")
+def hostile_kb(sample_kb, tmp_path_factory):
+    """A copy of the sample KB with ``<script>``/``<img onerror>`` payloads; test modules import this fixture."""
+    return hostile_kb_copy(sample_kb, tmp_path_factory.mktemp("hostile-kb"))
+

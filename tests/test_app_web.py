@@ -6,7 +6,7 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from app_fakes import HOSTILE_TEXT, hostile_kb_copy, make_app
+from app_fakes import HOSTILE_TEXT, hostile_kb, make_app  # noqa: F401 (fixture)
 
 
 class _Tags(HTMLParser):
@@ -22,11 +22,6 @@ def tags_of(html: str) -> list[tuple[str, dict]]:
     parser = _Tags()
     parser.feed(html)
     return parser.tags
-
-
-@pytest.fixture(scope="module")
-def hostile_kb(sample_kb, tmp_path_factory):
-    return hostile_kb_copy(sample_kb, tmp_path_factory.mktemp("hostile-kb"))
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from app_fakes import FakeEngine, hostile_kb_copy
+from app_fakes import FakeEngine, hostile_kb  # noqa: F401 (fixture)
 from app_live import live_server
 
 pytestmark = pytest.mark.browser
@@ -41,11 +41,6 @@ def page(browser):
     page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
     yield page
     context.close()
-
-
-@pytest.fixture(scope="module")
-def hostile_kb(sample_kb, tmp_path_factory):
-    return hostile_kb_copy(sample_kb, tmp_path_factory.mktemp("browser-kb"))
 
 
 @pytest.fixture(scope="module")
