@@ -2,7 +2,7 @@
 time to first token with a 512-token evidence prompt, and batched vs one-at-a-time throughput.
 With ``--device cuda``: flash (SDPA) vs eager attention on random-weight models built from configs.
 
-    python bench/generate.py [--tokens 32] [--speedups none,decode-1-thread,int8,bf16] [--device cuda]
+    python bench/generate.py [--tokens 32] [--speedups none,onnx,decode-1-thread,int8,bf16] [--device cuda]
 
 Prints a table and writes bench/results/generate.json.
 """
@@ -71,6 +71,7 @@ def encode(lm, messages):
 
 
 def timed_generate(lm, inputs, new_tokens: int, **kw) -> tuple[float, list[int]]:
+    """Plain transformers ``generate`` (with the variant's thread policy)."""
     import torch
 
     from models.speedups import DecodeThreads
@@ -83,38 +84,74 @@ def timed_generate(lm, inputs, new_tokens: int, **kw) -> tuple[float, list[int]]
     return time.perf_counter() - started, out[0, inputs["input_ids"].shape[1]:].tolist()
 
 
+def timed_onnx(lm, inputs, new_tokens: int, prefix=None, **kw) -> tuple[float, list[int]]:
+    """The onnx decoder's greedy loop; like ``min_new_tokens``, it never stops early (callers cut at EOS)."""
+    ids = inputs["input_ids"][0].tolist()
+    started = time.perf_counter()
+    logits, batch = lm.decoder.prefill([ids], prefix)
+    tokens = [int(logits[0].argmax())]
+    for _ in range(new_tokens - 1):
+        logits, batch = lm.decoder.step(tokens[-1:], batch)
+        tokens.append(int(logits[0].argmax()))
+    return time.perf_counter() - started, tokens
+
+
+def answer_text(lm, tokens: list[int]) -> str:
+    eos = lm.tokenizer.eos_token_id
+    return lm.tokenizer.decode(tokens[:tokens.index(eos)] if eos in tokens else tokens, skip_special_tokens=True)
+
+
 def measure_variant(settings: Settings, speedup: str, tokens: int, repeats: int) -> dict:
     """TTFT at ~512 prompt tokens, batch-1 decode tokens/s, and greedy answers on the RAG prompts."""
     lm = load_lm(settings, device="cpu", speedup=speedup)
+    timed = timed_onnx if lm.decoder is not None else timed_generate
     long_inputs = encode(lm, long_prompt(lm.tokenizer))
     short_inputs = encode(lm, rag_messages(*RAG[0]))
-    timed_generate(lm, short_inputs, 4)  # warm-up (and compile, for `compile`)
-    ttft = statistics.median(timed_generate(lm, long_inputs, 1)[0] for _ in range(repeats))
-    prefill = statistics.median(timed_generate(lm, short_inputs, 1)[0] for _ in range(repeats))
-    full = statistics.median(timed_generate(lm, short_inputs, tokens, min_new_tokens=tokens)[0] for _ in range(repeats))
-    answers = [lm.tokenizer.decode(timed_generate(lm, encode(lm, rag_messages(q, ps)), 24)[1], skip_special_tokens=True)
-               for q, ps in RAG]
-    return {"speedup": speedup, "prompt_tokens_ttft": int(long_inputs["input_ids"].shape[1]),
-            "ttft_s": ttft, "prefill_tok_s": long_inputs["input_ids"].shape[1] / ttft,
-            "decode_tok_s": (tokens - 1) / max(full - prefill, 1e-9), "answers": answers}
+    timed(lm, short_inputs, 4)  # warm-up (and compile, for `compile`)
+    ttft = statistics.median(timed(lm, long_inputs, 1)[0] for _ in range(repeats))
+    prefill = statistics.median(timed(lm, short_inputs, 1)[0] for _ in range(repeats))
+    full = statistics.median(timed(lm, short_inputs, tokens, min_new_tokens=tokens)[0] for _ in range(repeats))
+    answers = [answer_text(lm, timed(lm, encode(lm, rag_messages(q, ps)), 24)[1]) for q, ps in RAG]
+    result = {"speedup": lm.speedup, "prompt_tokens_ttft": int(long_inputs["input_ids"].shape[1]),
+              "ttft_s": ttft, "prefill_tok_s": long_inputs["input_ids"].shape[1] / ttft,
+              "decode_tok_s": (tokens - 1) / max(full - prefill, 1e-9), "answers": answers}
+    if lm.decoder is not None:
+        result.update(measure_cached_instructions(lm, long_inputs, repeats))
+    return result
 
 
-def measure_concurrency(settings: Settings, tokens: int) -> dict:
-    """Four RAG questions one at a time vs all four submitted together (one batch)."""
+def measure_cached_instructions(lm, long_inputs, repeats: int) -> dict:
+    """TTFT when the cache holds another question's prompt: only the shared instructions are reused."""
+    other = encode(lm, rag_messages(*RAG[1]))["input_ids"][0].tolist()
+    _, batch = lm.decoder.prefill([other])
+    prefix = lm.decoder.prefix_of(other, batch, 0)
+    reused = prefix.shared_length([long_inputs["input_ids"][0].tolist()])
+    ttft = statistics.median(timed_onnx(lm, long_inputs, 1, prefix=prefix)[0] for _ in range(repeats))
+    return {"ttft_cached_instructions_s": ttft, "cached_prefix_tokens": reused}
+
+
+def measure_concurrency(settings: Settings, tokens: int, speedup: str | None, fixed: bool) -> dict:
+    """Four RAG questions one at a time vs all four submitted together (one batch).
+
+    ``fixed`` makes every answer exactly ``tokens`` long (EOS suppressed), as throughput
+    benchmarks do; otherwise each answer ends at its own EOS, at most ``tokens``.
+    """
     from models.transformers_backend import TransformersGenerator
 
-    gen = TransformersGenerator(settings.with_overrides(batch_size=4), device="cpu")
+    gen = TransformersGenerator(settings.with_overrides(batch_size=4), device="cpu", speedup=speedup)
     conversations = [rag_messages(q, ps) for q, ps in RAG]
+    knobs = {"max_new_tokens": tokens, "min_new_tokens": tokens if fixed else 0}
     gen.generate(conversations[0], max_new_tokens=2)
     started = time.perf_counter()
-    one_by_one = [gen.generate(c, max_new_tokens=tokens) for c in conversations]
+    one_by_one = [gen.generate(c, **knobs) for c in conversations]
     sequential_s = time.perf_counter() - started
     started = time.perf_counter()
-    together = gen.generate_batch(conversations, max_new_tokens=tokens)
+    together = gen.generate_batch(conversations, **knobs)
     batched_s = time.perf_counter() - started
     gen.close()
     seq_tokens, bat_tokens = sum(g.new_tokens for g in one_by_one), sum(g.new_tokens for g in together)
-    return {"requests": 4, "sequential_tok_s": seq_tokens / sequential_s, "batched_tok_s": bat_tokens / batched_s,
+    return {"speedup": gen.speedup, "requests": 4, "fixed_length": fixed, "sequential_tok_s": seq_tokens / sequential_s,
+            "batched_tok_s": bat_tokens / batched_s,
             "ratio": (bat_tokens / batched_s) / (seq_tokens / sequential_s),
             "same_answers": [g.text for g in one_by_one] == [g.text for g in together]}
 
@@ -128,15 +165,20 @@ def run_cpu(args) -> dict:
     for v in variants:
         v["decode_vs_baseline"] = v["decode_tok_s"] / base["decode_tok_s"]
         v["same_greedy_answers"] = v["answers"] == base["answers"]
-    print(f"{'speedup':<9}{'TTFT@' + str(base['prompt_tokens_ttft']):>10}{'prefill t/s':>12}{'decode t/s':>11}"
+    print(f"{'speedup':<16}{'TTFT@' + str(base['prompt_tokens_ttft']):>10}{'prefill t/s':>12}{'decode t/s':>11}"
           f"{'x base':>8}{'same answers':>14}")
     for v in variants:
-        print(f"{v['speedup']:<9}{v['ttft_s']:>9.2f}s{v['prefill_tok_s']:>12.0f}{v['decode_tok_s']:>11.1f}"
+        print(f"{v['speedup']:<16}{v['ttft_s']:>9.2f}s{v['prefill_tok_s']:>12.0f}{v['decode_tok_s']:>11.1f}"
               f"{v['decode_vs_baseline']:>8.2f}{str(v['same_greedy_answers']):>14}")
-    concurrency = measure_concurrency(settings, args.tokens)
-    print(f"4 concurrent: sequential {concurrency['sequential_tok_s']:.1f} tok/s, batched "
-          f"{concurrency['batched_tok_s']:.1f} tok/s, ratio {concurrency['ratio']:.2f}x, "
-          f"same answers {concurrency['same_answers']}")
+        if "ttft_cached_instructions_s" in v:
+            print(f"{'':<16}TTFT {v['ttft_cached_instructions_s']:.2f}s with the {v['cached_prefix_tokens']} "
+                  f"instruction tokens cached")
+    concurrency = [measure_concurrency(settings, args.answer_tokens, s, fixed)
+                   for s in args.concurrency.split(",") for fixed in (False, True)]
+    for c in concurrency:
+        length = f"{args.answer_tokens} tokens each" if c["fixed_length"] else f"up to {args.answer_tokens} tokens"
+        print(f"4 concurrent ({c['speedup']}, {length}): sequential {c['sequential_tok_s']:.1f} tok/s, batched "
+              f"{c['batched_tok_s']:.1f} tok/s, ratio {c['ratio']:.2f}x, same answers {c['same_answers']}")
     return {"device": "cpu", "cpu": platform.processor() or _cpu_model(), "threads": torch.get_num_threads(),
             "load_avg_at_end": os.getloadavg(), "tokens": args.tokens, "variants": variants,
             "concurrency": concurrency}
@@ -154,7 +196,9 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per decode measurement")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--speedups", default="none,decode-1-thread,int8", help="first one is the baseline")
+    parser.add_argument("--speedups", default="none,onnx,decode-1-thread,int8", help="first one is the baseline")
+    parser.add_argument("--concurrency", default="onnx,none", help="speedups whose batching to measure")
+    parser.add_argument("--answer-tokens", type=int, default=64, help="answer length for the concurrency runs")
     args = parser.parse_args()
     if args.device == "cuda":
         sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -18,6 +18,8 @@ class GenerationConfig:
     """Decoding knobs for one request; frozen so a queued request cannot change under the worker."""
 
     max_new_tokens: int = 96
+    # EOS is suppressed until this many tokens exist: fixed-length runs for throughput benchmarks.
+    min_new_tokens: int = 0
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
@@ -29,6 +31,8 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError("min_new_tokens must be between 0 and max_new_tokens")
         if self.num_beams < 1:
             raise ValueError("num_beams must be at least 1")
         if self.do_sample and self.temperature <= 0:
@@ -43,8 +47,8 @@ class GenerationConfig:
         if self.num_beams > 1 or self.seed is not None:
             return ("alone", id(self))
         if not self.do_sample:
-            return ("greedy",)
-        return ("sample", self.temperature, self.top_p)
+            return ("greedy", self.min_new_tokens)
+        return ("sample", self.temperature, self.top_p, self.min_new_tokens)
 
     @classmethod
     def build(cls, *, stop: str | Sequence[str] | None = None, **knobs) -> "GenerationConfig":

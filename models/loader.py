@@ -26,6 +26,7 @@ class LoadedLM:
     dtype: str
     model_name: str
     speedup: str
+    decoder: Any = None  # an OnnxDecoder when speedup == "onnx"
 
 
 def pick_device(requested: str) -> str:
@@ -103,6 +104,26 @@ def load_lm(
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     speedup = default_speedup(device) if speedup is None else speedup
     model = apply_speedup(model, speedup, device=device)
+    decoder = None
+    if speedup == "onnx":
+        decoder, speedup = _onnx_decoder(model, tokenizer, dtype)
     name = source.gguf_file or source.folder.name
     log.info("loaded %s on %s (%s, %s attention, speedup=%s)", name, device, dtype, attention, speedup)
-    return LoadedLM(model, tokenizer, device, attention_label(device, attention), dtype, name, speedup)
+    return LoadedLM(model, tokenizer, device, attention_label(device, attention), dtype, name, speedup, decoder)
+
+
+def _onnx_decoder(model: Any, tokenizer: Any, dtype: str) -> tuple[Any, str]:
+    """The onnxruntime decoder for a supported fp32 model, else ``decode-1-thread`` with a log line why not."""
+    import torch
+
+    from models.onnx_decoder import OnnxDecoder
+    from models.onnx_llama import UnsupportedModel
+
+    try:
+        if dtype != "float32":
+            raise UnsupportedModel(f"the onnx decoder runs fp32 weights, not {dtype}")
+        decoder = OnnxDecoder.from_model(model, threads=torch.get_num_threads(), pad_id=tokenizer.pad_token_id or 0)
+    except UnsupportedModel as exc:
+        log.warning("onnx decoder unavailable (%s); generating with transformers", exc)
+        return None, "decode-1-thread"
+    return decoder, "onnx"

@@ -15,6 +15,7 @@ from kgqa.settings import Settings
 from models.batching import BatchingQueue, Request
 from models.generator import Generation, GenerationConfig, Messages
 from models.loader import LoadedLM, load_lm, load_tokenizer
+from models.onnx_generation import PrefixStore, decode_batch
 from models.speedups import DecodeThreads
 from models.streaming import BatchTracker, RowText
 
@@ -42,6 +43,7 @@ class TransformersGenerator:
         self._tokenizer = None
         self._queue: BatchingQueue | None = None
         self._lock = threading.Lock()
+        self.prefixes = PrefixStore()
 
     # -- lifecycle -------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -149,7 +151,22 @@ class TransformersGenerator:
 
     # -- the worker's side -----------------------------------------------------------------
     def _run_batch(self, requests: list[Request]) -> None:
-        """One left-padded ``generate`` call for requests that share decoding settings."""
+        """Decode requests that share decoding settings together: onnx decoder, else one ``generate``."""
+        lm, config = self._lm, requests[0].config
+        rows = [RowText(lm.tokenizer, r.config.stop, r.config.max_new_tokens, r.emit) for r in requests]
+        if lm.decoder is not None and config.num_beams == 1:
+            decode_batch(lm.decoder, [r.prompt_ids for r in requests], rows, config, self._eos_ids(),
+                         [r.cancelled.is_set for r in requests], self.prefixes)
+        else:
+            self._generate(requests, rows)
+        for request, row in zip(requests, rows):
+            row.finish("length")
+            request.first_token_at = row.first_token_at
+            request.new_tokens = len(row.token_ids)
+            request.finish_reason = row.finish_reason
+
+    def _generate(self, requests: list[Request], rows: list[RowText]) -> None:
+        """One left-padded transformers ``generate`` call (beam search, or models without the onnx decoder)."""
         import torch
 
         lm, config = self._lm, requests[0].config
@@ -158,6 +175,7 @@ class TransformersGenerator:
             input_ids=padded["input_ids"].to(lm.model.device),
             attention_mask=padded["attention_mask"].to(lm.model.device),
             max_new_tokens=max(r.config.max_new_tokens for r in requests),
+            min_new_tokens=config.min_new_tokens or None,
             num_beams=config.num_beams,
             do_sample=config.do_sample,
             pad_token_id=lm.tokenizer.pad_token_id,
@@ -166,7 +184,6 @@ class TransformersGenerator:
             kwargs.update(temperature=config.temperature, top_p=config.top_p)
         if config.seed is not None:
             torch.manual_seed(config.seed)
-        rows = [RowText(lm.tokenizer, r.config.stop, r.config.max_new_tokens, r.emit) for r in requests]
         with torch.inference_mode():
             if config.num_beams > 1:  # transformers cannot stream beams: emit each row when done
                 output = lm.model.generate(**kwargs)
@@ -181,11 +198,6 @@ class TransformersGenerator:
                 threads = DecodeThreads.for_speedup(lm.speedup, lm.device)
                 with threads.session():
                     lm.model.generate(**kwargs, stopping_criteria=[threads, tracker])
-        for request, row in zip(requests, rows):
-            row.finish("length")
-            request.first_token_at = row.first_token_at
-            request.new_tokens = len(row.token_ids)
-            request.finish_reason = row.finish_reason
 
     def _eos_ids(self) -> set[int]:
         eos = self._lm.model.generation_config.eos_token_id
