@@ -4,7 +4,10 @@ Request threads never touch the model: they enqueue a ``Request`` and read its
 pieces from a per-request queue. The worker takes whatever is waiting (up to
 ``batch_size`` requests that can share decoding settings), left-pads them into one
 batch and decodes them together, so four concurrent questions cost little more
-than one. A full queue raises ``Overloaded`` at once instead of queueing forever.
+than one. While a batch decodes, ``run_batch`` may call ``join(room)`` between steps
+to take requests that arrived since (continuous batching), so a newcomer waits one
+step, not a whole answer. A full queue raises ``Overloaded`` at once instead of
+queueing forever.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ class Request:
             self.cancelled.set()  # a consumer that stops early frees its batch row
 
 
-RunBatch = Callable[[list[Request]], None]
+Join = Callable[[int], list[Request]]
+RunBatch = Callable[[list[Request], Join], None]
 
 
 class BatchingQueue:
@@ -75,6 +79,7 @@ class BatchingQueue:
         self._closed = False
         self.batches_run = 0
         self.largest_batch = 0
+        self.joined = 0  # requests that joined a batch already decoding
 
     def start(self) -> None:
         with self._cond:
@@ -107,6 +112,21 @@ class BatchingQueue:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
+    def _take_joining(self, key: tuple, room: int) -> list[Request]:
+        """Up to ``room`` waiting requests with decoding settings ``key``, without waiting."""
+        taken: list[Request] = []
+        with self._cond:
+            for other in list(self._waiting):
+                if len(taken) >= room:
+                    break
+                if other.config.batch_key == key:
+                    self._waiting.remove(other)
+                    if other.cancelled.is_set():
+                        other.close()
+                    else:
+                        taken.append(other)
+        return taken
+
     def _take_batch(self) -> list[Request] | None:
         """The oldest request plus every waiting one that shares its decoding settings."""
         with self._cond:
@@ -134,12 +154,20 @@ class BatchingQueue:
                 continue
             self.batches_run += 1
             self.largest_batch = max(self.largest_batch, len(live))
+            key, joined = live[0].config.batch_key, []
+
+            def join(room: int) -> list[Request]:
+                newcomers = self._take_joining(key, room)
+                joined.extend(newcomers)
+                self.joined += len(newcomers)
+                return newcomers
+
             try:
-                self.run_batch(live)
+                self.run_batch(list(live), join)
             except Exception as exc:  # the error belongs to the callers, not to this thread
                 log.exception("batched generation failed")
-                for r in live:
+                for r in live + joined:
                     r.close(exc)
             else:
-                for r in live:
+                for r in live + joined:
                     r.close()

@@ -34,6 +34,21 @@ class KVBatch:
         """Only ``rows`` go on decoding; the others' cache is dropped, not carried along."""
         return KVBatch([kv[rows] for kv in self.past], self.key_valid[rows], self.next_position[rows])
 
+    def merge(self, other: "KVBatch") -> "KVBatch":
+        """Rows of both batches in one; the shorter cache gets masked empty slots in front."""
+        import numpy as np
+
+        width = max(self.key_valid.shape[1], other.key_valid.shape[1])
+
+        def front(array, axis: int):
+            pad = [(0, 0)] * array.ndim
+            pad[axis] = (width - array.shape[axis], 0)
+            return np.pad(array, pad)
+
+        past = [np.concatenate([front(a, 2), front(b, 2)]) for a, b in zip(self.past, other.past)]
+        valid = np.concatenate([front(self.key_valid, 1), front(other.key_valid, 1)])
+        return KVBatch(past, valid, np.concatenate([self.next_position, other.next_position]))
+
 
 @dataclass(frozen=True)
 class CachedPrefix:

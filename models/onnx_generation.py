@@ -3,13 +3,18 @@
 The loop reuses the KV cache of the last prompt it saw for any shared beginning
 (the QA prompt's instructions, or a follow-up question over the same evidence),
 so only the new part of a prompt is prefilled. Rows leave the batch as soon as
-they finish, so a short answer never pays for a long one.
+they finish, so a short answer never pays for a long one, and requests that
+arrive meanwhile join between steps (continuous batching), so a newcomer waits
+for one step and its own prefill, not for the running answers.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
 
 from models.generator import GenerationConfig
 from models.onnx_decoder import CachedPrefix, OnnxDecoder
@@ -55,12 +60,13 @@ class TokenPicker:
         else:
             self.generator.seed()
 
-    def __call__(self, logits, banned: set[int] = frozenset()) -> list[int]:
+    def __call__(self, logits, rows: list[int] = (), tokens: set[int] = frozenset()) -> list[int]:
+        """The next token of every row; ``tokens`` are ruled out for ``rows``."""
         import torch
 
-        if banned:
+        if rows and tokens:
             logits = logits.copy()
-            logits[:, sorted(banned)] = float("-inf")
+            logits[np.ix_(rows, sorted(tokens))] = float("-inf")
         if not self.config.do_sample:
             return logits.argmax(axis=-1).tolist()
         scores = torch.from_numpy(logits) / self.config.temperature
@@ -73,43 +79,79 @@ class TokenPicker:
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1).tolist()
 
 
+@dataclass
+class Job:
+    """One request as the loop sees it: its prompt, its text stream and how to tell it was cancelled."""
+
+    prompt_ids: list[int]
+    text: RowText
+    cancelled: Callable[[], bool]
+
+
+Admit = Callable[[int], list[Job]]
+
+
 def decode_batch(
     decoder: OnnxDecoder,
-    prompts: list[list[int]],
-    rows: Sequence[RowText],
+    jobs: list[Job],
     config: GenerationConfig,
     eos_ids: set[int],
-    is_cancelled: Sequence[Callable[[], bool]],
     prefixes: PrefixStore | None = None,
+    admit: Admit | None = None,
+    batch_size: int = 1,
 ) -> None:
-    """Decode every row until its EOS, stop string, token limit or cancellation."""
+    """Decode every job until its EOS, stop string, token limit or cancellation.
+
+    Between steps, ``admit(room)`` may hand over newly arrived jobs: they are
+    prefilled and join the running batch, so nobody waits for a whole answer.
+    """
+    pick = TokenPicker(config)
+    logits, batch = _prefill(decoder, jobs, prefixes)
+    live: list[Job] = []
+    while True:
+        tokens = pick(logits, _banned_rows(jobs, config.min_new_tokens), eos_ids)
+        going = [slot for slot, (job, token) in enumerate(zip(jobs, tokens)) if _advance(job, token, eos_ids)]
+        fed = [tokens[slot] for slot in going]
+        batch = batch.keep(going) if len(going) < len(jobs) else batch
+        live = [jobs[slot] for slot in going]
+        if admit is not None and len(live) < batch_size and (newcomers := admit(batch_size - len(live))):
+            new_logits, new_batch = _prefill(decoder, newcomers, prefixes)
+            new_tokens = pick(new_logits, _banned_rows(newcomers, config.min_new_tokens), eos_ids)
+            joining = [s for s, (job, token) in enumerate(zip(newcomers, new_tokens)) if _advance(job, token, eos_ids)]
+            if joining:
+                new_batch = new_batch.keep(joining) if len(joining) < len(newcomers) else new_batch
+                batch = batch.merge(new_batch) if live else new_batch
+                live += [newcomers[s] for s in joining]
+                fed += [new_tokens[s] for s in joining]
+        if not live:
+            return
+        jobs = live
+        logits, batch = decoder.step(fed, batch)
+
+
+def _prefill(decoder: OnnxDecoder, jobs: list[Job], prefixes: PrefixStore | None):
+    """Prefill ``jobs`` (reusing a cached prefix when they share one) and remember the longest prompt."""
+    prompts = [job.prompt_ids for job in jobs]
     prefix = prefixes.lookup(prompts) if prefixes is not None else None
-    reused = prefix.shared_length(prompts) if prefix is not None else 0
     logits, batch = decoder.prefill(prompts, prefix)
     if prefixes is not None:
+        reused = prefix.shared_length(prompts) if prefix is not None else 0
         longest = max(range(len(prompts)), key=lambda r: len(prompts[r]))
         prefixes.remember(decoder.prefix_of(prompts[longest], batch, longest), reused)
-    pick = TokenPicker(config)
-    live = list(range(len(rows)))  # batch row -> request index
-    produced = 0
-    while True:
-        tokens = pick(logits, eos_ids if produced < config.min_new_tokens else frozenset())
-        produced += 1
-        going, fed = [], []
-        for slot, (index, token) in enumerate(zip(live, tokens)):
-            row = rows[index]
-            if is_cancelled[index]():
-                row.finish("cancelled")
-            elif token in eos_ids:
-                row.finish("stop")
-            else:
-                row.push(token)
-            if not row.done:
-                going.append(slot)
-                fed.append(token)
-        if not going:
-            return
-        if len(going) < len(live):
-            batch = batch.keep(going)
-            live = [live[slot] for slot in going]
-        logits, batch = decoder.step(fed, batch)
+    return logits, batch
+
+
+def _banned_rows(jobs: list[Job], min_new_tokens: int) -> list[int]:
+    """Rows that may not end yet (``min_new_tokens``)."""
+    return [slot for slot, job in enumerate(jobs) if len(job.text.token_ids) < min_new_tokens]
+
+
+def _advance(job: Job, token: int, eos_ids: set[int]) -> bool:
+    """Give ``token`` to the job's text; True while the job goes on."""
+    if job.cancelled():
+        job.text.finish("cancelled")
+    elif token in eos_ids:
+        job.text.finish("stop")
+    else:
+        job.text.push(token)
+    return not job.text.done

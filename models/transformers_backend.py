@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterator
 
 from kgqa.settings import Settings
-from models.batching import BatchingQueue, Request
+from models.batching import BatchingQueue, Join, Request
 from models.generator import Generation, GenerationConfig, Messages
 from models.loader import LoadedLM, load_lm, load_tokenizer
-from models.onnx_generation import PrefixStore, decode_batch
+from models.onnx_generation import Job, PrefixStore, decode_batch
 from models.speedups import DecodeThreads
 from models.streaming import BatchTracker, RowText
 
@@ -150,20 +150,35 @@ class TransformersGenerator:
         return [_collect(request) for request in self.submit_many(conversations, **knobs)]
 
     # -- the worker's side -----------------------------------------------------------------
-    def _run_batch(self, requests: list[Request]) -> None:
-        """Decode requests that share decoding settings together: onnx decoder, else one ``generate``."""
+    def _run_batch(self, requests: list[Request], join: Join | None = None) -> None:
+        """Decode requests that share decoding settings together: onnx decoder, else one ``generate``.
+
+        On the onnx decoder, requests that arrive meanwhile join between steps (``join``).
+        """
         lm, config = self._lm, requests[0].config
-        rows = [RowText(lm.tokenizer, r.config.stop, r.config.max_new_tokens, r.emit) for r in requests]
+        jobs = {id(r): self._job(r) for r in requests}
+        served = list(requests)
         if lm.decoder is not None and config.num_beams == 1:
-            decode_batch(lm.decoder, [r.prompt_ids for r in requests], rows, config, self._eos_ids(),
-                         [r.cancelled.is_set for r in requests], self.prefixes)
+            def admit(room: int) -> list[Job]:
+                newcomers = join(room) if join is not None else []
+                jobs.update((id(r), self._job(r)) for r in newcomers)
+                served.extend(newcomers)
+                return [jobs[id(r)] for r in newcomers]
+
+            decode_batch(lm.decoder, list(jobs.values()), config, self._eos_ids(), self.prefixes,
+                         admit=admit, batch_size=self.batch_size)
         else:
-            self._generate(requests, rows)
-        for request, row in zip(requests, rows):
+            self._generate(requests, [jobs[id(r)].text for r in requests])
+        for request in served:
+            row = jobs[id(request)].text
             row.finish("length")
             request.first_token_at = row.first_token_at
             request.new_tokens = len(row.token_ids)
             request.finish_reason = row.finish_reason
+
+    def _job(self, request: Request) -> Job:
+        text = RowText(self._lm.tokenizer, request.config.stop, request.config.max_new_tokens, request.emit)
+        return Job(request.prompt_ids, text, request.cancelled.is_set)
 
     def _generate(self, requests: list[Request], rows: list[RowText]) -> None:
         """One left-padded transformers ``generate`` call (beam search, or models without the onnx decoder)."""

@@ -127,3 +127,16 @@ def test_flash_and_eager_attention_give_the_same_greedy_tokens(project_settings)
         tokens[attention] = out[0, ids["input_ids"].shape[1]:].tolist()
         del lm
     assert tokens["sdpa"] == tokens["eager"]
+
+
+def test_a_request_arriving_mid_answer_joins_the_running_batch(generator):
+    alone = generator.generate(QUESTIONS[1], max_new_tokens=10).text
+    joined_before = generator.batcher.joined
+    long_one = generator.submit(QUESTIONS[3], max_new_tokens=60)
+    pieces = long_one.iter_pieces()
+    next(pieces)  # the long answer is decoding now
+    late = generator.generate(QUESTIONS[1], max_new_tokens=10)
+    rest = "".join(pieces)
+    assert generator.batcher.joined == joined_before + 1
+    assert late.text == alone
+    assert rest and long_one.new_tokens > 20  # the long answer was still going when the late one joined

@@ -82,7 +82,7 @@ def test_full_queue_raises_overloaded_and_loses_nothing():
     release, started = threading.Event(), threading.Event()
     served: list[Request] = []
 
-    def slow_batch(requests):
+    def slow_batch(requests, join):
         started.set()
         release.wait(10)
         served.extend(requests)
@@ -103,7 +103,7 @@ def test_full_queue_raises_overloaded_and_loses_nothing():
 
 
 def test_worker_error_reaches_the_caller():
-    def broken(requests):
+    def broken(requests, join):
         raise RuntimeError("kernel exploded")
 
     batcher = BatchingQueue(broken, batch_size=4, queue_size=4)

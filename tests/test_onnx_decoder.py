@@ -119,6 +119,25 @@ def test_a_cached_prefix_changes_nothing_but_the_work(lm):
     assert warm == cold
 
 
+def test_a_batch_joined_mid_decode_goes_on_as_each_row_would_alone(lm):
+    first, second = prompt(lm, "Who wrote Animal Farm?"), prompt(lm, "When did Apollo 11 land on the Moon, exactly?")
+    alone = [greedy_onnx(lm, ids, 10, ban_eos=True)[0] for ids in (first, second)]
+    logits, running = lm.decoder.prefill([first])
+    rows = [[int(logits[0].argmax())]]
+    for _ in range(3):  # the first row is a few tokens in when the second arrives
+        logits, running = lm.decoder.step([rows[0][-1]], running)
+        rows[0].append(int(logits[0].argmax()))
+    logits, arriving = lm.decoder.prefill([second])
+    rows.append([int(logits[0].argmax())])
+    batch = running.merge(arriving)
+    assert batch.rows == 2 and batch.key_valid.shape[1] == max(len(first) + 4, len(second))
+    while len(rows[1]) < 10:
+        logits, batch = lm.decoder.step([row[-1] for row in rows], batch)
+        for row, token in zip(rows, logits.argmax(axis=-1)):
+            row.append(int(token))
+    assert rows[0][:10] == alone[0] and rows[1] == alone[1]
+
+
 def test_finished_rows_leave_the_batch(lm):
     prompts = [prompt(lm, "Who wrote Animal Farm?"), prompt(lm, "What is the capital of Alabama?")]
     _, batch = lm.decoder.prefill(prompts)
