@@ -104,12 +104,13 @@ def load_lm(
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     speedup = default_speedup(device) if speedup is None else speedup
     model = apply_speedup(model, speedup, device=device)
-    decoder = None
+    decoder, label = None, attention_label(device, attention)
     if speedup == "onnx":
         decoder, speedup = _onnx_decoder(model, tokenizer, dtype)
+        label = "onnxruntime" if decoder is not None else label  # beam search still runs transformers' SDPA
     name = source.gguf_file or source.folder.name
-    log.info("loaded %s on %s (%s, %s attention, speedup=%s)", name, device, dtype, attention, speedup)
-    return LoadedLM(model, tokenizer, device, attention_label(device, attention), dtype, name, speedup, decoder)
+    log.info("loaded %s on %s (%s, %s attention, speedup=%s)", name, device, dtype, label, speedup)
+    return LoadedLM(model, tokenizer, device, label, dtype, name, speedup, decoder)
 
 
 def _onnx_decoder(model: Any, tokenizer: Any, dtype: str) -> tuple[Any, str]:

@@ -37,7 +37,7 @@ def test_greedy_chat_generation_on_the_bundled_model(generator):
     assert result.prompt_tokens == len(generator.prompt_ids(QUESTIONS[0])) > 10
     assert 0 < result.new_tokens <= 12
     assert 0 < result.first_token_s <= result.total_s
-    assert (generator.device, generator.attention) == ("cpu", "sdpa")
+    assert (generator.device, generator.attention, generator.speedup) == ("cpu", "onnxruntime", "onnx")
 
 
 def test_greedy_is_deterministic_and_warm_up_is_idempotent(generator):
