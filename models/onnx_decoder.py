@@ -50,7 +50,7 @@ class KVBatch:
         return KVBatch(past, valid, np.concatenate([self.next_position, other.next_position]))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: its arrays have no single truth value
 class CachedPrefix:
     """A prompt's token ids and its cache, reusable for any prompt that starts the same way."""
 

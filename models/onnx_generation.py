@@ -22,29 +22,45 @@ from models.streaming import RowText
 
 
 class PrefixStore:
-    """The most recent fully prefilled prompt's cache (one entry: prompts in a service share their start)."""
+    """The caches of the last few fully prefilled prompts; a new prompt reuses the one it shares most with.
 
-    def __init__(self, min_tokens: int = 16):
+    A few entries cover the usual reuse: every QA prompt starts with the same
+    instructions, and a chat follow-up starts with the earlier turns. Each entry
+    is one prompt's KV cache (about 45 KB per token for the bundled model).
+    """
+
+    def __init__(self, entries: int = 4, min_tokens: int = 16):
+        self.capacity = entries
         self.min_tokens = min_tokens
-        self._entry: CachedPrefix | None = None
+        self._entries: list[CachedPrefix] = []  # most recently used last
         self._lock = threading.Lock()
         self.hits = 0
         self.reused_tokens = 0
 
     def lookup(self, prompts: list[list[int]]) -> CachedPrefix | None:
+        """The entry sharing the most leading tokens with every prompt, if it shares ``min_tokens``."""
         with self._lock:
-            entry = self._entry
-        if entry is None or entry.shared_length(prompts) < self.min_tokens:
+            entries = list(self._entries)
+        best = max(entries, key=lambda entry: entry.shared_length(prompts), default=None)
+        if best is None or best.shared_length(prompts) < self.min_tokens:
             return None
-        return entry
+        with self._lock:
+            if best in self._entries:
+                self._entries.remove(best)
+                self._entries.append(best)
+        return best
 
     def remember(self, entry: CachedPrefix | None, reused: int) -> None:
         with self._lock:
             if reused:
                 self.hits += 1
                 self.reused_tokens += reused
-            if entry is not None:
-                self._entry = entry
+            if entry is None:
+                return
+            # An entry that is a prefix of the new one adds nothing: the new one covers it.
+            self._entries = [e for e in self._entries if e.token_ids != entry.token_ids[:len(e.token_ids)]]
+            self._entries.append(entry)
+            del self._entries[:-self.capacity]
 
 
 class TokenPicker:

@@ -156,3 +156,24 @@ def test_unknown_speedup_is_refused():
 
     with pytest.raises(ValueError, match="unknown speedup"):
         apply_speedup(object(), "turbo", device="cpu")
+
+
+def test_prefix_store_picks_the_longest_shared_entry_and_evicts_the_oldest():
+    from models.onnx_decoder import CachedPrefix
+    from models.onnx_generation import PrefixStore
+
+    store = PrefixStore(entries=2, min_tokens=3)
+    instructions = list(range(10))
+    first = CachedPrefix(tuple(instructions + [50, 51, 52]), [])
+    second = CachedPrefix(tuple(instructions + [60, 61]), [])
+    store.remember(first, 0)
+    store.remember(second, 0)
+    assert store.lookup([instructions + [60, 61, 62, 63]]) is second  # 12 shared tokens beat 10
+    assert store.lookup([instructions + [70]]) is first or store.lookup([instructions + [70]]) is second
+    assert store.lookup([[99, 98, 97, 96]]) is None  # nothing shared
+    assert store.lookup([[0, 1, 5, 6]]) is None  # fewer than min_tokens shared
+    store.remember(CachedPrefix(tuple(instructions + [60, 61, 62, 63, 64]), []), 12)
+    assert [e.token_ids[-1] for e in store._entries] == [52, 64]  # the extended prompt replaced its own prefix
+    store.remember(CachedPrefix((7, 7, 7, 7), []), 0)
+    assert [e.token_ids[-1] for e in store._entries] == [64, 7]  # capacity 2: the least recently used left
+    assert (store.hits, store.reused_tokens) == (1, 12)
