@@ -142,7 +142,10 @@ class OnnxDecoder:
         """The cache of ``row`` (whose prompt is ``prompt``) as a reusable prefix, if it holds no padding."""
         if not batch.key_valid[row].all():
             return None
-        return CachedPrefix(tuple(prompt), [kv[row:row + 1, :, :len(prompt)] for kv in batch.past])
+        past = [kv[row:row + 1, :, :len(prompt)] for kv in batch.past]
+        if batch.rows > 1:  # a view would keep the whole batch's cache alive
+            past = [kv.copy() for kv in past]
+        return CachedPrefix(tuple(prompt), past)
 
     def _run(self, ids, positions, bias, past) -> tuple[Any, list]:
         feeds = {"input_ids": ids, "position_ids": positions, "attention_bias": bias}

@@ -123,7 +123,6 @@ def decode_batch(
     """
     pick = TokenPicker(config)
     logits, batch = _prefill(decoder, jobs, prefixes)
-    live: list[Job] = []
     while True:
         tokens = pick(logits, _banned_rows(jobs, config.min_new_tokens), eos_ids)
         going = [slot for slot, (job, token) in enumerate(zip(jobs, tokens)) if _advance(job, token, eos_ids)]
