@@ -15,6 +15,7 @@ from kgqa.errors import InvalidQuestion
 from kgqa.qa.answer import AnswerComposer, GroundedAnswer
 from kgqa.qa.attribution import Attributor
 from kgqa.qa.prompt import build_messages
+from kgqa.qa.sentences import split_sentences
 from kgqa.records import PassageHit, QAResult, StreamEvent, Timings
 from kgqa.settings import Settings
 from retrieval.budget import Evidence, evidence_budget, select_evidence
@@ -24,6 +25,11 @@ from retrieval.pipeline import Mode, Retrieval, RetrievalPipeline
 # abstain before spending seconds on generation. Calibrated on the sample knowledge base.
 MIN_DENSE_WITHOUT_ENTITY = 0.30
 CANDIDATES = 10  # passages retrieved before the budget chooses
+# The prompt asks for one or two sentences; small models ramble on for the whole token
+# budget, so reading stops after this many (the rest of the generation is cancelled).
+MAX_ANSWER_SENTENCES = 3
+# A model echoing the data block's delimiters is copying the prompt, not answering.
+ECHO_STOPS = ("<evidence>", "</evidence>")
 
 
 class QAEngine:
@@ -112,14 +118,20 @@ class QAEngine:
         else:
             generation_started = time.perf_counter()
             pieces: list[str] = []
-            for piece in self._generator.stream(
-                build_messages(question, evidence, history), max_new_tokens=self.settings.max_new_tokens
-            ):
-                if not pieces:
-                    timings.first_token = time.perf_counter() - started
-                pieces.append(piece)
-                yield StreamEvent(type="token", text=piece)
-            generated = "".join(pieces)
+            stream = self._generator.stream(
+                build_messages(question, evidence, history), max_new_tokens=self.settings.max_new_tokens, stop=ECHO_STOPS
+            )
+            try:
+                for piece in stream:
+                    if not pieces:
+                        timings.first_token = time.perf_counter() - started
+                    pieces.append(piece)
+                    yield StreamEvent(type="token", text=piece)
+                    if len(split_sentences("".join(pieces))) > MAX_ANSWER_SENTENCES:
+                        break
+            finally:
+                getattr(stream, "close", lambda: None)()  # frees the request's batch row at once
+            generated = " ".join(split_sentences("".join(pieces))[:MAX_ANSWER_SENTENCES])
             timings.generate = time.perf_counter() - generation_started
             grounded = self._composer.compose(question, generated, evidence, retrieval.entities)
         timings.total = time.perf_counter() - started
