@@ -123,25 +123,29 @@ def decode_batch(
     """
     pick = TokenPicker(config)
     logits, batch = _prefill(decoder, jobs, prefixes)
+    jobs, fed, batch = _take_tokens(pick, logits, jobs, batch, config.min_new_tokens, eos_ids)
     while True:
-        tokens = pick(logits, _banned_rows(jobs, config.min_new_tokens), eos_ids)
-        going = [slot for slot, (job, token) in enumerate(zip(jobs, tokens)) if _advance(job, token, eos_ids)]
-        fed = [tokens[slot] for slot in going]
-        batch = batch.keep(going) if len(going) < len(jobs) else batch
-        live = [jobs[slot] for slot in going]
-        if admit is not None and len(live) < batch_size and (newcomers := admit(batch_size - len(live))):
+        if admit is not None and len(jobs) < batch_size and (newcomers := admit(batch_size - len(jobs))):
             new_logits, new_batch = _prefill(decoder, newcomers, prefixes)
-            new_tokens = pick(new_logits, _banned_rows(newcomers, config.min_new_tokens), eos_ids)
-            joining = [s for s, (job, token) in enumerate(zip(newcomers, new_tokens)) if _advance(job, token, eos_ids)]
-            if joining:
-                new_batch = new_batch.keep(joining) if len(joining) < len(newcomers) else new_batch
-                batch = batch.merge(new_batch) if live else new_batch
-                live += [newcomers[s] for s in joining]
-                fed += [new_tokens[s] for s in joining]
-        if not live:
+            newcomers, new_fed, new_batch = _take_tokens(pick, new_logits, newcomers, new_batch,
+                                                         config.min_new_tokens, eos_ids)
+            if newcomers:
+                batch = batch.merge(new_batch) if jobs else new_batch
+                jobs, fed = jobs + newcomers, fed + new_fed
+        if not jobs:
             return
-        jobs = live
         logits, batch = decoder.step(fed, batch)
+        jobs, fed, batch = _take_tokens(pick, logits, jobs, batch, config.min_new_tokens, eos_ids)
+
+
+def _take_tokens(pick: TokenPicker, logits, jobs: list[Job], batch, min_new_tokens: int, eos_ids: set[int]):
+    """Pick each row's next token and hand it over; returns the jobs still going, their tokens and cache."""
+    banned = [slot for slot, job in enumerate(jobs) if len(job.text.token_ids) < min_new_tokens]
+    tokens = pick(logits, banned, eos_ids)
+    going = [slot for slot, (job, token) in enumerate(zip(jobs, tokens)) if _advance(job, token, eos_ids)]
+    if len(going) < len(jobs):
+        batch = batch.keep(going)
+    return [jobs[slot] for slot in going], [tokens[slot] for slot in going], batch
 
 
 def _prefill(decoder: OnnxDecoder, jobs: list[Job], prefixes: PrefixStore | None):
@@ -154,11 +158,6 @@ def _prefill(decoder: OnnxDecoder, jobs: list[Job], prefixes: PrefixStore | None
         longest = max(range(len(prompts)), key=lambda r: len(prompts[r]))
         prefixes.remember(decoder.prefix_of(prompts[longest], batch, longest), reused)
     return logits, batch
-
-
-def _banned_rows(jobs: list[Job], min_new_tokens: int) -> list[int]:
-    """Rows that may not end yet (``min_new_tokens``)."""
-    return [slot for slot, job in enumerate(jobs) if len(job.text.token_ids) < min_new_tokens]
 
 
 def _advance(job: Job, token: int, eos_ids: set[int]) -> bool:

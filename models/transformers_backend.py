@@ -156,25 +156,22 @@ class TransformersGenerator:
         On the onnx decoder, requests that arrive meanwhile join between steps (``join``).
         """
         lm, config = self._lm, requests[0].config
-        jobs = {id(r): self._job(r) for r in requests}
-        served = list(requests)
+        served = [(r, self._job(r)) for r in requests]
         if lm.decoder is not None and config.num_beams == 1:
             def admit(room: int) -> list[Job]:
-                newcomers = join(room) if join is not None else []
-                jobs.update((id(r), self._job(r)) for r in newcomers)
+                newcomers = [(r, self._job(r)) for r in (join(room) if join is not None else [])]
                 served.extend(newcomers)
-                return [jobs[id(r)] for r in newcomers]
+                return [job for _, job in newcomers]
 
-            decode_batch(lm.decoder, list(jobs.values()), config, self._eos_ids(), self.prefixes,
+            decode_batch(lm.decoder, [job for _, job in served], config, self._eos_ids(), self.prefixes,
                          admit=admit, batch_size=self.batch_size)
         else:
-            self._generate(requests, [jobs[id(r)].text for r in requests])
-        for request in served:
-            row = jobs[id(request)].text
-            row.finish("length")
-            request.first_token_at = row.first_token_at
-            request.new_tokens = len(row.token_ids)
-            request.finish_reason = row.finish_reason
+            self._generate(requests, [job.text for _, job in served])
+        for request, job in served:
+            job.text.finish("length")
+            request.first_token_at = job.text.first_token_at
+            request.new_tokens = len(job.text.token_ids)
+            request.finish_reason = job.text.finish_reason
 
     def _job(self, request: Request) -> Job:
         text = RowText(self._lm.tokenizer, request.config.stop, request.config.max_new_tokens, request.emit)
