@@ -1,6 +1,6 @@
 # Two entry points do all setup on a fresh machine with Python 3.11:
 #   make run   - install, fetch assets, build the sample knowledge base, serve http://127.0.0.1:5000
-#   make test  - install, fetch assets, run the test suite
+#   make test  - install, fetch assets, check the import layers, run the test suite
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -11,13 +11,21 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test install assets kb chromium bench clean
+.PHONY: run test check lint install assets kb chromium bench clean
 
 run: kb
 	$(KGQA) serve --host 127.0.0.1 --port 5000
 
-test: assets chromium
+test: assets chromium lint
 	$(PY) -m pytest
+
+# The quick loop: the import layers and the fast unit tests (no real LM, no sample ingest, no browser).
+check: assets lint
+	$(PY) -m pytest -q -m "not slow and not browser"
+
+# Imports run one way: app > evaluation > qa > retrieval > kg > models > kgqa (pyproject.toml).
+lint: install
+	$(VENV)/bin/lint-imports
 
 install: $(VENV)/.installed
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from flask import Flask
 
+from kgqa.assets import stay_offline
 from kgqa.settings import Settings
 
 
 def create_app(settings: Settings | None = None, *, engine=None) -> Flask:
     """Build the Flask app for ``settings``; ``engine`` injects a ready-made QA engine (tests, embedding)."""
     from app import api, errors, limits, openai_compat, web
-    from app.kb import KnowledgeBase
+    from app.kb import RequestSessions
     from app.runtime import EngineRuntime
 
+    stay_offline()
     settings = settings or Settings()
     app = Flask(__name__)
     app.config.update(
@@ -27,7 +29,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> Flask:
     )
     app.json.sort_keys = False  # keep the records' field order in responses
     app.extensions["kgqa_runtime"] = EngineRuntime(settings, engine=engine)
-    app.extensions["kgqa_kb"] = KnowledgeBase(settings)
+    app.extensions["kgqa_kb"] = RequestSessions(settings)
     app.extensions["kgqa_limits"] = limits.ServiceLimits(settings)
 
     app.register_blueprint(errors.bp)
@@ -36,10 +38,10 @@ def create_app(settings: Settings | None = None, *, engine=None) -> Flask:
     app.register_blueprint(web.bp)
 
     limits.init_app(app)
-    app.teardown_appcontext(KnowledgeBase.close_request_session)
+    app.teardown_appcontext(RequestSessions.close_request_session)
     app.after_request(web.security_headers)
 
-    from app.cli import serve_command
+    from app.serve import serve_command
 
     app.cli.add_command(serve_command)
     return app

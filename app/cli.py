@@ -1,66 +1,75 @@
-"""``kgqa serve``: run the app under waitress, a production WSGI server.
+"""The ``kgqa`` command: a Flask ``FlaskGroup`` gathering every package's commands.
 
-waitress rather than the Flask dev server: it is pure Python, threaded (no
-fork, so the model is loaded once and shared), and runs the same everywhere.
-It needs more threads than model slots, so that requests beyond the slots get
-an immediate 503 instead of waiting in the socket backlog.
+This is the one module that imports every layer. Each command is a thin click
+wrapper, defined in its own package, around a plain function that tests call
+directly; the group adds Flask's ``routes`` and ``shell`` for the app that
+``create_app`` builds from the same settings.
 """
 
 from __future__ import annotations
 
+import sys
+
 import click
+from flask.cli import FlaskGroup, routes_command, shell_command
+from pydantic import ValidationError
 
-from kgqa.settings import Settings
-
-
-def build_server(app, *, host: str = "127.0.0.1", port: int = 5000, threads: int | None = None):
-    """A bound (not yet running) waitress server; ``port=0`` picks a free port (``server.effective_port``)."""
-    from waitress import create_server
-
-    settings: Settings = app.config["KGQA_SETTINGS"]
-    threads = threads or settings.queue_size + 8
-    return create_server(
-        app,
-        host=host,
-        port=port,
-        threads=threads,
-        connection_limit=max(100, threads * 4),
-        channel_timeout=120,
-        ident="kgqa",
-    )
+from app.serve import serve_command
+from evaluation.cli import eval_group
+from kg.cli import ingest_command, kg_group
+from kgqa.assets import stay_offline
+from kgqa.errors import KgqaError
+from kgqa.settings import command_settings
+from models.cli import setup_command
+from qa.cli import ask_command
 
 
-def serve(app, *, host: str, port: int, threads: int | None = None) -> None:
-    """Warm the engine in the background and serve until interrupted."""
-    server = build_server(app, host=host, port=port, threads=threads)
-    app.extensions["kgqa_runtime"].start_warm_up()
-    click.echo(f"kgqa serving on http://{host}:{server.effective_port} (engine warming up; see /readyz)")
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
-
-
-def _app_for(ctx: click.Context):
-    """The app of ``flask --app app serve``, else one built from the ``kgqa`` group's settings."""
-    from flask.cli import ScriptInfo
-
-    info = ctx.find_object(ScriptInfo)
-    if info is not None:
-        return info.load_app()
+def _create_app_from_context():
     from app import create_app
 
-    obj = ctx.find_object(dict) or {}
-    return create_app(obj.get("settings") or Settings())
+    return create_app(command_settings(click.get_current_context()))
 
 
-@click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 exposes it.")
-@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--threads", type=click.IntRange(1, 512), default=None, help="Worker threads [default: queue size + 8].")
+class KgqaGroup(FlaskGroup):
+    """Turns expected failures (missing assets, bad input, bad settings) into one clear line and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KgqaError as exc:
+            click.echo(f"kgqa: {exc}", err=True)
+            sys.exit(2)
+        except ValidationError as exc:  # a KGQA_* variable holds a value Settings refuses
+            problems = "; ".join(
+                f"KGQA_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+            )
+            click.echo(f"kgqa: invalid setting: {problems}", err=True)
+            sys.exit(2)
+
+
+@click.group(
+    cls=KgqaGroup,
+    create_app=_create_app_from_context,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+    set_debug_flag=False,
+)
 @click.pass_context
-def serve_command(ctx: click.Context, host: str, port: int, threads: int | None) -> None:
-    """Serve the web page, the JSON API and the OpenAI-compatible endpoint."""
-    serve(_app_for(ctx), host=host, port=port, threads=threads)
+def main(ctx: click.Context) -> None:
+    """kgqa: grounded, cited question answering over Wikipedia dumps."""
+    stay_offline()
+    command_settings(ctx)  # read KGQA_* once, here, so a refused value fails before any work
+
+
+# Flask's --app/--debug/--env-file options choose another app or environment; kgqa's app is
+# always create_app(Settings()) from KGQA_* variables, so the group leaves them out.
+main.params = [p for p in main.params if p.name not in {"app", "debug", "env_file"}]
+
+for _command in (setup_command, ingest_command, kg_group, ask_command, serve_command, eval_group,
+                 routes_command, shell_command):
+    main.add_command(_command)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 from flask import current_app, g
 from pydantic import BaseModel
-from sqlalchemy.engine import make_url
 from werkzeug.exceptions import NotFound
 
-from kgqa.errors import KnowledgeBaseMissing
 from kgqa.settings import Settings
 
 
@@ -26,7 +23,7 @@ class PassageView(BaseModel):
     url: str
 
 
-class KnowledgeBase:
+class RequestSessions:
     """Lazily opens the SQL store; a SQLite file that does not exist means no KB (never create one here)."""
 
     def __init__(self, settings: Settings):
@@ -37,14 +34,9 @@ class KnowledgeBase:
     def _session_factory(self):
         with self._lock:
             if self._factory is None:
-                from kg.store import make_engine, session_factory
+                from kg.store import open_knowledge_base, session_factory
 
-                url = make_url(self.settings.database_url)
-                if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
-                    raise KnowledgeBaseMissing(
-                        f"no knowledge base in {self.settings.data_dir}: run `kgqa ingest <dump>` first"
-                    )
-                self._factory = session_factory(make_engine(self.settings.database_url))
+                self._factory = session_factory(open_knowledge_base(self.settings))
             return self._factory
 
     def request_session(self):
@@ -60,7 +52,7 @@ class KnowledgeBase:
             session.close()
 
 
-def _kb() -> KnowledgeBase:
+def _kb() -> RequestSessions:
     return current_app.extensions["kgqa_kb"]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from flask import Flask, current_app, request
 from werkzeug.exceptions import TooManyRequests
 
-from kgqa.errors import InvalidQuestion
+from kgqa.questions import validate_question
 from kgqa.settings import Settings
 
 # Cheap endpoints a load balancer polls; they must never be throttled.
@@ -72,14 +72,8 @@ class ServiceLimits:
             )
 
     def check_question(self, question: str) -> str:
-        """The question stripped, or ``InvalidQuestion`` when empty or longer than allowed."""
-        text = question.strip()
-        if not text:
-            raise InvalidQuestion("the question is empty")
-        limit = self.settings.max_question_chars
-        if len(text) > limit:
-            raise InvalidQuestion(f"the question has {len(text)} characters; the limit is {limit}")
-        return text
+        """The question stripped, or ``InvalidQuestion`` (kgqa.questions, the one validation)."""
+        return validate_question(question, self.settings.max_question_chars)
 
 
 def current_limits() -> ServiceLimits:

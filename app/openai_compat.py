@@ -45,7 +45,6 @@ from kgqa.records import QAResult
 bp = Blueprint("openai", __name__, url_prefix="/v1")
 
 MODEL_ID = "kgqa"
-MAX_HISTORY_TURNS = 6
 _STARTED = int(time.time())
 
 
@@ -60,7 +59,7 @@ def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[dict] | N
         {"role": m.role, "content": m.text()}
         for m in messages[:-1]
         if m.role in ("user", "assistant") and m.text().strip()
-    ][-MAX_HISTORY_TURNS:]
+    ]  # the engine keeps the last few (qa.prompt.MAX_HISTORY_MESSAGES), the one history cap
     return messages[-1].text(), history or None
 
 

@@ -87,7 +87,7 @@ class EngineRuntime:
     def _warm_up(self) -> None:
         try:
             if self._engine is None:
-                from kgqa.qa.engine import QAEngine
+                from qa.engine import QAEngine
 
                 self._engine = QAEngine(self.settings)
             self._engine.warm_up()

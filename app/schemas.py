@@ -27,7 +27,7 @@ class AskRequest(BaseModel):
     question: str
     k: int | None = Field(default=None, ge=1, le=50)
     stream: bool = False
-    history: list[ChatTurn] = Field(default_factory=list, max_length=20)
+    history: list[ChatTurn] = Field(default_factory=list)  # bounded by the body size; the engine keeps the last few
 
 
 class ErrorDetail(BaseModel):

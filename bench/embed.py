@@ -20,7 +20,7 @@ import numpy as np
 
 from kgqa.assets import resolve_embedder, sample_dump_path
 from kgqa.settings import Settings
-from retrieval.embedder import Embedder, document_text
+from models.embedding.embedder import Embedder, document_text
 
 RESULTS = Path(__file__).resolve().parent / "results" / "embed.json"
 QUERIES = [

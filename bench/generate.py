@@ -23,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from kgqa.settings import Settings  # noqa: E402
-from models.loader import load_lm  # noqa: E402
+from models.lm.loader import load_lm  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generate.json"
 SYSTEM = "Answer the question using only the evidence passages. Cite them like [1]. Be brief."
@@ -74,7 +74,7 @@ def timed_generate(lm, inputs, new_tokens: int, **kw) -> tuple[float, list[int]]
     """Plain transformers ``generate`` (with the variant's thread policy)."""
     import torch
 
-    from models.speedups import DecodeThreads
+    from models.lm.speedups import DecodeThreads
 
     threads = DecodeThreads.for_speedup(lm.speedup, lm.device)
     with torch.inference_mode(), threads.session():
@@ -136,7 +136,7 @@ def measure_concurrency(settings: Settings, tokens: int, speedup: str | None, fi
     ``fixed`` makes every answer exactly ``tokens`` long (EOS suppressed), as throughput
     benchmarks do; otherwise each answer ends at its own EOS, at most ``tokens``.
     """
-    from models.transformers_backend import TransformersGenerator
+    from models.lm.transformers_backend import TransformersGenerator
 
     gen = TransformersGenerator(settings.with_overrides(batch_size=4), device="cpu", speedup=speedup)
     conversations = [rag_messages(q, ps) for q, ps in RAG]

@@ -92,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     dump = assets.sample_dump_path(settings)
-    from retrieval.embedder import Embedder, document_text
+    from models.embedding.embedder import Embedder, document_text
 
     pages = articles(dump, args.limit)
     one_s, parsed = time_parse(pages, 1)

@@ -40,7 +40,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def bench_sample_kb(settings, repeats: int) -> dict:
-    from kgqa.qa.engine import QAEngine
+    from qa.engine import QAEngine
 
     engine = QAEngine(settings)
     engine.retrieve("warm up", k=10, mode="graph")
@@ -71,10 +71,10 @@ def synthetic_corpus(n: int, rng: np.random.Generator, vocab: int = 30_000, leng
 
 
 def bench_scale(settings, size: int, repeats: int) -> dict:
-    from retrieval.embedder import Embedder
+    from models.embedding.embedder import Embedder
     from retrieval.fusion import reciprocal_rank_fusion
     from retrieval.sparse import SparseIndex
-    from retrieval.vector_index import VectorIndex
+    from kg.vector_index import VectorIndex
 
     rng = np.random.default_rng(size)
     texts = synthetic_corpus(size, rng)
@@ -111,8 +111,8 @@ def bench_scale(settings, size: int, repeats: int) -> dict:
 
 
 def bench_ttft(settings, evidence_tokens: int) -> dict:
-    from kgqa.qa.engine import QAEngine
-    from kgqa.qa.prompt import build_messages
+    from qa.engine import QAEngine
+    from qa.prompt import build_messages
 
     engine = QAEngine(settings.with_overrides(evidence_tokens=evidence_tokens, max_new_tokens=8))
     engine.warm_up()

@@ -165,7 +165,7 @@ def main() -> None:
         env = {**os.environ, "KGQA_RATE_LIMIT_PER_MINUTE": "0", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         if args.data_dir:
             env["KGQA_DATA_DIR"] = args.data_dir
-        command = [sys.executable, "-m", "kgqa.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
         if args.threads:
             command += ["--threads", str(args.threads)]
         server = subprocess.Popen(command, env=env)

@@ -1,1 +1,1 @@
-"""Dump parsing, the SQL store and the knowledge graph."""
+"""The knowledge base: dump parsing, the SQL store, the FAISS vector index kept in step with it, and the graph."""

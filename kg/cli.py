@@ -8,12 +8,7 @@ from pathlib import Path
 
 import click
 
-from kgqa.settings import Settings
-
-
-def _settings(ctx: click.Context) -> Settings:
-    obj = ctx.ensure_object(dict)
-    return obj.setdefault("settings", Settings())
+from kgqa.settings import command_settings as _settings
 
 
 @click.command("ingest")
@@ -94,12 +89,7 @@ def export_command(ctx: click.Context, fmt: str, output: Path | None) -> None:
     from kg.graph import load_graph
 
     settings = _settings(ctx)
-    try:
-        graph = load_graph(settings)
-    except FileNotFoundError as exc:
-        from kgqa.errors import KnowledgeBaseMissing
-
-        raise KnowledgeBaseMissing(str(exc)) from None
+    graph = load_graph(settings)
     if fmt == "graphml":
         path = output or settings.data_dir / "graph.graphml"
         export_graphml(graph, path)

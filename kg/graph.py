@@ -13,10 +13,10 @@ import tempfile
 from pathlib import Path
 
 import networkx as nx
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from kg.store import Alias, Entity, Redirect, Triple, make_engine, session_factory
+from kg.store import Alias, Entity, Redirect, Triple, open_knowledge_base, session_factory
 from kgqa.settings import Settings
 
 FORMAT_VERSION = 1
@@ -89,15 +89,8 @@ def rebuild_graph(settings: Settings, session: Session) -> nx.MultiDiGraph:
 
 def load_graph(settings: Settings) -> nx.MultiDiGraph:
     """The persisted graph; rebuilt from SQL (and re-saved) when missing or stale."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(settings.database_url)
-    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file():
-        raise FileNotFoundError(f"no knowledge base at {url.database}: run `kgqa ingest <dump>`")
-    engine = make_engine(settings.database_url)
+    engine = open_knowledge_base(settings)
     try:
-        if not inspect(engine).has_table("triples"):
-            raise FileNotFoundError(f"no knowledge base at {settings.database_url}: run `kgqa ingest <dump>`")
         with session_factory(engine)() as session:
             stamp = sql_stamp(session)
             if settings.graph_path.is_file():

@@ -68,7 +68,7 @@ def ingest_dump(settings: Settings, dump_path: Path, *, limit: int | None = None
     init_db(engine)
     sessions = session_factory(engine)
     if embedder is None:
-        from retrieval.embedder import Embedder
+        from models.embedding.embedder import Embedder
 
         embedder = Embedder(settings)
     vectors = PassageVectors(settings, embedder, sessions)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from sqlalchemy import func, inspect, select
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from kg.queries import EntityView, entity_view, resolve_entity
 from kg.vectors import consistency
-from kg.store import Alias, Entity, IngestRun, Page, Passage, Redirect, Triple, make_engine, session_factory
-from kgqa.errors import KgqaError, KnowledgeBaseMissing
+from kg.store import Alias, Entity, IngestRun, Page, Passage, Redirect, Triple, open_knowledge_base, session_factory
+from kgqa.errors import KgqaError
 from kgqa.settings import Settings
 
 
@@ -19,12 +17,7 @@ class EntityNotFound(KgqaError):
 
 
 def _open(settings: Settings):
-    url = make_url(settings.database_url)
-    missing = url.get_backend_name() == "sqlite" and url.database and not Path(url.database).is_file()
-    engine = None if missing else make_engine(settings.database_url)
-    if engine is None or not inspect(engine).has_table("pages"):
-        raise KnowledgeBaseMissing(f"no knowledge base in {settings.data_dir}: run `kgqa ingest <dump>` first")
-    return engine
+    return open_knowledge_base(settings)
 
 
 def kb_stats(settings: Settings) -> dict:
@@ -57,7 +50,7 @@ def kb_stats(settings: Settings) -> dict:
 def _load_index(settings: Settings):
     if not settings.faiss_path.is_file():
         return None
-    from retrieval.vector_index import VectorIndex
+    from kg.vector_index import VectorIndex
 
     return VectorIndex.load(settings.faiss_path)
 

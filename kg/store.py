@@ -7,6 +7,7 @@ SQLite is the default (WAL mode); any SQLAlchemy URL works.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 from sqlalchemy import (
     Boolean,
@@ -22,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from kgqa.settings import Settings
 
 
 def utcnow() -> datetime:
@@ -170,3 +173,33 @@ def wikipedia_url(title: str) -> str:
     from urllib.parse import quote
 
     return "https://en.wikipedia.org/wiki/" + quote(title.replace(" ", "_"), safe="_()-,.'!:/")
+
+
+def open_knowledge_base(settings: Settings, *, require_passages: bool = False) -> Engine:
+    """An engine on an ingested knowledge base, or ``KnowledgeBaseMissing`` saying how to make one.
+
+    The one presence check: a SQLite file that does not exist is never created here,
+    and a database without the store's tables holds no KB (nor, for answering
+    questions, one without a single passage).
+    """
+    from sqlalchemy import func, inspect, select
+    from sqlalchemy.engine import make_url
+
+    from kgqa.errors import KnowledgeBaseMissing
+
+    missing = KnowledgeBaseMissing(f"no knowledge base in {settings.data_dir}: run `kgqa ingest <dump>` first")
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        if not Path(url.database).is_file():
+            raise missing
+    engine = make_engine(settings.database_url)
+    tables = set(inspect(engine).get_table_names())
+    if not {Page.__tablename__, Passage.__tablename__, Triple.__tablename__} <= tables:
+        engine.dispose()
+        raise missing
+    if require_passages:
+        with engine.connect() as connection:
+            if not connection.scalar(select(func.count()).select_from(Passage)):
+                engine.dispose()
+                raise missing
+    return engine

@@ -35,7 +35,7 @@ class PassageVectors:
         self.dirty = False
 
     def warm_up(self) -> None:
-        from retrieval.vector_index import VectorIndex
+        from kg.vector_index import VectorIndex
 
         if self.index is not None:
             return
@@ -73,7 +73,7 @@ class PassageVectors:
 
     def embed_pending(self, page_ids: list[int] | None = None) -> int:
         """Embed unflagged passages (of these pages, or all) not yet in the in-memory index."""
-        from retrieval.embedder import document_text
+        from models.embedding.embedder import document_text
 
         query = select(Passage.vector_id, Passage.title, Passage.section, Passage.text).where(
             Passage.embedded.is_(False)).order_by(Passage.vector_id)

@@ -1,1 +1,4 @@
-"""kgqa core: settings, bundled assets, typed records shared across packages, the QA engine and the CLI."""
+"""kgqa's floor: settings, errors, the typed records between packages, question validation and asset paths.
+
+It imports nothing else of the project; every other package may import it.
+"""

@@ -20,9 +20,16 @@ from pathlib import Path
 from kgqa.errors import KgqaError
 from kgqa.settings import Settings
 
-# Nothing in this process may reach a model hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+OFFLINE_ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def stay_offline() -> None:
+    """Tell huggingface_hub and transformers never to reach a hub from this process.
+
+    Called at the edge (the ``kgqa`` command, the app factory), never at import.
+    """
+    for name, value in OFFLINE_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SAMPLE_DUMP = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -129,27 +136,4 @@ def fetch_sample_dump(settings: Settings) -> Path:
             with open(partial, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             partial.replace(target)
-    return target
-
-
-def convert_bundled_lm(settings: Settings) -> Path:
-    """Dequantise the bundled GGUF once and save it as safetensors; reloading that takes ~1 s, not ~20 s."""
-    target = converted_lm_dir(settings)
-    if (target / "config.json").is_file():
-        return target
-    gguf = bundled_gguf_path()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # The GGUF weights are already dequantised to float tensors on load; dropping the
-    # quantizer marker lets transformers save them as a plain checkpoint.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    partial = target.with_name(target.name + ".part")
-    shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    partial.replace(target)
     return target

@@ -94,3 +94,17 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
+
+
+def command_settings(ctx) -> Settings:
+    """The settings a ``kgqa`` command runs with: those its caller put in the click context, else ``KGQA_*``.
+
+    Tests invoke commands with ``obj={"settings": ...}``; under the ``kgqa`` group the
+    context object is Flask's ``ScriptInfo``, whose ``data`` dict holds them instead.
+    Read once per invocation and shared by the group and its subcommands.
+    """
+    store = ctx.find_object(dict)
+    if store is None:
+        info = ctx.find_root().obj
+        store = info.data if isinstance(getattr(info, "data", None), dict) else ctx.ensure_object(dict)
+    return store.setdefault("settings", Settings())

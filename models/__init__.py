@@ -1,1 +1,4 @@
-"""Causal LM backends: load a local model once and turn chat messages into (streamed, batched) text."""
+"""The models: causal LM backends (``models.lm``) and the passage/question embedder (``models.embedding``).
+
+Each loads a local model once, on demand; importing this package loads nothing.
+"""

@@ -1,5 +1,5 @@
-"""Retrieval: passage embeddings, the FAISS vector index, BM25, fusion and entity linking.
+"""Retrieval: entity linking, BM25, dense search, fusion, graph expansion and fact ranking, composed by the pipeline.
 
-Heavy libraries (torch, onnxruntime, faiss) load inside functions, so importing
+Heavy libraries (onnxruntime, faiss, bm25s) load inside functions, so importing
 this package stays cheap.
 """

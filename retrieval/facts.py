@@ -51,20 +51,6 @@ WH_PRIORS: dict[str, tuple[str, ...]] = {
 _PRED_SPLIT = re.compile(r"[_\W\d]+|(?<=[a-z])(?=[A-Z])")
 
 
-def relation_terms(question: str) -> set[str]:
-    """Words that express the relation the question asks for, e.g. "Who directed X?" -> directed, director.
-
-    Empty when the question names no relation the cue table knows. A cue brings
-    its predicate words and every other cue that shares one (spouse -> married, wife).
-    """
-    terms: set[str] = set()
-    for word in content_words(question):
-        if word in CUES:
-            related = {word, *CUES[word]}
-            terms |= related | {cue for cue, preds in CUES.items() if related & set(preds)}
-    return {fold(t) for t in terms}
-
-
 def predicate_words(predicate: str) -> list[str]:
     return [fold(p) for p in _PRED_SPLIT.split(predicate) if p]
 
@@ -109,18 +95,6 @@ def rank_facts(question: str, facts: Iterable[FactHit], *, limit: int | None = N
         scored.append(fact.model_copy(update={"score": round(score, 4)}))
     scored.sort(key=lambda f: (-f.score, f.triple_id))
     return scored[:limit] if limit is not None else scored
-
-
-def direct_answer(question: str, ranked: Sequence[FactHit], entities: Sequence[LinkedEntity]) -> FactHit | None:
-    """The top fact if it answers the question outright: its predicate is asked for and it is about a linked entity."""
-    if not ranked:
-        return None
-    top = ranked[0]
-    titles = {e.title for e in entities}
-    about_linked = top.subject in titles or top.object in titles
-    if about_linked and predicate_match(question, top.predicate) >= 0.5 and top.score > 0.8:
-        return top
-    return None
 
 
 def load_facts(session, entities: Sequence[LinkedEntity], url_for: Callable[[str], str]) -> list[FactHit]:

@@ -9,10 +9,9 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
-from kgqa.errors import KnowledgeBaseMissing
 from kgqa.settings import Settings
+from kg.store import open_knowledge_base, session_factory
 from retrieval.catalog import PassageCatalog, PassageRef
 
 log = logging.getLogger(__name__)
@@ -54,18 +53,8 @@ class KnowledgeBase:
             session.close()
 
     def _load(self) -> None:
-        from sqlalchemy import func, inspect, select
-
-        from kg.store import Passage, make_engine, session_factory
-
-        self._check_database_exists()
-        engine = make_engine(self.settings.database_url)
-        if not inspect(engine).has_table("passages"):
-            raise KnowledgeBaseMissing(self._missing_message())
-        self._sessions = session_factory(engine)
+        self._sessions = session_factory(open_knowledge_base(self.settings, require_passages=True))
         with self.session() as session:
-            if not session.scalar(select(func.count()).select_from(Passage)):
-                raise KnowledgeBaseMissing(self._missing_message())
             refs, texts = self._read_passages(session)
             self.catalog = PassageCatalog(refs)
             self.sparse = self._build_sparse(refs, texts)
@@ -76,22 +65,11 @@ class KnowledgeBase:
         self.expander = GraphExpander(link_graph)
         self.vector_index = self._load_vectors()
         if self.embedder is None:
-            from retrieval.embedder import Embedder
+            from models.embedding.embedder import Embedder
 
             self.embedder = Embedder(self.settings)
         self.embedder.warm_up()
         log.info("knowledge base loaded: %d passages, %d aliases", len(refs), len(self.linker))
-
-    def _missing_message(self) -> str:
-        return f"no knowledge base in {self.settings.data_dir}: run `kgqa ingest <dump>` first"
-
-    def _check_database_exists(self) -> None:
-        from sqlalchemy.engine import make_url
-
-        url = make_url(self.settings.database_url)
-        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            if not Path(url.database).is_file():
-                raise KnowledgeBaseMissing(self._missing_message())
 
     @staticmethod
     def _read_passages(session) -> tuple[list[PassageRef], list[str]]:
@@ -147,7 +125,7 @@ class KnowledgeBase:
         return EntityLinker(entries, normalize_alias, wikipedia_url, popularity=popularity)
 
     def _load_vectors(self):
-        from retrieval.vector_index import VectorIndex
+        from kg.vector_index import VectorIndex
 
         if not self.settings.faiss_path.is_file():
             log.warning("no vector index at %s; dense retrieval is off", self.settings.faiss_path)

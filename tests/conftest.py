@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from kgqa import assets
+from kgqa.settings import Settings
 
-from kgqa import assets  # noqa: E402
-from kgqa.settings import Settings  # noqa: E402
+
+def pytest_configure(config):
+    """The test run is an edge like the CLI: no hub is ever reached, tokenizers stay single-process."""
+    assets.stay_offline()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def pytest_collection_modifyitems(config, items):

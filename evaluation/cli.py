@@ -1,0 +1,73 @@
+"""``kgqa eval``: make the dev set, then measure retrieval and answers; thin wrappers around ``runs``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from evaluation import runs
+from kgqa.settings import command_settings as _settings
+
+_QUESTIONS = click.argument("questions", type=click.Path(path_type=Path, dir_okay=False))
+_REPORT_DIR = click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False),
+                           help="Where report.json, report.md and the PNGs go [default: <data>/reports/<kind>-<time>].")
+_LIMIT = click.option("--limit", type=click.IntRange(min=1), help="Only the first N questions.")
+
+
+def _show(markdown: str, paths: dict) -> None:
+    click.echo(markdown)
+    click.echo("\nreport: " + ", ".join(str(p) for p in paths.values()))
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Measure retrieval and answer quality on a question set (JSONL)."""
+
+
+@eval_group.command("make-devset")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), help="[default: <data>/eval/dev.jsonl]")
+@click.option("--max", "max_questions", type=click.IntRange(min=2), help="At most N questions in all.")
+@click.option("--seed", type=int, default=13, show_default=True)
+@click.pass_context
+def make_devset_command(ctx: click.Context, out: Path | None, max_questions: int | None, seed: int) -> None:
+    """Generate dev questions from the knowledge graph's infobox facts, plus unanswerable ones."""
+    settings = _settings(ctx)
+    out = out or settings.eval_dir / "dev.jsonl"
+    questions = runs.build_devset(settings, out, max_questions=max_questions, seed=seed)
+    unanswerable = sum(q.unanswerable for q in questions)
+    click.echo(f"wrote {len(questions)} questions ({len(questions) - unanswerable} answerable, "
+               f"{unanswerable} unanswerable) to {out}")
+
+
+@eval_group.command("retrieval")
+@_QUESTIONS
+@_REPORT_DIR
+@_LIMIT
+@click.option("--k", type=click.IntRange(1, 50), default=10, show_default=True)
+@click.option("--modes", default="dense,sparse,hybrid,graph", show_default=True,
+              help="Comma-separated retrievers to compare.")
+@click.pass_context
+def retrieval_command(ctx, questions: Path, report_dir, limit, k: int, modes: str) -> None:
+    """recall@1/5/10, MRR@10 and nDCG@10 for each retriever, side by side."""
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = set(chosen) - {"dense", "sparse", "hybrid", "graph"}
+    if unknown or not chosen:
+        raise click.BadParameter(f"unknown retriever(s): {', '.join(sorted(unknown)) or 'none given'}", param_hint="--modes")
+    _, markdown, paths = runs.run_retrieval_eval(_settings(ctx), questions, report_dir=report_dir,
+                                                 modes=chosen, k=k, limit=limit)
+    _show(markdown, paths)
+
+
+@eval_group.command("qa")
+@_QUESTIONS
+@_REPORT_DIR
+@_LIMIT
+@click.option("--embedding-check/--no-embedding-check", default=True, show_default=True,
+              help="Let sentence-evidence embedding similarity rescue paraphrases in the support check.")
+@click.pass_context
+def qa_command(ctx, questions: Path, report_dir, limit, embedding_check: bool) -> None:
+    """EM/F1, citation recall/precision, abstention and latency per stage (runs the LM)."""
+    _, markdown, paths = runs.run_qa_eval(_settings(ctx), questions, report_dir=report_dir,
+                                          limit=limit, use_embeddings=embedding_check)
+    _show(markdown, paths)

@@ -1,0 +1,93 @@
+"""Report writers: a markdown table for the terminal and the README, and report.json for diffs between runs."""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+from evaluation.qa_eval import STAGES
+from evaluation.retrieval_eval import MODE_LABELS
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _mode_rows(report: dict, columns: list[str]) -> list[list[str]]:
+    return [
+        [MODE_LABELS.get(mode, mode)] + [_fmt(values[c], 1 if c.endswith("_ms") else 3) for c in columns]
+        for mode, values in report["modes"].items()
+    ]
+
+
+def retrieval_markdown(report: dict) -> str:
+    article = ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "latency_p50_ms"]
+    evidence = ["evidence_recall@1", "evidence_recall@5", "evidence_recall@10", "evidence_mrr@10"]
+    text = (f"### Retrieval: hit = passage of a gold article ({report['questions']} questions, k={report['k']})\n\n"
+            + _table(["retriever"] + article, _mode_rows(report, article)))
+    if report.get("evidence_questions"):
+        text += (f"\n\n### Retrieval: hit = gold passage stating the answer ({report['evidence_questions']} questions)"
+                 "\n\n" + _table(["retriever"] + evidence, _mode_rows(report, evidence)))
+    return text
+
+
+def qa_markdown(report: dict) -> str:
+    s = report["summary"]
+    quality = [
+        ["questions (answerable / unanswerable)", f"{s['questions']} ({s['answerable']} / {s['unanswerable']})"],
+        ["exact match", _fmt(s["exact_match"])],
+        ["token F1", _fmt(s["f1"])],
+        ["answer contained", _fmt(s["answer_contained"])],
+        ["answer contained, when answered", _fmt(s["answer_contained_when_answered"])],
+        ["citation recall (ALCE)", _fmt(s["citation_recall"])],
+        ["citation precision (ALCE)", _fmt(s["citation_precision"])],
+        ["abstention, answerable", _fmt(s["abstention_answerable"])],
+        [f"abstention, answerable with gold retrieved (n={s['answerable_gold_retrieved']})",
+         _fmt(s["abstention_answerable_gold_retrieved"])],
+        ["abstention, unanswerable", _fmt(s["abstention_unanswerable"])],
+        ["errors", str(s["errors"])],
+    ]
+    latency = [[stage, _fmt(s["latency"][stage]["p50_s"]), _fmt(s["latency"][stage]["p95_s"])] for stage in STAGES]
+    return (
+        "### Answer quality\n\n" + _table(["metric", "value"], quality)
+        + "\n\n### Latency per stage (seconds)\n\n" + _table(["stage", "p50", "p95"], latency)
+    )
+
+
+def run_metadata(settings, questions_path: Path, extra: dict | None = None) -> dict:
+    """What a reader needs to compare two reports: when, on what, with which models."""
+    return {
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "questions_file": str(questions_path),
+        "data_dir": str(settings.data_dir),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        **(extra or {}),
+    }
+
+
+def default_report_dir(settings, kind: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return settings.reports_dir / f"{kind}-{stamp}"
+
+
+def write_report(report_dir: Path, report: dict, markdown: str) -> dict[str, Path]:
+    """report.json and report.md in ``report_dir``; returns their paths."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    json_path = report_dir / "report.json"
+    md_path = report_dir / "report.md"
+    json_path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    md_path.write_text(markdown + "\n", encoding="utf-8")
+    return {"json": json_path, "markdown": md_path}

@@ -1,0 +1,98 @@
+"""The evaluation runs behind ``kgqa eval``: plain functions that tests call directly."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from kg.store import Passage, open_knowledge_base, session_factory
+from evaluation import plots, report
+from evaluation.devset import make_devset
+from evaluation.metrics import normalize_answer
+from evaluation.questions import EvalQuestion, load_questions, save_questions
+from kgqa.settings import Settings
+
+
+def _sessions(settings: Settings):
+    return session_factory(open_knowledge_base(settings))
+
+
+def _qa_engine(settings: Settings, *, load_lm: bool):
+    """The engine under test; retrieval alone never loads the LM (``retrieve`` warms only the index)."""
+    from qa.engine import QAEngine
+
+    engine = QAEngine(settings)
+    if load_lm:
+        engine.warm_up()
+    return engine
+
+
+def build_devset(settings: Settings, out: Path, *, max_questions: int | None = None, seed: int = 13) -> list[EvalQuestion]:
+    """Generate the dev set from the KB's infobox facts and write it as JSONL."""
+    with _sessions(settings)() as session:
+        questions = make_devset(session, max_questions=max_questions, seed=seed)
+    save_questions(questions, out)
+    return questions
+
+
+def _passage_counts(settings: Settings) -> Counter:
+    """Passages per (normalised) title: the number of relevant items nDCG's ideal ranking can hold."""
+    with _sessions(settings)() as session:
+        rows = session.execute(select(Passage.title, func.count()).group_by(Passage.title))
+        return Counter({normalize_answer(title): count for title, count in rows})
+
+
+def run_retrieval_eval(settings: Settings, questions_path: Path, *, report_dir: Path | None = None,
+                       modes=None, k: int = 10, limit: int | None = None, engine=None, progress: bool = True):
+    """Every retriever on the question set; writes report.json, report.md and recall_at_k.png."""
+    from evaluation.retrieval_eval import MODES, evaluate_retrieval
+
+    questions = load_questions(questions_path, limit=limit)
+    counts = _passage_counts(settings)
+
+    def relevant_count(question: EvalQuestion) -> int | None:
+        if question.gold_titles:
+            return sum(counts[normalize_answer(t)] for t in question.gold_titles) or None
+        return len(question.gold_passage_ids) or None
+
+    engine = engine or _qa_engine(settings, load_lm=False)
+    result = evaluate_retrieval(engine, questions, modes=modes or MODES, k=k,
+                                relevant_count=relevant_count, progress=progress)
+    result["meta"] = report.run_metadata(settings, questions_path)
+    report_dir = Path(report_dir) if report_dir else report.default_report_dir(settings, "retrieval")
+    markdown = report.retrieval_markdown(result)
+    paths = report.write_report(report_dir, result, markdown)
+    paths["recall_plot"] = plots.plot_recall_curves(result, report_dir / "recall_at_k.png")
+    return result, markdown, paths
+
+
+def _embedding_similarity(settings: Settings):
+    from models.embedding.embedder import Embedder
+
+    embedder = Embedder(settings)
+    embedder.warm_up()
+    return embedder.encode_documents
+
+
+def run_qa_eval(settings: Settings, questions_path: Path, *, report_dir: Path | None = None,
+                limit: int | None = None, engine=None, use_embeddings: bool = True, progress: bool = True):
+    """Ask every question; writes report.json, report.md and latency.png."""
+    from evaluation.evidence import StoreEvidence
+    from evaluation.qa_eval import evaluate_qa
+    from evaluation.support import SupportChecker
+
+    questions = load_questions(questions_path, limit=limit)
+    _sessions(settings)
+    engine = engine or _qa_engine(settings, load_lm=True)
+    checker = SupportChecker(embed=_embedding_similarity(settings) if use_embeddings else None)
+    result = evaluate_qa(engine, questions, checker=checker, evidence_text=StoreEvidence(settings),
+                         retrieval_k=settings.top_k, progress=progress)
+    result["meta"] = report.run_metadata(settings, questions_path, {
+        "model": getattr(engine, "model_name", ""), "support_checker": checker.__dict__ | {"embed": use_embeddings}})
+    report_dir = Path(report_dir) if report_dir else report.default_report_dir(settings, "qa")
+    markdown = report.qa_markdown(result)
+    paths = report.write_report(report_dir, result, markdown)
+    paths["latency_plot"] = plots.plot_latency_histogram(result["per_question"], report_dir / "latency.png")
+    return result, markdown, paths

@@ -1,0 +1,57 @@
+"""The official ``openai`` client against the real server, engine and sample knowledge base."""
+
+from __future__ import annotations
+
+import pytest
+from tests.helpers.app_live import live_server
+
+QUESTION = "What is the capital of Alabama?"
+ALABAMA_URL = "https://en.wikipedia.org/wiki/Alabama"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(sample_kb):
+    import openai
+
+    settings = sample_kb.with_overrides(rate_limit_per_minute=0)
+    with live_server(settings) as base_url:
+        yield openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+def _cited(content: str, citations: list[dict]) -> None:
+    assert "Montgomery" in content
+    assert any(c["url"] == ALABAMA_URL for c in citations), citations
+    markers = {c["id"] for c in citations}
+    assert any(f"[{m}]" in content for m in markers), content  # inline markers point into the citations
+
+
+def test_models_are_listed(client):
+    assert [m.id for m in client.models.list()] == ["kgqa"]
+
+
+def test_non_streaming_completion_is_cited(client):
+    completion = client.chat.completions.create(model="kgqa", messages=[{"role": "user", "content": QUESTION}])
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.choices[0].message.role == "assistant"
+    _cited(completion.choices[0].message.content, completion.model_extra["citations"])
+
+
+def test_streaming_completion_is_cited_and_matches(client):
+    stream = client.chat.completions.create(
+        model="kgqa", messages=[{"role": "user", "content": QUESTION}], stream=True
+    )
+    chunks = list(stream)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    _cited(content, chunks[-1].model_extra["citations"])
+
+
+def test_client_sees_openai_style_errors(client):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="kgqa", messages=[{"role": "user", "content": "x" * 5000}])
+    assert "limit" in str(info.value)

@@ -1,0 +1,56 @@
+"""``/openapi.json`` describes exactly the routes the server has, with schemas from its models."""
+
+from __future__ import annotations
+
+import json
+
+from tests.helpers.app_fakes import make_app
+
+from app.openapi import app_routes
+
+
+def _refs(node) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return found.union(*(_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
+
+
+def test_spec_lists_every_route_and_only_those(tmp_path):
+    app = make_app(tmp_path / "data")
+    spec = app.test_client().get("/openapi.json").json
+    assert spec["openapi"].startswith("3.1")
+    documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
+    assert documented == app_routes(app)
+    assert app.test_client().get("/api/v1/openapi.json").json == spec
+
+
+def test_every_reference_resolves(tmp_path):
+    spec = make_app(tmp_path / "data").test_client().get("/openapi.json").json
+    refs = _refs(spec)
+    assert refs, "the spec references its component schemas"
+    for ref in refs:
+        assert ref.startswith("#/components/schemas/")
+        assert ref.rsplit("/", 1)[1] in spec["components"]["schemas"], ref
+
+
+def test_schemas_match_the_request_validation(tmp_path):
+    client = make_app(tmp_path / "data").test_client()
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    ask = schemas["AskRequest"]
+    assert ask["required"] == ["question"]
+    assert ask["additionalProperties"] is False
+    assert set(ask["properties"]) == {"question", "k", "stream", "history"}
+    # a body with every documented field is accepted, one more field is not
+    body = {"question": "What is the capital of Alabama?", "k": 2, "stream": False, "history": []}
+    assert client.post("/api/v1/ask", json=body).status_code == 200
+    assert client.post("/api/v1/ask", json={**body, "extra": 1}).status_code == 422
+    result = client.post("/api/v1/ask", json=body).json
+    assert set(result) <= set(schemas["QAResult"]["properties"])
+    assert set(schemas["QAResult"]["required"]) <= set(result)
+    chat = schemas["ChatCompletionRequest"]
+    assert set(chat["required"]) == {"model", "messages"}
+    spec_text = json.dumps(schemas)
+    assert "ChatCompletionChunk" in spec_text and "StreamEvent" in spec_text

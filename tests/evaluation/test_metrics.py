@@ -1,0 +1,72 @@
+"""Metrics on hand-made rankings and answers whose values are known by hand."""
+
+import math
+
+import pytest
+
+from evaluation import metrics as m
+
+HIT, MISS = True, False
+
+
+def test_mrr_of_ranks_one_three_and_a_miss():
+    rankings = [[HIT, MISS, MISS], [MISS, MISS, HIT], [MISS, MISS, MISS]]
+    assert m.mean_reciprocal_rank(rankings, k=10) == pytest.approx((1 + 1 / 3 + 0) / 3)
+
+
+def test_reciprocal_rank_ignores_hits_beyond_k():
+    assert m.reciprocal_rank([MISS, MISS, HIT], k=2) == 0.0
+    assert m.reciprocal_rank([MISS, MISS, HIT], k=3) == pytest.approx(1 / 3)
+
+
+def test_recall_at_k_is_the_share_of_questions_with_a_hit_in_the_top_k():
+    rankings = [[HIT, MISS], [MISS, MISS, MISS, MISS, HIT], [MISS] * 10, [MISS] * 6 + [HIT]]
+    assert m.recall_at_k(rankings, 1) == 0.25
+    assert m.recall_at_k(rankings, 5) == 0.5
+    assert m.recall_at_k(rankings, 10) == 0.75
+
+
+def test_ndcg_binary_relevance_by_hand():
+    # Relevant at ranks 2 and 3, two relevant items exist: DCG = 1/log2(3) + 1/log2(4); IDCG = 1 + 1/log2(3).
+    expected = (1 / math.log2(3) + 1 / 2) / (1 + 1 / math.log2(3))
+    assert m.ndcg_at_k([MISS, HIT, HIT, MISS], k=10, n_relevant=2) == pytest.approx(expected)
+    # A perfect ranking scores 1, nothing relevant scores 0.
+    assert m.ndcg_at_k([HIT, HIT, MISS], k=10, n_relevant=2) == pytest.approx(1.0)
+    assert m.ndcg_at_k([MISS, MISS], k=10, n_relevant=3) == 0.0
+
+
+def test_ndcg_caps_the_ideal_at_k_and_falls_back_to_retrieved_hits():
+    # 50 relevant passages exist but only k=2 slots: both hits at the top is perfect.
+    assert m.ndcg_at_k([HIT, HIT], k=2, n_relevant=50) == pytest.approx(1.0)
+    # Unknown corpus count: the one retrieved hit at rank 2 is compared with an ideal hit at rank 1.
+    assert m.ndcg_at_k([MISS, HIT], k=10) == pytest.approx(1 / math.log2(3))
+
+
+def test_percentile_matches_linear_interpolation():
+    assert m.percentile([1.0, 2.0, 3.0, 4.0], 50) == pytest.approx(2.5)
+    assert m.percentile([5.0], 95) == 5.0
+    assert m.percentile([1.0, 2.0, 3.0, 4.0, 5.0], 95) == pytest.approx(4.8)
+    assert m.percentile([], 50) == 0.0
+
+
+def test_squad_normalisation_drops_case_punctuation_and_articles():
+    assert m.normalize_answer("The  Montgomery, Alabama!") == "montgomery alabama"
+    assert m.exact_match("the Montgomery.", "Montgomery") == 1.0
+    assert m.exact_match("Montgomery, Alabama", "Montgomery") == 0.0
+
+
+def test_token_f1_squad_examples():
+    # prediction 3 tokens, gold 2 tokens, overlap 2: P = 2/3, R = 1, F1 = 0.8
+    assert m.token_f1("George Orwell wrote", "George Orwell") == pytest.approx(0.8)
+    assert m.token_f1("Eric Blair", "George Orwell") == 0.0
+    assert m.token_f1("", "") == 1.0
+
+
+def test_answer_contained_needs_whole_words():
+    assert m.answer_contained("The capital of Alabama is Montgomery [1].", "Montgomery") == 1.0
+    assert m.answer_contained("Algiers is the capital.", "Alg") == 0.0
+
+
+def test_best_over_golds_takes_the_maximum():
+    assert m.best_over_golds(m.exact_match, "Eric Blair", ["George Orwell", "Eric Blair"]) == 1.0
+    assert m.best_over_golds(m.token_f1, "x", []) == 0.0

@@ -1,0 +1,133 @@
+"""Unit tests of the dump reader, wikitext cleaning, infobox values and passage splitting."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+
+import mwparserfromhell
+import pytest
+
+from kg.dump_reader import iter_pages
+from kg.errors import DumpError
+from kg.infobox import infobox_facts, normalize_key
+from kg.page_parser import parse_page, title_without_disambiguator
+from kg.passages import MAX_WORDS, MIN_KEPT_WORDS
+from kg.wikitext import parse_article
+from kg.aliases import normalize_alias
+from tests.helpers.kg_dumps import page_xml, write_dump
+
+ARTICLE = """{{Infobox person
+| name = Ada Example
+| birth_date = {{Birth date|df=yes|1815|12|10}}
+| known_for = {{hlist|[[Analytical Engine]]|First program}}
+| awards = {{plainlist|
+* [[Royal Medal]] (1850)
+* Honorary thing
+}}
+| residence = {{nowrap|[[London]]}}
+| height = {{small|1.6 m}}
+| capital = [[Montgomery, Alabama|Montgomery]]<ref>{{cite web|title=Source}}</ref>
+| image = Ada.jpg
+}}
+'''Ada Example''' (born 1815) was a [[mathematician]]<ref>Some reference text</ref> from [[London|the capital]].
+She worked on the {{convert|3|km}} engine.<!-- hidden comment -->
+
+{| class="wikitable"
+| table cell text
+|}
+
+== Work ==
+[[File:Engine.png|thumb|A caption that must go]]
+She wrote notes on the [[Analytical Engine]].
+
+=== Engine design ===
+Her notes were long.
+
+== References ==
+{{reflist}}
+[[Category:Mathematicians]]
+[[de:Ada Example]]
+"""
+
+
+def test_reader_reads_plain_gzip_and_multistream_bz2(tmp_path):
+    pages = [page_xml(1, "One", 10, "text one"), page_xml(2, "Two", 20, "", redirect="One"),
+             page_xml(3, "Talk:One", 30, "talk", ns=1)]
+    plain = write_dump(tmp_path / "d.xml", pages)
+    data = plain.read_bytes()
+    (tmp_path / "d.xml.gz").write_bytes(gzip.compress(data))
+    half = len(data) // 2  # two concatenated bz2 streams, as in the multistream dumps
+    (tmp_path / "d.xml.bz2").write_bytes(bz2.compress(data[:half]) + bz2.compress(data[half:]))
+    for name in ("d.xml", "d.xml.gz", "d.xml.bz2"):
+        read = list(iter_pages(tmp_path / name))
+        assert [(p.page_id, p.title, p.ns, p.rev_id, p.redirect) for p in read] == [
+            (1, "One", 0, 10, None), (2, "Two", 0, 20, "One"), (3, "Talk:One", 1, 30, None)]
+        assert read[0].text == "text one" and read[0].timestamp.startswith("2020-01-")
+
+
+def test_reader_refuses_entity_declarations(tmp_path):
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_text('<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]>'
+                    "<mediawiki><page><title>&b;</title></page></mediawiki>")
+    with pytest.raises(DumpError, match="entity"):
+        list(iter_pages(bomb))
+
+
+def test_article_text_is_clean_and_section_aware():
+    article = parse_article("Ada Example", ARTICLE)
+    lead = article.sections[0].text
+    assert "Ada Example (born 1815) was a mathematician from the capital." in " ".join(lead.split())
+    assert "3 km" in lead
+    for junk in ("Some reference text", "hidden comment", "table cell", "caption that must go", "{{", "[[", "<ref"):
+        assert junk not in "".join(s.text for s in article.sections)
+    assert [s.path for s in article.sections] == ["", "Work", "Work > Engine design"]  # References is dropped
+    assert article.categories == ["Mathematicians"]
+    assert article.bold_names == ["Ada Example"]
+    assert {link.target for link in article.sections[0].links} == {"Mathematician", "London"}
+    assert len(article.infoboxes) == 1 and not article.is_disambiguation
+
+
+def test_infobox_values_keep_template_wrapped_text():
+    infobox = mwparserfromhell.parse(ARTICLE).filter_templates(recursive=False)[0]
+    facts = {(f.predicate, f.object_title, f.literal) for f in infobox_facts(infobox)}
+    assert ("birth_date", None, "1815-12-10") in facts
+    assert ("known_for", "Analytical Engine", "Analytical Engine") in facts
+    assert ("known_for", None, "First program") in facts
+    assert ("awards", "Royal Medal", "Royal Medal (1850)") in facts
+    assert ("awards", None, "Honorary thing") in facts
+    assert ("residence", "London", "London") in facts
+    assert ("height", None, "1.6 m") in facts
+    assert ("capital", "Montgomery, Alabama", "Montgomery") in facts  # the ref is gone, the link stays
+    assert not any(f[0] == "image" for f in facts)
+    assert normalize_key(" Birth-Date ") == "birth_date"
+
+
+def test_disambiguation_and_aliases():
+    dab = parse_article("Mercury", "'''Mercury''' may refer to:\n* [[Mercury (planet)]]\n{{disambiguation}}")
+    assert dab.is_disambiguation
+    assert parse_article("Austin (disambiguation)", "x").is_disambiguation
+    assert title_without_disambiguator("Animalia (book)") == "Animalia"
+    assert normalize_alias("Montgomery,  ALABAMA!") == normalize_alias("montgomery alabama") == "montgomery alabama"
+    assert normalize_alias("Leó Szilárd") == "leo szilard"
+
+
+def test_real_einstein_page(sample_dump):
+    raw = next(p for p in iter_pages(sample_dump) if p.title == "Albert Einstein")
+    page = parse_page(raw)
+    facts = {}
+    for fact in page.facts:
+        facts.setdefault(fact.predicate, []).append(fact)
+    assert facts["birth_date"][0].literal == "1879-03-14"
+    assert facts["death_date"][0].literal == "1955-04-18"
+    known_for = [f.object_title or f.literal for f in facts["known_for"]]
+    assert "Photoelectric effect" in known_for and all(known_for) and len(known_for) >= 8
+    assert all(f.literal.strip() for f in page.facts)
+    ids = [(d.section_ordinal, d.ordinal) for d in page.passages]
+    assert [o for _, o in ids] == list(range(len(ids)))  # ordinals are positions in the page
+    assert all(MIN_KEPT_WORDS <= len(d.text.split()) <= MAX_WORDS + 60 for d in page.passages)
+    lengths = sorted(len(d.text.split()) for d in page.passages)
+    assert 100 <= lengths[len(lengths) // 2] <= 250  # the typical passage is in the target range
+    assert any(d.section.startswith("Biography > ") for d in page.passages)
+    assert not any("{{" in d.text or "[[" in d.text or "<ref" in d.text for d in page.passages)
+    assert parse_page(raw).passages == page.passages  # deterministic, so ids are stable

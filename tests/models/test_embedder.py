@@ -1,0 +1,151 @@
+"""Embedder: the real model gives normalised 384-d vectors; the int8 ONNX path agrees with plain torch."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kgqa.settings import Settings
+from models.embedding.embedder import Embedder, document_text, prepare
+
+QUESTIONS = [
+    "What is the capital of Alabama?",
+    "Who wrote Animal Farm?",
+    "When did Apollo 11 land on the Moon?",
+    "Where was Albert Einstein born?",
+    "What did Aristotle teach?",
+    "Who assassinated Abraham Lincoln?",
+    "What language is spoken in Algeria?",
+    "What is anarchism?",
+]
+
+
+def test_document_text_prefixes_title_and_section():
+    assert document_text("Alabama", "History > Statehood", " It joined in 1819. ") == (
+        "Alabama > History > Statehood\nIt joined in 1819.")
+    assert document_text("Alabama", "", "Lead text.") == "Alabama\nLead text."
+    assert document_text("", "", "Bare.") == "Bare."
+
+
+def test_constructor_loads_nothing(project_settings: Settings):
+    embedder = Embedder(project_settings)
+    assert not embedder.ready and embedder.backend is None and embedder.dim == 384
+    with pytest.raises(ValueError):
+        Embedder(project_settings, batch_size=0)
+
+
+@pytest.fixture(scope="session")
+def export_settings(tmp_path_factory: pytest.TempPathFactory, project_settings: Settings) -> Settings:
+    """A fresh data folder, so the session exercises the ONNX export from the local model folder."""
+    return project_settings.with_overrides(data_dir=tmp_path_factory.mktemp("embedder") / "data",
+                                           device="cpu")
+
+
+@pytest.fixture(scope="session")
+def fast(export_settings: Settings) -> Embedder:
+    embedder = Embedder(export_settings)
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def plain(project_settings: Settings) -> Embedder:
+    embedder = Embedder(project_settings.with_overrides(device="cpu"), backend="torch", batch_size=64)
+    embedder.warm_up()
+    return embedder
+
+
+@pytest.fixture(scope="session")
+def real_passages(sample_kb: Settings) -> list[str]:
+    """64 passages of the ingested sample dump, embedded as ingestion embeds them."""
+    from sqlalchemy import select
+
+    from kg.store import Passage, make_engine, session_factory
+
+    with session_factory(make_engine(sample_kb.database_url))() as session:
+        rows = session.scalars(select(Passage).order_by(Passage.vector_id).limit(400)).all()
+    assert len(rows) >= 64, "the sample KB should hold hundreds of passages"
+    return [document_text(p.title, p.section, p.text) for p in rows[::len(rows) // 64][:64]]
+
+
+@pytest.mark.slow
+def test_export_is_built_once_under_models_dir(fast: Embedder, export_settings: Settings):
+    assert fast.backend == "onnx-int8"
+    exports = list(export_settings.models_dir.iterdir())
+    assert len(exports) == 1 and exports[0].name.startswith("embedder-onnx-")  # no leftover .part folder
+    assert {"manifest.json", "model.onnx", "model_int8.onnx"} <= {p.name for p in exports[0].iterdir()}
+    assert prepare(export_settings) == exports[0] / "model_int8.onnx"  # already there: no rebuild
+    model = fast._model
+    fast.warm_up()
+    assert fast._model is model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["fast", "plain"])
+def test_real_embedder_gives_one_normalised_vector(which: str, request: pytest.FixtureRequest):
+    embedder: Embedder = request.getfixturevalue(which)
+    vector = embedder.encode_query("What is the capital of Alabama?")
+    assert vector.shape == (384,) and vector.dtype == np.float32
+    assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-4
+    documents = embedder.encode_documents(["Montgomery is the capital of Alabama.", "Paris is in France."])
+    assert documents.shape == (2, 384) and documents.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(documents, axis=1), 1.0, atol=1e-4)
+    assert float(documents[0] @ vector) > float(documents[1] @ vector)  # it means something
+    assert embedder.encode_documents([]).shape == (0, 384)
+    with pytest.raises(TypeError):
+        embedder.encode_documents("one string")
+    with pytest.raises(TypeError):
+        embedder.encode_query(["a list"])
+
+
+@pytest.mark.slow
+def test_fast_backend_agrees_with_plain_torch(fast: Embedder, plain: Embedder, real_passages: list[str]):
+    fast_docs = fast.encode_documents(real_passages)
+    plain_docs = plain.encode_documents(real_passages)
+    cosine = (fast_docs * plain_docs).sum(axis=1)
+    assert cosine[:16].min() >= 0.99, cosine[:16]
+    assert cosine.mean() >= 0.99 and cosine.min() >= 0.98, (cosine.mean(), cosine.min())
+
+    fast_queries = np.stack([fast.encode_query(q) for q in QUESTIONS])
+    plain_queries = np.stack([plain.encode_query(q) for q in QUESTIONS])
+    assert ((fast_queries * plain_queries).sum(axis=1) >= 0.98).all()
+
+    k = 10
+    fast_top = np.argsort(-(fast_queries @ fast_docs.T), axis=1)[:, :k]
+    plain_top = np.argsort(-(plain_queries @ plain_docs.T), axis=1)[:, :k]
+    overlap = np.mean([len(set(a) & set(b)) / k for a, b in zip(fast_top, plain_top)])
+    assert overlap >= 0.95, overlap
+
+
+@pytest.mark.slow
+def test_batch_order_does_not_change_vectors(fast: Embedder, real_passages: list[str]):
+    """Length-sorted batching must put every vector back at its own text's position."""
+    texts = real_passages[:12]
+    together = fast.encode_documents(texts)
+    alone = np.stack([fast.encode_query(t) for t in texts[:3]])
+    assert ((together[:3] * alone).sum(axis=1) > 0.995).all()
+    reversed_ = fast.encode_documents(texts[::-1])[::-1]
+    assert ((together * reversed_).sum(axis=1) > 0.995).all()
+
+
+@pytest.mark.slow
+def test_broken_fast_backend_falls_back_to_torch(project_settings: Settings, monkeypatch, caplog):
+    import models.embedding.onnx_export as onnx_export
+
+    def broken(*_args, **_kwargs) -> Path:
+        raise RuntimeError("exporter unavailable")
+
+    monkeypatch.setattr(onnx_export, "prepare_onnx_model", broken)
+    embedder = Embedder(project_settings.with_overrides(device="cpu"))
+    with caplog.at_level(logging.WARNING, logger="models.embedding.embedder"):
+        embedder.warm_up()
+    assert embedder.backend == "torch"
+    assert "falling back to torch" in caplog.text and "exporter unavailable" in caplog.text
+    assert embedder.encode_query("still works").shape == (384,)
+
+    strict = Embedder(project_settings.with_overrides(device="cpu"), backend="onnx-int8")
+    with pytest.raises(RuntimeError, match="exporter unavailable"):
+        strict.warm_up()
