@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -47,9 +47,6 @@ class IngestSummary:
     skipped: int = 0  # other namespaces and list pages
     disambiguation: int = 0
     repaired: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def ingest_dump(settings: Settings, dump_path: Path, *, limit: int | None = None, resume: bool = False,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 
 from retrieval.text import content_words
 
@@ -56,17 +55,3 @@ class SparseIndex:
             for pos, score in zip(positions[0], scores[0])
             if score > 0
         ]
-
-    def scores_for(self, query: str, keys: Sequence[str]) -> dict[str, float]:
-        """BM25 scores of specific documents (used to order one entity's passages)."""
-        terms = content_words(query)
-        if self._retriever is None or not terms or not keys:
-            return {key: 0.0 for key in keys}
-        all_scores = np.asarray(self._retriever.get_scores(terms))
-        position = self._position()
-        return {key: float(all_scores[position[key]]) if key in position else 0.0 for key in keys}
-
-    def _position(self) -> dict[str, int]:
-        if getattr(self, "_position_cache", None) is None or len(self._position_cache) != len(self._keys):
-            self._position_cache = {key: i for i, key in enumerate(self._keys)}
-        return self._position_cache

@@ -32,11 +32,6 @@ def test_stopword_only_or_empty_queries_find_nothing():
     assert SparseIndex().build([], []).search("Alabama", k=3) == []
 
 
-def test_scores_for_specific_documents():
-    scores = build().scores_for("relativity physicist", ["einstein:0", "farm:0", "unknown"])
-    assert scores["einstein:0"] > 0 and scores["farm:0"] == 0 and scores["unknown"] == 0
-
-
 def test_text_helpers():
     assert fold("Capitals") == "capital" and fold("cities") == "city" and fold("Orwell's") == "orwell"
     assert "the" not in content_words("the capital of Alabama")
