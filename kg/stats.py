@@ -41,6 +41,7 @@ def kb_stats(settings: Settings) -> dict:
                 stats["last_run"] = f"#{last.id} {last.status} {last.started_at:%Y-%m-%d %H:%M:%S} {last.dump}"
             index = _load_index(settings)
             stats["vectors"] = index.ntotal if index is not None else 0
+            stats.update(_embedder_stats(index))
             stats.update(consistency(session, index))
     finally:
         engine.dispose()
@@ -53,6 +54,16 @@ def _load_index(settings: Settings):
     from kg.vector_index import VectorIndex
 
     return VectorIndex.load(settings.faiss_path)
+
+
+def _embedder_stats(index) -> dict:
+    """Which embedder made the index's vectors, as its record says."""
+    if index is None:
+        return {"embedder": "no index"}
+    if index.embedder is None:
+        return {"embedder": f"not recorded ({index.dim}-d; saved before indexes recorded their embedder, "
+                            "recorded at the next ingest)"}
+    return {"embedder": str(index.embedder), "embedder_fingerprint": index.embedder.fingerprint}
 
 
 def show_entity(settings: Settings, name: str) -> EntityView:

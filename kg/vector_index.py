@@ -10,10 +10,17 @@ id in the id map (a tombstone). Searches pass a selector that skips negative
 ids, so removed vectors are never returned; the tombstones live in the FAISS
 file itself, and once they pass ``COMPACT_FRACTION`` of the index it is rebuilt
 without them.
+
+The index records which embedder made its vectors (``EmbedderIdentity``) in
+``<index file>.json`` beside it, saved with it. ``load(path, embedder=...)``
+refuses an index built by another embedder (``EmbedderMismatch``); an index saved
+before the record existed is taken as built by the given embedder when the widths
+agree, and the record is written at its next save.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import threading
@@ -22,8 +29,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from kg.rwlock import ReadWriteLock
+from kgqa.errors import EmbedderMismatch
+from models.embedding.identity import EmbedderIdentity
+
+logger = logging.getLogger(__name__)
 
 # Vectors. Single-query flat search costs ~1.4 ms per 10k vectors on one busy CPU core
 # (bench/embed.py), so past ~20k it eats the 25 ms retrieval budget and HNSW takes over.
@@ -42,27 +54,35 @@ SMALL_BATCH = 4
 class VectorIndex:
     """A thread-safe id-mapped FAISS index: many concurrent searches, one writer at a time."""
 
-    def __init__(self, index, *, hnsw_threshold: int = HNSW_THRESHOLD) -> None:
+    def __init__(self, index, *, embedder: EmbedderIdentity | None = None,
+                 hnsw_threshold: int = HNSW_THRESHOLD) -> None:
         """Wrap an existing ``IndexIDMap2``; use ``create`` or ``load`` instead of calling this."""
         import faiss
 
         if not isinstance(index, faiss.IndexIDMap2):
             raise TypeError(f"expected faiss.IndexIDMap2, got {type(index).__name__}")
+        if embedder is not None and embedder.dim != index.d:
+            raise ValueError(f"a {index.d}-d index cannot hold the vectors of {embedder}")
         self._index = index
+        self._embedder = embedder
         self.hnsw_threshold = hnsw_threshold
         self._lock = ReadWriteLock()
         self._write_lock = threading.Lock()  # serialises save() with writers
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def create(cls, dim: int, *, hnsw_threshold: int = HNSW_THRESHOLD) -> "VectorIndex":
-        """An empty flat index; it turns into HNSW by itself when it grows past the threshold."""
+    def create(cls, dim: int, *, embedder: EmbedderIdentity | None = None,
+               hnsw_threshold: int = HNSW_THRESHOLD) -> "VectorIndex":
+        """An empty flat index (for ``embedder``'s vectors, recorded at save); it turns into HNSW by itself
+        when it grows past the threshold."""
         if not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
-        return cls(_new_id_map(_flat(int(dim))), hnsw_threshold=hnsw_threshold)
+        return cls(_new_id_map(_flat(int(dim))), embedder=embedder, hnsw_threshold=hnsw_threshold)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, hnsw_threshold: int = HNSW_THRESHOLD) -> "VectorIndex":
+    def load(cls, path: str | os.PathLike, *, embedder: EmbedderIdentity | None = None,
+             hnsw_threshold: int = HNSW_THRESHOLD) -> "VectorIndex":
+        """Read a saved index and its embedder record; with ``embedder``, refuse an index another one built."""
         import faiss
 
         path = Path(path)
@@ -71,12 +91,25 @@ class VectorIndex:
         index = faiss.read_index(str(path))
         if not isinstance(index, faiss.IndexIDMap2):
             raise ValueError(f"{path} holds a {type(index).__name__}, not an id-mapped index")
-        return cls(index, hnsw_threshold=hnsw_threshold)
+        recorded = _read_embedder_record(path)
+        if recorded is not None and recorded.dim != index.d:
+            raise ValueError(f"{embedder_record_path(path)} says {recorded.dim}-d, the index holds {index.d}-d vectors")
+        if embedder is not None:
+            _check_embedder(path, index.d, recorded, embedder)
+            if recorded is None:
+                logger.warning("the vector index %s records no embedder (saved before indexes recorded one); "
+                               "taking it as built by %s, recorded at its next save", path, embedder)
+        return cls(index, embedder=recorded or embedder, hnsw_threshold=hnsw_threshold)
 
     # -- properties ---------------------------------------------------------------------------
     @property
     def dim(self) -> int:
         return self._index.d
+
+    @property
+    def embedder(self) -> EmbedderIdentity | None:
+        """The embedder whose vectors this index holds (None: an index saved before indexes recorded it)."""
+        return self._embedder
 
     @property
     def kind(self) -> str:
@@ -162,21 +195,31 @@ class VectorIndex:
 
     # -- persistence --------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write atomically: a temp file in the same folder, fsync, then ``os.replace``."""
+        """Write the index and its embedder record atomically: temp files in the same folder, fsync,
+        then ``os.replace`` each (the record never changes once written, so their order is safe)."""
         import faiss
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        targets = [path] + ([embedder_record_path(path)] if self._embedder is not None else [])
+        temps = []
         try:
+            for target in targets:
+                fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=path.parent)
+                os.close(fd)
+                temps.append(Path(tmp_name))
             with self._write_lock, self._lock.reading():
-                faiss.write_index(self._index, tmp_name)
-            with open(tmp_name, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, path)
+                faiss.write_index(self._index, str(temps[0]))
+            if self._embedder is not None:
+                temps[1].write_text(self._embedder.model_dump_json(indent=2) + "\n")
+            for tmp in temps:
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+            for tmp, target in zip(temps, targets):
+                os.replace(tmp, target)
         except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
+            for tmp in temps:
+                tmp.unlink(missing_ok=True)
             raise
         return path
 
@@ -216,6 +259,34 @@ class VectorIndex:
         if len(ids):
             rebuilt.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
         self._index = rebuilt
+
+
+def embedder_record_path(index_path: str | os.PathLike) -> Path:
+    """Where the embedder record of an index file lives: ``passages.faiss`` -> ``passages.faiss.json``."""
+    index_path = Path(index_path)
+    return index_path.with_name(index_path.name + ".json")
+
+
+def _read_embedder_record(index_path: str | os.PathLike) -> EmbedderIdentity | None:
+    """The embedder an index file records, or None for an index saved before indexes recorded one."""
+    record = embedder_record_path(index_path)
+    if not record.is_file():
+        return None
+    try:
+        return EmbedderIdentity.model_validate_json(record.read_text())
+    except ValidationError as exc:
+        raise ValueError(f"{record} is not an embedder record: {exc.errors()[0]['msg']}") from None
+
+
+def _check_embedder(path: Path, dim: int, recorded: EmbedderIdentity | None, embedder: EmbedderIdentity) -> None:
+    if recorded is not None and recorded.same_vectors(embedder):
+        return
+    if recorded is None and dim == embedder.dim:
+        return
+    built = f"was built with {recorded}" if recorded else f"holds {dim}-d vectors of an unrecorded embedder"
+    raise EmbedderMismatch(
+        f"the index {path} {built}; the configured embedder is {embedder}: re-ingest into a new data folder "
+        "(KGQA_DATA_DIR), or set KGQA_EMBEDDER_PATH back to the embedder that built it")
 
 
 @contextmanager

@@ -35,13 +35,19 @@ class PassageVectors:
         self.dirty = False
 
     def warm_up(self) -> None:
-        from kg.vector_index import VectorIndex
+        """Open the saved index (refusing one another embedder built) or start an empty one of the embedder's width."""
+        from kg.vector_index import VectorIndex, embedder_record_path
 
         if self.index is not None:
             return
         path = self.settings.faiss_path
-        self.index = VectorIndex.load(path) if path.is_file() else VectorIndex.create(self.embedder.dim)
-        self.dirty = not path.is_file()
+        identity = self.embedder.identity
+        if path.is_file():
+            self.index = VectorIndex.load(path, embedder=identity)
+            self.dirty = not embedder_record_path(path).is_file()  # an older index gets its record at the next save
+        else:
+            self.index = VectorIndex.create(identity.dim, embedder=identity)
+            self.dirty = True
 
     def max_id(self) -> int:
         ids = self.index.ids()

@@ -13,6 +13,10 @@ class KnowledgeBaseMissing(KgqaError):
     """No knowledge base has been built in the data folder yet."""
 
 
+class EmbedderMismatch(KgqaError):
+    """The vector index was built by another embedder than the configured one; its vectors cannot be mixed."""
+
+
 class Overloaded(KgqaError):
     """The model's request queue is full; the caller should retry later."""
 

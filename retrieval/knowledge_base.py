@@ -63,11 +63,11 @@ class KnowledgeBase:
         from retrieval.graph_expansion import GraphExpander
 
         self.expander = GraphExpander(link_graph)
-        self.vector_index = self._load_vectors()
         if self.embedder is None:
             from models.embedding.embedder import Embedder
 
             self.embedder = Embedder(self.settings)
+        self.vector_index = self._load_vectors()
         self.embedder.warm_up()
         log.info("knowledge base loaded: %d passages, %d aliases", len(refs), len(self.linker))
 
@@ -130,7 +130,7 @@ class KnowledgeBase:
         if not self.settings.faiss_path.is_file():
             log.warning("no vector index at %s; dense retrieval is off", self.settings.faiss_path)
             return None
-        return VectorIndex.load(self.settings.faiss_path)
+        return VectorIndex.load(self.settings.faiss_path, embedder=self.embedder.identity)  # refuses another's index
 
 
 def _link_graph_from_sql(session):

@@ -1,9 +1,11 @@
-"""Passage and query embeddings with the bundled all-MiniLM-L6-v2 model.
+"""Passage and query embeddings with the configured sentence-transformers model (bundled: all-MiniLM-L6-v2).
 
 ``Embedder`` picks the fastest backend that loads: an int8 ONNX export of the
 local model run by onnxruntime (built once under ``settings.models_dir``), else
-plain sentence-transformers on torch. Both give L2-normalised 384-d float32
-vectors, so the FAISS inner product is the cosine similarity.
+plain sentence-transformers on torch. Both give L2-normalised float32 vectors of
+the model's width (384 for the bundled model), so the FAISS inner product is the
+cosine similarity. ``identity`` names the model, its width and a fingerprint of its
+files, which the vector index records.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from typing import Literal
 
 import numpy as np
 
-from kgqa.assets import resolve_embedder
+from kgqa.assets import AssetMissing, resolve_embedder
 from kgqa.settings import Settings
+from models.embedding.identity import (BUNDLED_EMBEDDER_NAME, FINGERPRINT_CACHE_FILE, EmbedderIdentity,
+                                       model_fingerprint)
 
 logger = logging.getLogger(__name__)
 
 Backend = Literal["auto", "onnx-int8", "onnx", "torch"]
-EMBEDDING_DIM = 384
 
 
 def document_text(title: str, section: str, text: str) -> str:
@@ -54,11 +57,34 @@ class Embedder:
         self.max_seq_length = max_seq_length
         self.backend: str | None = None  # the backend that actually loaded, set by warm_up()
         self._model = None
+        self._dim: int | None = None
+        self._identity: EmbedderIdentity | None = None
         self._lock = threading.Lock()
 
     @property
     def dim(self) -> int:
-        return EMBEDDING_DIM
+        """The vector width: the loaded model's; before loading, the ONNX export's when that is the
+        backend to load (its manifest or source config says, no load needed), else the model is loaded to ask it."""
+        if self._dim is None:
+            planned = self._planned_onnx_dim()
+            if planned is None:
+                self.warm_up()
+            elif self._dim is None:
+                self._dim = planned
+        return self._dim
+
+    @property
+    def identity(self) -> EmbedderIdentity:
+        """Name, width and file fingerprint of the configured model (hashing is cached under models_dir)."""
+        if self._identity is None:
+            folder = resolve_embedder(self.settings)
+            try:
+                fingerprint = model_fingerprint(folder, self.settings.models_dir / FINGERPRINT_CACHE_FILE)
+            except (OSError, ValueError) as exc:
+                raise AssetMissing(f"cannot read the embedder at {folder}: {exc}") from None
+            name = str(folder) if self.settings.embedder_path else BUNDLED_EMBEDDER_NAME
+            self._identity = EmbedderIdentity(name=name, dim=self.dim, fingerprint=fingerprint)
+        return self._identity
 
     @property
     def ready(self) -> bool:
@@ -71,15 +97,31 @@ class Embedder:
         with self._lock:
             if self._model is not None:
                 return
-            self._model, self.backend = self._load()
-            logger.info("embedder loaded: backend=%s", self.backend)
+            model, backend = self._load()
+            dim = _loaded_dim(model)
+            if self._dim is not None and dim != self._dim:
+                raise RuntimeError(f"the {backend} embedder gives {dim}-d vectors, {self._dim} were expected")
+            self._model, self.backend, self._dim = model, backend, dim
+            logger.info("embedder loaded: backend=%s, %d-d", self.backend, dim)
+
+    def _wants_onnx(self) -> bool:
+        return self.requested_backend in ("onnx", "onnx-int8") or (
+            self.requested_backend == "auto" and _torch_device(self.settings) == "cpu")  # on a GPU, torch is faster
+
+    def _planned_onnx_dim(self) -> int | None:
+        """The width the ONNX backend will give, when it is the one to load and the model can be exported."""
+        if not self._wants_onnx():
+            return None
+        from models.embedding.onnx_export import exported_dim
+
+        try:
+            return exported_dim(self.settings)
+        except (OSError, ValueError):  # not exportable: loading tells which backend runs, and its width
+            return None
 
     def _load(self):
         folder = resolve_embedder(self.settings)
-        device = _torch_device(self.settings)
-        wants_onnx = self.requested_backend in ("onnx", "onnx-int8") or (
-            self.requested_backend == "auto" and device == "cpu")  # on a GPU, torch is the fast path
-        if wants_onnx:
+        if self._wants_onnx():
             from models.embedding.onnx_encoder import OnnxEncoder
             from models.embedding.onnx_export import prepare_onnx_model
 
@@ -93,10 +135,10 @@ class Embedder:
                     raise
                 logger.warning("fast ONNX embedder unavailable (%s: %s); falling back to torch",
                                type(exc).__name__, exc)
-        return _load_torch(folder, device, self.max_seq_length), "torch"
+        return _load_torch(folder, _torch_device(self.settings), self.max_seq_length), "torch"
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed passages (already passed through ``document_text``): (n, 384) float32, L2-normalised."""
+        """Embed passages (already passed through ``document_text``): (n, dim) float32, L2-normalised."""
         texts = _check_texts(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -108,7 +150,7 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_query(self, text: str) -> np.ndarray:
-        """Embed one question: (384,) float32, L2-normalised."""
+        """Embed one question: (dim,) float32, L2-normalised."""
         if not isinstance(text, str):
             raise TypeError(f"query must be a str, got {type(text).__name__}")
         return self.encode_documents([text])[0]
@@ -137,6 +179,19 @@ def _torch_device(settings: Settings) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _loaded_dim(model) -> int:
+    """The width a loaded model gives: the ONNX graph's, or what sentence-transformers reports."""
+    from models.embedding.onnx_encoder import OnnxEncoder
+
+    if isinstance(model, OnnxEncoder):
+        return model.dim
+    report = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dim = report()
+    if dim is None:  # a module chain that does not say: measure one vector
+        dim = model.encode(["width"], convert_to_numpy=True, show_progress_bar=False).shape[-1]
+    return int(dim)
 
 
 def _load_torch(folder: Path, device: str, max_seq_length: int | None):

@@ -66,16 +66,12 @@ class OnnxEncoder:
         return self.session.run(["sentence_embedding"], feeds)[0]
 
 
-
 def _output_dim(session) -> int:
-    """The embedding width, from the graph's output shape or one tiny run when it is symbolic."""
+    """The embedding width, from the graph's output shape (the export fixes it; only the batch is dynamic)."""
     width = session.get_outputs()[0].shape[-1]
-    if isinstance(width, int):
-        return width
-    one = np.ones((1, 2), dtype=np.int64)
-    feeds = {"input_ids": one, "attention_mask": one, "token_type_ids": np.zeros_like(one)}
-    names = {i.name for i in session.get_inputs()}
-    return int(session.run(None, {k: v for k, v in feeds.items() if k in names})[0].shape[-1])
+    if not isinstance(width, int):
+        raise ValueError(f"the ONNX embedder's output has no fixed width ({width!r})")
+    return width
 
 
 def _configured_max_length(model_folder: Path) -> int:

@@ -5,6 +5,9 @@ onnxruntime's BERT graph optimiser and dynamic quantiser) and lands under
 ``settings.models_dir`` in a folder named after the source's fingerprint, so a
 different embedder never reuses a stale export. The folder is built under a
 temporary name and renamed into place, so a crash leaves nothing half-written.
+Only models whose sentence embedding is the mean of the transformer's token states
+(optionally normalised) are exported: that is the graph traced here, and its width
+is the transformer's hidden size, which the manifest records.
 """
 
 from __future__ import annotations
@@ -50,6 +53,19 @@ def export_dir(settings: Settings) -> Path:
     return settings.models_dir / f"embedder-onnx-{source_fingerprint(folder)}"
 
 
+def exported_dim(settings: Settings) -> int:
+    """The export's vector width without loading anything: its manifest's, else the source's hidden size.
+
+    Raises ``ValueError`` when the model cannot be exported.
+    """
+    manifest = export_dir(settings) / MANIFEST_FILE
+    if manifest.is_file():
+        dim = json.loads(manifest.read_text()).get("dim")
+        if isinstance(dim, int) and dim > 0:
+            return dim
+    return _exportable_dim(resolve_embedder(settings))
+
+
 def prepare_onnx_model(settings: Settings, *, quantized: bool = True) -> Path:
     """The ONNX file to run (int8 or fp32), exporting it first if it is not on disk yet."""
     target = export_dir(settings)
@@ -58,7 +74,28 @@ def prepare_onnx_model(settings: Settings, *, quantized: bool = True) -> Path:
     return target / (INT8_FILE if quantized else FP32_FILE)
 
 
+def _exportable_dim(source: Path) -> int:
+    """The hidden size, after checking the model is a transformer with mean pooling, as the traced graph is."""
+    config = json.loads((source / "config.json").read_text()) if (source / "config.json").is_file() else {}
+    hidden_size = config.get("hidden_size")
+    if not isinstance(hidden_size, int) or hidden_size < 1:
+        raise ValueError(f"{source}/config.json gives no hidden_size; cannot export it to ONNX")
+    modules_file = source / "modules.json"
+    modules = json.loads(modules_file.read_text()) if modules_file.is_file() else []
+    for module in modules:
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        if kind not in ("Transformer", "Pooling", "Normalize"):
+            raise ValueError(f"{source} has a {kind} module; the ONNX export covers mean pooling only")
+        if kind == "Pooling":
+            pooling = json.loads((source / str(module.get("path", "")) / "config.json").read_text())
+            modes = {k for k, v in pooling.items() if k.startswith("pooling_mode_") and v is True}
+            if modes - {"pooling_mode_mean_tokens"} or pooling.get("word_embedding_dimension") != hidden_size:
+                raise ValueError(f"{source} pools with {sorted(modes)}; the ONNX export covers mean pooling only")
+    return hidden_size
+
+
 def _build(source: Path, target: Path) -> None:
+    dim = _exportable_dim(source)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
@@ -68,7 +105,7 @@ def _build(source: Path, target: Path) -> None:
         _optimize(raw, staging / FP32_FILE, hidden_size=hidden_size, num_heads=num_heads)
         raw.unlink()
         _quantize(staging / FP32_FILE, staging / INT8_FILE)
-        manifest = {"source": str(source), "export_version": EXPORT_VERSION,
+        manifest = {"source": str(source), "export_version": EXPORT_VERSION, "dim": dim,
                     "files": {"fp32": FP32_FILE, "int8": INT8_FILE},
                     "outputs": "sentence_embedding (mean pooled, L2-normalised)"}
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
