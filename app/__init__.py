@@ -16,18 +16,20 @@ from kgqa.settings import Settings
 def create_app(settings: Settings | None = None, *, engine=None) -> Flask:
     """Build the Flask app for ``settings``; ``engine`` injects a ready-made QA engine (tests, embedding)."""
     from app import api, errors, limits, openai_compat, web
+    from app.json_body import RequestJSONProvider, ServiceRequest
     from app.kb import RequestSessions
     from app.runtime import EngineRuntime
 
     stay_offline()
     settings = settings or Settings()
     app = Flask(__name__)
+    app.request_class = ServiceRequest  # says why a JSON body was refused: 400 invalid_json
+    app.json = RequestJSONProvider(app)  # bodies parsed as bounded I-JSON; responses keep field order
     app.config.update(
         KGQA_SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         SSE_KEEPALIVE_S=10.0,
     )
-    app.json.sort_keys = False  # keep the records' field order in responses
     app.extensions["kgqa_runtime"] = EngineRuntime(settings, engine=engine)
     app.extensions["kgqa_kb"] = RequestSessions(settings)
     app.extensions["kgqa_limits"] = limits.ServiceLimits(settings)

@@ -22,7 +22,9 @@ def current_runtime():
 def ask() -> Response:
     """Answer a question with citations; ``stream: true`` sends token events, then the result."""
     body: AskRequest = parse_body(AskRequest)
-    question = current_limits().check_question(body.question)
+    limits = current_limits()
+    question = limits.check_question(body.question)
+    limits.check_turns((f"history[{i}].content", turn.content) for i, turn in enumerate(body.history))
     history = [turn.model_dump() for turn in body.history] or None
     runtime = current_runtime()
     engine = runtime.engine()

@@ -51,10 +51,15 @@ def _client_error_status() -> int:
     return 400 if request.blueprint == "openai" else 422
 
 
+def status_code_name(status: int, reason: str) -> str:
+    """The error ``code`` of an HTTP status: its reason snake-cased (``request_header_fields_too_large``)."""
+    return _CODES.get(status) or re.sub(r"\W+", "_", (reason or "error").lower()).strip("_")
+
+
 @bp.app_errorhandler(HTTPException)
 def handle_http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
-    code = _CODES.get(status) or re.sub(r"\W+", "_", (exc.name or "error").lower()).strip("_")
+    code = getattr(exc, "error_code", None) or status_code_name(status, exc.name)
     message = "internal server error" if status >= 500 else (exc.description or exc.name)
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
     return error_response(status, code, message, headers=headers)

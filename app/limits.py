@@ -3,7 +3,8 @@
 A hand-written bucket rather than a library: the service needs one rule
 (``settings.rate_limit_per_minute`` per client, 0 disables it), in-process
 state and a ``Retry-After``; it fits in a few lines and adds no dependency.
-Body size is bounded by Flask's ``MAX_CONTENT_LENGTH`` (413), set in the factory.
+Body size is bounded by Flask's ``MAX_CONTENT_LENGTH`` (413), set in the factory, and under
+``kgqa serve`` by waitress before the body is read (app.serve); JSON nesting by app.json_body.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from flask import Flask, current_app, request
 from werkzeug.exceptions import TooManyRequests
 
+from app.schemas import MAX_TURN_CHARS
+from kgqa.errors import InvalidQuestion
 from kgqa.questions import validate_question
 from kgqa.settings import Settings
 
-# Cheap endpoints a load balancer polls; they must never be throttled.
-UNLIMITED_ENDPOINTS = {"api.healthz", "api.readyz", "api.openapi"}
-LIMITED_BLUEPRINTS = {"api", "openai"}
+# Every route shares one per-client budget (the API, the OpenAI endpoint and the pages that read the
+# knowledge base) except these: what a load balancer polls, the spec, and the page's static files.
+UNLIMITED_ENDPOINTS = {"api.healthz", "api.readyz", "api.openapi", "static"}
 
 
 class TokenBucketLimiter:
@@ -75,14 +78,25 @@ class ServiceLimits:
         """The question stripped, or ``InvalidQuestion`` (kgqa.questions, the one validation)."""
         return validate_question(question, self.settings.max_question_chars)
 
+    @staticmethod
+    def check_turns(turns: Iterable[tuple[str, str]]) -> None:
+        """Earlier turns ``(where, text)`` pass the same validation (the engine retrieves on them); blank ones are skipped."""
+        for where, text in turns:
+            if not text.strip():
+                continue
+            try:
+                validate_question(text, MAX_TURN_CHARS)
+            except InvalidQuestion as exc:
+                raise InvalidQuestion(f"{where}: {exc}") from exc
+
 
 def current_limits() -> ServiceLimits:
     return current_app.extensions["kgqa_limits"]
 
 
 def _rate_limit_request() -> None:
-    if request.blueprint not in LIMITED_BLUEPRINTS or request.endpoint in UNLIMITED_ENDPOINTS:
-        return
+    if request.endpoint is None or request.endpoint in UNLIMITED_ENDPOINTS:
+        return  # no route matched (404/405 cost nothing), or a route that is never throttled
     current_limits().check_rate(request.remote_addr or "unknown")
 
 

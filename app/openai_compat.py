@@ -49,18 +49,20 @@ _STARTED = int(time.time())
 
 
 def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[dict] | None]:
-    """The question (last user message) and the earlier user/assistant turns as history."""
+    """The question (last user message, validated) and the earlier user/assistant turns (validated) as history."""
     for message in messages:
         if isinstance(message.content, list) and any(part.type != "text" for part in message.content):
             raise BadRequest("only text content parts are supported")
     if messages[-1].role != "user":
         raise BadRequest("the last message must have role 'user': it is the question")
+    limits = current_limits()
+    question = limits.check_question(messages[-1].text())
+    turns = [(f"messages[{i}].content", m) for i, m in enumerate(messages[:-1]) if m.role in ("user", "assistant")]
+    limits.check_turns((where, m.text()) for where, m in turns)
     history = [
-        {"role": m.role, "content": m.text()}
-        for m in messages[:-1]
-        if m.role in ("user", "assistant") and m.text().strip()
+        {"role": m.role, "content": m.text()} for _, m in turns if m.text().strip()
     ]  # the engine keeps the last few (qa.prompt.MAX_HISTORY_MESSAGES), the one history cap
-    return messages[-1].text(), history or None
+    return question, history or None
 
 
 def citations_of(result: QAResult) -> list[CitationOut]:
@@ -80,7 +82,6 @@ def chat_completions() -> Response:
     """OpenAI chat completions, non-streaming or streaming (SSE chunks ending with ``[DONE]``)."""
     body: ChatCompletionRequest = parse_body(ChatCompletionRequest)
     question, history = split_conversation(body.messages)
-    question = current_limits().check_question(question)
     runtime = current_runtime()
     engine = runtime.engine()
     release = runtime.slots.acquire()
@@ -150,5 +151,5 @@ def list_models() -> Response:
 def retrieve_model(model: str) -> Response:
     """A model by id (404 ``model_not_found`` for any other id)."""
     if model != MODEL_ID:
-        raise NotFound(f"The model '{model}' does not exist")
+        raise NotFound(f"The model {model!r} does not exist")
     return jsonify(ModelCard(id=MODEL_ID, created=_STARTED).model_dump(mode="json"))

@@ -12,12 +12,16 @@ from flask import request
 from pydantic import BaseModel, ConfigDict, Field
 
 
+# The longest earlier turn of a conversation the service reads (the question has its own, smaller limit).
+MAX_TURN_CHARS = 8000
+
+
 class ChatTurn(BaseModel):
     """An earlier turn of a conversation, used as context for the question."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     role: Literal["user", "assistant"]
-    content: str = Field(max_length=8000)
+    content: str = Field(max_length=MAX_TURN_CHARS)
 
 
 class AskRequest(BaseModel):

@@ -4,30 +4,91 @@ waitress rather than the Flask dev server: it is pure Python, threaded (no
 fork, so the model is loaded once and shared), and runs the same everywhere.
 It needs more threads than model slots, so that requests beyond the slots get
 an immediate 503 instead of waiting in the socket backlog.
+
+waitress refuses some requests itself, before the app sees them: a request line
+plus headers over ``MAX_HEADER_BYTES`` (431), a body over the service's body
+limit (413, decided from ``Content-Length`` before a byte of the body is read,
+so nothing is buffered), a malformed request (400) or transfer coding (501). Those
+refusals carry the service's error shape and security headers too: the
+connections use ``ServiceChannel``, whose error task renders them as the app does.
+A connection silent for ``CHANNEL_TIMEOUT_S`` (idle between requests, or stalled
+mid-request, such as a body shorter than its ``Content-Length``) is closed.
 """
 
 from __future__ import annotations
 
-import click
+import json
 
+import click
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
+
+from app.errors import status_code_name
+from app.web import SECURITY_HEADERS
 from kgqa.settings import Settings, command_settings
+
+MAX_HEADER_BYTES = 64 * 1024  # request line + headers; waitress's default is 256 KiB, no route needs more than a URL
+CHANNEL_TIMEOUT_S = 5  # close a connection silent this long (keep-alive idle or a stalled request)
+CLEANUP_INTERVAL_S = 1  # how often waitress looks for such connections (its default, 30 s, would dominate)
+
+
+class JSONErrorTask(ErrorTask):
+    """waitress's own refusals as ``{"error": {"code", "message"}}`` with the security headers."""
+
+    def execute(self):
+        error, adj = self.request.error, self.channel.server.adj
+        if error.code == 431:
+            message = f"the request line and headers exceed the limit of {adj.max_request_header_size} bytes"
+        elif error.code == 413:  # waitress refuses a body of max_request_body_size bytes or more
+            message = f"the body exceeds the limit of {adj.max_request_body_size - 1} bytes"
+        elif error.code >= 500 and error.code != 501:
+            message = "internal server error"
+        else:
+            message = " ".join(str(error.body or error.reason).split())  # one line, even if it quotes a header
+        payload = {"error": {"code": status_code_name(error.code, error.reason), "message": message}}
+        body = json.dumps(payload).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.extend([("Content-Type", "application/json"), *SECURITY_HEADERS.items()])
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class ServiceChannel(HTTPChannel):
+    """waitress's connection, answering its own refusals with ``JSONErrorTask``.
+
+    ``error_task_class`` is the class attribute through which waitress's channel builds
+    every error response; the server's ``channel_class`` picks the channel.
+    """
+
+    error_task_class = JSONErrorTask
 
 
 def build_server(app, *, host: str = "127.0.0.1", port: int = 5000, threads: int | None = None):
     """A bound (not yet running) waitress server; ``port=0`` picks a free port (``server.effective_port``)."""
     from waitress import create_server
+    from waitress.server import BaseWSGIServer
 
     settings: Settings = app.config["KGQA_SETTINGS"]
     threads = threads or settings.queue_size + 8
-    return create_server(
+    socket_map: dict = {}
+    server = create_server(
         app,
+        map=socket_map,
         host=host,
         port=port,
         threads=threads,
         connection_limit=max(100, threads * 4),
-        channel_timeout=120,
+        channel_timeout=CHANNEL_TIMEOUT_S,
+        cleanup_interval=CLEANUP_INTERVAL_S,
+        max_request_header_size=MAX_HEADER_BYTES,
+        max_request_body_size=settings.max_body_bytes + 1,  # the app's limit: a body of max_body_bytes passes
         ident="kgqa",
     )
+    for listener in socket_map.values():  # one per listening socket (a host name may resolve to several)
+        if isinstance(listener, BaseWSGIServer):
+            listener.channel_class = ServiceChannel
+    return server
 
 
 def serve(app, *, host: str, port: int, threads: int | None = None) -> None:

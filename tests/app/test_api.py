@@ -85,7 +85,8 @@ def test_empty_or_oversized_questions_are_422(client, question):
 def test_malformed_json_is_400(client):
     response = client.post("/api/v1/ask", data="{not json", content_type="application/json")
     assert response.status_code == 400
-    assert response.json["error"]["code"] == "bad_request"
+    assert response.json["error"]["code"] == "invalid_json"
+    assert response.json["error"]["message"].startswith("the body is not valid JSON: ")
 
 
 def test_non_json_body_is_415(client):
