@@ -35,7 +35,11 @@ class EvalQuestion(BaseModel):
     predicate: str = ""
     source: FactSource | None = None
     unanswerable: bool = False
-    kind: str = "fact"  # fact | missing_entity | missing_fact | future
+    # Generated sets: fact | missing_entity | missing_fact | future. Hand-written sets name the question's
+    # form (who, when, how-many, ...) or why it is unanswerable (absent-entity, absent-fact, false-premise).
+    kind: str = "fact"
+    evidence: str = ""  # the passage sentence that states the answer (hand-written sets)
+    note: str = ""  # why an unanswerable question cannot be answered from the knowledge base
 
     @property
     def answers(self) -> list[str]:
