@@ -71,6 +71,7 @@ def test_browsers_get_an_html_error_page_without_traceback(tmp_path):
     assert client.get("/no/such/page").json["error"]["code"] == "not_found"
 
 
+@pytest.mark.slow
 def test_entity_api_gives_facts_with_provenance(kb_client):
     body = kb_client.get("/api/v1/entities/Alabama").json
     assert body["title"] == "Alabama"
@@ -80,6 +81,7 @@ def test_entity_api_gives_facts_with_provenance(kb_client):
     assert body["out_neighbours"] and body["aliases"] is not None
 
 
+@pytest.mark.slow
 def test_entity_api_resolves_redirects_and_aliases(kb_client):
     # redirect pages of the sample dump (e.g. "AcademyAwards" -> "Academy Awards")
     assert kb_client.get("/api/v1/entities/AcademyAwards").json["title"] == "Academy Awards"
@@ -92,6 +94,7 @@ def test_entity_api_resolves_redirects_and_aliases(kb_client):
         assert kb_client.get(f"/api/v1/entities/{alias}").json["entity_id"] == direct["entity_id"]
 
 
+@pytest.mark.slow
 def test_unknown_entity_and_passage_are_404(kb_client):
     for path in ("/api/v1/entities/No Such Thing Here", "/api/v1/passages/0:0:0:0"):
         response = kb_client.get(path)
@@ -99,6 +102,7 @@ def test_unknown_entity_and_passage_are_404(kb_client):
     assert kb_client.get("/entity/No Such Thing Here").mimetype == "text/html"
 
 
+@pytest.mark.slow
 def test_passage_api_gives_text_article_section_and_url(kb_client, hostile_kb):
     _, passage_id, title = hostile_kb
     body = kb_client.get(f"/api/v1/passages/{passage_id}").json
@@ -106,6 +110,7 @@ def test_passage_api_gives_text_article_section_and_url(kb_client, hostile_kb):
     assert body["title"] == title and body["url"].startswith("https://en.wikipedia.org/wiki/")
 
 
+@pytest.mark.slow
 def test_passage_page_escapes_hostile_text(kb_client, hostile_kb):
     _, passage_id, _ = hostile_kb
     html = kb_client.get(f"/passage/{passage_id}").get_data(as_text=True)
@@ -114,6 +119,7 @@ def test_passage_page_escapes_hostile_text(kb_client, hostile_kb):
     assert [attrs for tag, attrs in tags_of(html) if tag == "img"] == []
 
 
+@pytest.mark.slow
 def test_entity_page_shows_facts_neighbours_and_escapes(kb_client, hostile_kb):
     _, _, title = hostile_kb
     html = kb_client.get(f"/entity/{title}").get_data(as_text=True)

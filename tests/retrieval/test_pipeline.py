@@ -1,12 +1,102 @@
-"""Retrieval on the real sample knowledge base: linking through redirects, fact ranking, modes, errors."""
+"""The retrieval pipeline: every mode over a tiny knowledge base (fast), then on the real sample one (slow)."""
 
 import pytest
 
 from kgqa.errors import InvalidQuestion, KnowledgeBaseMissing
+from models.embedding.embedder import document_text
 from qa.engine import QAEngine
-from retrieval.facts import rank_facts, load_facts
+from retrieval.facts import load_facts, rank_facts
+from retrieval.knowledge_base import KnowledgeBase
+from retrieval.pipeline import MODES, RetrievalPipeline
+from tests.helpers.tiny_kb import HashingEmbedder, tiny_kb  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.slow
+# -- a tiny knowledge base: five articles, their redirects, a hashed bag-of-words embedder --------------------
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_kb):
+    kb = KnowledgeBase(tiny_kb, embedder=HashingEmbedder())
+    kb.warm_up()
+    return RetrievalPipeline(kb)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_ranks_first_the_passage_about_the_named_subject(pipeline, mode):
+    found = pipeline.retrieve("Who wrote Animal Farm?", k=3, mode=mode)
+    top = found.passages[0]
+    assert (top.passage_id, top.title) == ("620:3001:0:0", "Animal Farm")
+    assert "George Orwell" in top.text and top.url == "https://en.wikipedia.org/wiki/Animal_Farm"
+    assert 0 < len(found.passages) <= 3
+    assert len({hit.passage_id for hit in found.passages}) == len(found.passages)
+    scores = [hit.score for hit in found.passages]
+    assert scores == sorted(scores, reverse=True)
+    expected = {"dense": {"dense"}, "sparse": {"sparse"}, "hybrid": {"dense", "sparse"},
+                "graph": {"dense", "sparse", "graph", "facts"}}[mode]
+    assert set(top.sources) == expected
+    assert (found.best_dense > 0) == (mode != "sparse") and (found.best_sparse > 0) == (mode != "dense")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_finds_a_passage_by_what_it_says(pipeline, mode):
+    top = pipeline.retrieve("When was Montgomery incorporated as a merger of two towns?", k=3, mode=mode).passages[0]
+    assert top.passage_id == "1002:2001:1:1" and top.section == "History"
+
+
+def test_dense_scores_are_the_cosines_of_question_and_passage(pipeline):
+    found = pipeline.retrieve("Who developed the theory of relativity?", k=2, mode="dense", with_facts=False)
+    top = found.passages[0]
+    assert top.title == "Albert Einstein" and "relativity" in top.text
+    embedder = pipeline.kb.embedder
+    cosine = float(embedder.encode_query("Who developed the theory of relativity?")
+                   @ embedder.encode_documents([document_text(top.title, top.section, top.text)])[0])
+    assert top.score == pytest.approx(cosine, abs=1e-5) and found.best_dense == pytest.approx(cosine, abs=1e-5)
+    assert found.entities == [] and found.facts == []  # without facts, nothing is linked
+
+
+def test_facts_are_ranked_and_entities_reported_with_provenance(pipeline):
+    found = pipeline.retrieve("What is the capital of Alabama?", k=3, mode="hybrid")
+    assert [(e.entity_id, e.title, e.mention) for e in found.entities] == [(303, "Alabama", "Alabama")]
+    assert found.entities[0].url == "https://en.wikipedia.org/wiki/Alabama"
+    first = found.facts[0]
+    assert (first.subject, first.predicate, first.object, first.object_is_entity) == (
+        "Alabama", "capital", "Montgomery, Alabama", True)
+    assert (first.page_id, first.rev_id, first.field) == (303, 1001, "capital")
+    assert {f.predicate for f in found.facts} == {"capital", "largest_city", "admittance_date"}
+    scores = [f.score for f in found.facts]
+    assert scores == sorted(scores, reverse=True) and scores[0] > scores[1]
+
+
+def test_graph_mode_ranks_first_the_subjects_passage_stating_the_asked_fact(pipeline):
+    found = pipeline.retrieve("What is the capital of Alabama?", k=3, mode="graph")
+    top = found.passages[0]
+    assert (top.passage_id, top.section) == ("303:1001:1:1", "Geography") and "Montgomery" in top.text
+    assert "facts" in top.sources and "graph" in top.sources
+
+
+def test_a_redirect_links_its_target_and_brings_its_facts(pipeline):
+    found = pipeline.retrieve("Where was Eric Blair born?", k=3, mode="graph")
+    assert [(e.title, e.alias, e.mention) for e in found.entities] == [("George Orwell", "Eric Blair", "Eric Blair")]
+    assert (found.facts[0].predicate, found.facts[0].object) == ("birth_place", "Motihari, Bengal, British India")
+    assert found.passages[0].passage_id == "11891:4001:1:1" and "Motihari" in found.passages[0].text
+
+
+def test_graph_mode_reaches_the_linked_entitys_neighbours(pipeline):
+    found = pipeline.retrieve("Tell me about Animal Farm", k=10, mode="graph")
+    by_graph = {hit.title for hit in found.passages if "graph" in hit.sources}
+    assert by_graph == {"Animal Farm", "George Orwell"}  # Orwell is one link away; nothing else is
+
+
+def test_a_question_the_knowledge_base_cannot_match_finds_nothing_by_words(pipeline):
+    found = pipeline.retrieve("Quantum chromodynamics xylophones?", k=3, mode="sparse")
+    assert found.passages == [] and found.best_sparse == 0.0 and found.entities == []
+
+
+def test_an_unknown_mode_is_refused(pipeline):
+    with pytest.raises(ValueError, match="mode must be one of"):
+        pipeline.retrieve("Alabama", mode="telepathy")
+
+
+# -- the real sample knowledge base ------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -16,6 +106,7 @@ def engine(sample_kb):
     return engine
 
 
+@pytest.mark.slow
 def test_linking_through_a_real_redirect_alias(engine):
     from sqlalchemy import select
 
@@ -31,6 +122,7 @@ def test_linking_through_a_real_redirect_alias(engine):
     assert linked[0].alias == alias and linked[0].mention == alias
 
 
+@pytest.mark.slow
 def test_capital_of_alabama_ranks_the_capital_fact_first(engine):
     entities = engine._pipeline.link("What is the capital of Alabama?")
     assert [e.title for e in entities] == ["Alabama"]
@@ -39,6 +131,7 @@ def test_capital_of_alabama_ranks_the_capital_fact_first(engine):
     assert (ranked[0].subject, ranked[0].predicate, ranked[0].object) == ("Alabama", "capital", "Montgomery, Alabama")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["dense", "sparse", "hybrid", "graph"])
 def test_every_mode_finds_the_article_of_a_named_entity(engine, mode):
     hits = engine.retrieve("Who wrote Animal Farm?", k=5, mode=mode)
@@ -49,6 +142,7 @@ def test_every_mode_finds_the_article_of_a_named_entity(engine, mode):
         assert "graph" in hits[0].sources
 
 
+@pytest.mark.slow
 def test_bad_questions_and_modes_are_refused(engine):
     with pytest.raises(InvalidQuestion):
         engine.retrieve("   ")
@@ -58,12 +152,14 @@ def test_bad_questions_and_modes_are_refused(engine):
         engine.retrieve("Alabama", mode="telepathy")
 
 
+@pytest.mark.slow
 def test_missing_knowledge_base_says_to_ingest(tmp_settings):
     with pytest.raises(KnowledgeBaseMissing, match="kgqa ingest"):
         QAEngine(tmp_settings).retrieve("What is the capital of Alabama?")
     assert not (tmp_settings.data_dir / "kgqa.db").exists()
 
 
+@pytest.mark.slow
 def test_graph_mode_ranks_first_the_passage_stating_the_asked_fact(engine):
     hits = engine.retrieve("What is the capital of Alabama?", k=5, mode="graph")
     assert hits[0].title == "Alabama" and "Montgomery" in hits[0].text
