@@ -11,12 +11,12 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test check lint install assets kb chromium bench clean
+.PHONY: run test check lint install assets kb chromium postgresql bench clean
 
 run: kb
 	$(KGQA) serve --host 127.0.0.1 --port 5000
 
-test: assets chromium lint
+test: assets chromium postgresql lint
 	$(PY) -m pytest
 
 # The quick loop: the import layers and the fast unit tests (no real LM, no sample ingest, no browser).
@@ -50,6 +50,13 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# Debian's PostgreSQL server binaries: the store tests start a throwaway server with them
+# (initdb + pg_ctl in a temporary folder on a free loopback port; KGQA_TEST_POSTGRES=0 skips those tests).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
 bench: kb
 	$(PY) bench/ingest.py

@@ -3,6 +3,8 @@
 Answerable questions come from infobox triples through ``templates``; each keeps the
 fact's provenance and the subject passages that state the answer. Unanswerable ones
 ask about entities the KB does not hold, facts a subject lacks, or the future.
+Every query reads in id order and text is matched in Python, so SQLite and
+PostgreSQL give the same dev set.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def _facts(session: Session) -> list[_Fact]:
     """Infobox triples with a template that fits their subject and a clean answer as object."""
     rows = session.execute(
         select(Entity.title, Triple).join(Triple, Triple.subject_id == Entity.entity_id).where(Triple.kind == "infobox")
+        .order_by(Triple.id)
     )
     facts = []
     for title, triple in rows:
@@ -83,12 +86,13 @@ def _aliases_of(session: Session, title: str) -> list[str]:
     entity = session.scalar(select(Entity).where(Entity.title == title))
     if entity is None:
         return []
-    return list(session.scalars(select(Alias.alias).where(Alias.entity_id == entity.entity_id)))
+    return list(session.scalars(select(Alias.alias).where(Alias.entity_id == entity.entity_id).order_by(Alias.id)))
 
 
 def _passages_by_page(session: Session) -> dict[int, list[tuple[str, str]]]:
     by_page: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for passage_id, page_id, text in session.execute(select(Passage.id, Passage.page_id, Passage.text)):
+    rows = session.execute(select(Passage.id, Passage.page_id, Passage.text).order_by(Passage.page_id, Passage.ordinal))
+    for passage_id, page_id, text in rows:
         by_page[page_id].append((passage_id, f" {normalize_answer(text)} "))
     return by_page
 
@@ -141,14 +145,19 @@ def _invented_name(rng: random.Random, family: str) -> str:
     return f"The {stem} Chronicles"
 
 
-def _unknown_to_kb(session: Session, name: str) -> bool:
-    """True when no title, alias or passage mentions ``name``."""
+def _unknown_to_kb(session: Session, name: str, by_page) -> bool:
+    """True when no title, alias or passage mentions ``name``.
+
+    Passages are searched folded, in Python: SQL ``LIKE`` ignores ASCII case on
+    SQLite but not on PostgreSQL.
+    """
     norm = normalize_answer(name)
     if session.scalar(select(Alias.id).where(Alias.norm == norm).limit(1)) is not None:
         return False
     if session.scalar(select(Page.page_id).where(Page.title == name).limit(1)) is not None:
         return False
-    return session.scalar(select(Passage.id).where(Passage.text.contains(name)).limit(1)) is None
+    needle = f" {norm} "
+    return not any(needle in text for passages in by_page.values() for _, text in passages)
 
 
 def _unanswerable(session: Session, facts: list[_Fact], by_page, rng: random.Random, count: int) -> list[EvalQuestion]:
@@ -164,7 +173,7 @@ def _unanswerable(session: Session, facts: list[_Fact], by_page, rng: random.Ran
     # 1. The templates on invented subjects the KB has never heard of.
     for text, family in rng.sample(used_texts, min(len(used_texts), max(1, count // 3))):
         name = _invented_name(rng, family)
-        if _unknown_to_kb(session, name):
+        if _unknown_to_kb(session, name, by_page):
             out.append(EvalQuestion(id=f"none-entity-{len(out)}", question=text.format(s=name),
                                     unanswerable=True, kind="missing_entity"))
 

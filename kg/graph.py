@@ -35,21 +35,25 @@ def build_graph(session: Session) -> nx.MultiDiGraph:
 
     Link and fact objects are resolved through redirects; an object that is not an
     ingested article becomes a ``missing`` node, a literal value a ``literal`` node.
+    Rows are read in id order, so every backend builds the same graph (node and edge
+    order included, which decides which of two same-keyed edges stays).
     """
     graph = nx.MultiDiGraph()
     titles: dict[int, str] = {}
-    for entity_id, title, dab in session.execute(select(Entity.entity_id, Entity.title, Entity.is_disambiguation)):
+    for entity_id, title, dab in session.execute(select(Entity.entity_id, Entity.title, Entity.is_disambiguation)
+                                                      .order_by(Entity.entity_id)):
         titles[entity_id] = title
         graph.add_node(title, kind="entity", entity_id=entity_id, aliases=[], is_disambiguation=dab)
-    for entity_id, alias in session.execute(select(Alias.entity_id, Alias.alias)):
+    for entity_id, alias in session.execute(select(Alias.entity_id, Alias.alias).order_by(Alias.id)):
         if entity_id in titles and alias != titles[entity_id]:
             graph.nodes[titles[entity_id]]["aliases"].append(alias)
     known = set(titles.values())
-    redirects = {title: target for title, target in session.execute(select(Redirect.title, Redirect.target))
+    redirects = {title: target for title, target in session.execute(select(Redirect.title, Redirect.target)
+                                                                            .order_by(Redirect.page_id))
                  if target in known}
     rows = session.execute(select(Triple.id, Triple.subject_id, Triple.predicate, Triple.object_title,
                                   Triple.object_literal, Triple.kind, Triple.page_id, Triple.rev_id,
-                                  Triple.field, Triple.passage_id))
+                                  Triple.field, Triple.passage_id).order_by(Triple.id))
     for tid, subject_id, predicate, obj_title, literal, kind, page_id, rev_id, field, passage in rows:
         subject = titles.get(subject_id)
         if subject is None:

@@ -5,7 +5,8 @@ in worker processes on every core, and the main process writes SQL and embeds,
 so parsing keeps going while the embedder works. A bounded window of pages in
 flight keeps memory constant on a 20 GB dump. Every batch is committed on its
 own; vectors follow the protocol in ``kg.vectors``, so a run killed at any point
-and run again ends in the same state as a clean run.
+and run again ends in the same state as a clean run. One run writes a database at
+a time: a second one is refused (``kg.store.ingest_lock``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from kg.errors import DumpError
 from kg.graph import rebuild_graph
 from kg.page_parser import ParsedPage
 from kg.parse_pool import Feed, RedirectItem, parsed_stream
-from kg.store import Entity, IngestRun, init_db, make_engine, session_factory
+from kg.store import Entity, IngestRun, ingest_lock, init_db, make_engine, session_factory
 from kg.vectors import PassageVectors
-from kg.writer import link_redirects, next_vector_id, write_page, write_redirect
+from kg.writer import link_redirects, next_vector_id, write_batch
 from kgqa.settings import Settings
 
 BATCH_PAGES = 32  # pages per SQL transaction
@@ -62,6 +63,17 @@ def ingest_dump(settings: Settings, dump_path: Path, *, limit: int | None = None
     first = next(pages, None)  # fail fast on a missing, empty or non-dump file before touching the KB
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
+    try:
+        with ingest_lock(engine):  # one run writes a database at a time; a second is refused in one line
+            return _ingest(settings, engine, dump_path, pages, first, started, limit=limit, resume=resume,
+                           progress=progress, workers=workers, embedder=embedder)
+    finally:
+        engine.dispose()
+
+
+def _ingest(settings: Settings, engine, dump_path: Path, pages: Iterator[RawPage], first: RawPage | None,
+            started: float, *, limit, resume, progress, workers, embedder) -> IngestSummary:
+    """The run itself, under the ingest lock."""
     init_db(engine)
     sessions = session_factory(engine)
     if embedder is None:
@@ -112,35 +124,26 @@ def ingest_dump(settings: Settings, dump_path: Path, *, limit: int | None = None
         vectors.checkpoint(force=True)
         summary.unchanged, summary.skipped = feed.unchanged, feed.skipped
         _finish(settings, sessions, run_id, summary, status, error, started)
-        engine.dispose()
     return summary
 
 
 def _write_batch(sessions, vectors: PassageVectors, batch, summary: IngestSummary, run_id: int) -> None:
     if not batch:
         return
-    removed: list[int] = []
     with sessions() as session:
-        vector_id = next_vector_id(session, floor=vectors.max_id() + 1)
-        for item in batch:
-            if isinstance(item, RedirectItem):
-                removed += write_redirect(session, item.page_id, item.title, item.target, item.rev_id)
-                summary.redirects += 1
-                continue
-            dropped, written = write_page(session, item, vector_id)
-            removed += dropped
-            vector_id += written
-            summary.pages += 1
-            summary.passages += written
-            summary.disambiguation += item.is_disambiguation
-            summary.triples += len(item.facts) + len(item.links) + len(item.categories)
+        written = write_batch(session, batch, next_vector_id(session, floor=vectors.max_id() + 1))
+        summary.pages += written.pages
+        summary.redirects += written.redirects
+        summary.passages += written.passages
+        summary.triples += written.triples
+        summary.disambiguation += written.disambiguation
         run = session.get(IngestRun, run_id)
         run.last_page_id = batch[-1].page_id
         run.pages, run.redirects, run.passages, run.triples = (summary.pages, summary.redirects,
                                                                 summary.passages, summary.triples)
         session.commit()
-    vectors.remove(removed)
-    vectors.embed_pending([item.page_id for item in batch if isinstance(item, ParsedPage)])
+    vectors.remove(written.removed_vectors)
+    vectors.embed_pending(written.article_ids)
     vectors.checkpoint()
 
 

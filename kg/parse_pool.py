@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from kg.dump_reader import RawPage
 from kg.page_parser import ParsedPage, is_list_page, parse_page, redirect_target
-from kg.store import Page, Redirect, make_engine
+from kg.store import Page, Redirect, fits_title, make_engine
 from kgqa.settings import Settings
 
 
@@ -24,6 +24,15 @@ class RedirectItem:
     title: str
     target: str
     rev_id: int
+
+
+def storable(raw: RawPage) -> bool:
+    """Whether the store can hold the page: a title within its title length, ids within 64 bits.
+
+    MediaWiki titles stop at 255 bytes, so a longer one is not a real page; SQLite
+    would take it and PostgreSQL refuse it, so it is skipped on every backend.
+    """
+    return fits_title(raw.title) and 0 <= raw.page_id < 2**63 and 0 <= raw.rev_id < 2**63
 
 
 def _prepare(raw: RawPage) -> ParsedPage | RedirectItem:
@@ -55,7 +64,7 @@ class Feed:
                     resuming = raw.page_id != self.resume_after
                     self.unchanged += 1
                     continue
-                if raw.ns != 0 or (raw.redirect is None and is_list_page(raw.title)):
+                if raw.ns != 0 or (raw.redirect is None and is_list_page(raw.title)) or not storable(raw):
                     self.skipped += 1
                     continue
                 if self._is_current(engine, raw):

@@ -41,10 +41,19 @@ class EntityView(BaseModel):
     categories: list[str] = Field(default_factory=list)
 
 
+def _never_stored(text: str) -> bool:
+    """Text no store holds: a NUL cannot occur in a dump (XML forbids it), and PostgreSQL refuses it as a parameter."""
+    return "\x00" in text
+
+
 def resolve_entity(session: Session, name: str) -> Entity | None:
-    """By exact title, then through a redirect, then by folded alias (titles and redirects first)."""
+    """By exact title, then through a redirect, then by folded alias (titles and redirects first).
+
+    Titles compare exactly (case-sensitive on every backend); aliases compare by
+    ``normalize_alias``, folded in Python, so no collation takes part.
+    """
     title = normalize_title(name)
-    if not title:
+    if not title or _never_stored(title):
         return None
     entity = session.scalar(select(Entity).where(Entity.title == title))
     if entity is not None:
@@ -91,7 +100,7 @@ def entity_view(session: Session, entity_id: int) -> EntityView | None:
                                                  kind=triple.kind, ))
     _resolve_neighbour_ids(session, view.out_neighbours)
     incoming = session.execute(select(Triple.subject_id, Triple.predicate, Triple.kind)
-                               .where(Triple.object_title.in_(redirect_names))).all()
+                               .where(Triple.object_title.in_(redirect_names)).order_by(Triple.id)).all()
     titles = _titles_by_id(session, {subject for subject, _, _ in incoming})
     view.in_neighbours = [Neighbour(title=titles[s], predicate=p, kind=k, entity_id=s)
                           for s, p, k in incoming if s in titles and s != entity_id]
@@ -111,7 +120,7 @@ def _resolve_neighbour_ids(session: Session, neighbours: list[Neighbour]) -> Non
 
 
 def get_passage(session: Session, passage_id: str) -> Passage | None:
-    return session.get(Passage, passage_id)
+    return None if _never_stored(passage_id) else session.get(Passage, passage_id)
 
 
 def passages_by_vector_ids(session: Session, ids: Sequence[int]) -> list[Passage]:

@@ -1,19 +1,46 @@
-"""Per-page SQL upserts. A newer revision replaces the page's passages, facts and aliases; the same one is a no-op.
+"""Batched SQL writes. A newer revision replaces a page's passages, facts and aliases; the same one is a no-op.
 
 Functions take an open session and never commit: the pipeline commits a batch of
-pages at once. New passages are written with ``embedded=False``; the vectors of
+pages at once. A batch is written set-based, a few statements per table rather than
+several per page, so a PostgreSQL server across a network costs a handful of round
+trips per batch. New passages are written with ``embedded=False``; the vectors of
 replaced passages are returned so the caller removes them from the index.
+
+Values longer than the store's declared lengths (``kg.store``) are handled here, the
+same way on every backend: a link or redirect target, alias or title longer than any
+title is not a page name and is left out (an infobox link becomes a literal), infobox
+keys and timestamps are cut. Writes are plain INSERT and DELETE, portable as they are.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, text
-from sqlalchemy.orm import Session
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, exists, func, insert, literal, select
+from sqlalchemy.orm import Session, aliased
 
 from kg.aliases import normalize_alias
 from kg.page_parser import ParsedPage
+from kg.parse_pool import RedirectItem
 from kg.passages import passage_id
-from kg.store import Alias, Entity, Page, Passage, Redirect, Triple, wikipedia_url
+from kg.store import (KEY_CHARS, TIMESTAMP_CHARS, TITLE_CHARS, Alias, Entity, Page, Passage, Redirect, Triple,
+                      fits_title, wikipedia_url)
+
+IN_CHUNK = 900  # ids per IN (...) list: under every backend's bound-parameter limit
+
+
+@dataclass
+class BatchWritten:
+    """What one batch changed: rows written, and the vectors of replaced passages to drop from the index."""
+
+    removed_vectors: list[int] = field(default_factory=list)
+    article_ids: list[int] = field(default_factory=list)  # articles written, whose passages need embedding
+    pages: int = 0
+    redirects: int = 0
+    passages: int = 0
+    triples: int = 0
+    disambiguation: int = 0
 
 
 def next_vector_id(session: Session, floor: int = 0) -> int:
@@ -22,67 +49,136 @@ def next_vector_id(session: Session, floor: int = 0) -> int:
     return max(top if top is not None else -1, floor - 1) + 1
 
 
-def remove_page(session: Session, page_id: int) -> list[int]:
-    """Delete an article with its passages, facts and aliases; returns the vector ids to drop from the index."""
-    vector_ids = list(session.scalars(select(Passage.vector_id).where(Passage.page_id == page_id)))
-    session.execute(delete(Triple).where(Triple.page_id == page_id))
-    session.execute(delete(Passage).where(Passage.page_id == page_id))
-    session.execute(delete(Alias).where(Alias.entity_id == page_id))
-    session.execute(delete(Entity).where(Entity.entity_id == page_id))
-    session.execute(delete(Page).where(Page.page_id == page_id))
+def _chunks(values: Sequence) -> Iterable[list]:
+    for start in range(0, len(values), IN_CHUNK):
+        yield list(values[start:start + IN_CHUNK])
+
+
+def remove_pages(session: Session, page_ids: Sequence[int]) -> list[int]:
+    """Delete articles with their passages, facts and aliases; returns the vector ids to drop from the index."""
+    vector_ids: list[int] = []
+    for ids in _chunks(sorted(set(page_ids))):
+        vector_ids += session.scalars(select(Passage.vector_id).where(Passage.page_id.in_(ids))).all()
+        session.execute(delete(Triple).where(Triple.page_id.in_(ids)))
+        session.execute(delete(Passage).where(Passage.page_id.in_(ids)))
+        session.execute(delete(Alias).where(Alias.entity_id.in_(ids)))
+        session.execute(delete(Entity).where(Entity.entity_id.in_(ids)))
+        session.execute(delete(Page).where(Page.page_id.in_(ids)))
     return vector_ids
 
 
+def _last_of_each(items: Iterable, key) -> list:
+    """One item per key, the last one given, in the order of those last occurrences."""
+    last = {key(item): position for position, item in enumerate(items)}
+    return [item for position, item in enumerate(items) if last[key(item)] == position]
+
+
+def write_batch(session: Session, items: Sequence[ParsedPage | RedirectItem], first_vector_id: int) -> BatchWritten:
+    """Replace whatever is stored for the batch's page ids by its articles and redirects.
+
+    Within a batch the last item of a page id wins (an article that became a redirect
+    is a redirect), and the last article of a title wins (a title moved to another page
+    id; the old page is gone from the wiki, as is a stored page holding that title).
+    """
+    items = list(items)
+    latest = _last_of_each(items, key=lambda item: item.page_id)
+    articles = _last_of_each([i for i in latest if isinstance(i, ParsedPage)], key=lambda page: page.title)
+    redirects = [i for i in latest if isinstance(i, RedirectItem)]
+    page_ids = [item.page_id for item in latest]
+    written = BatchWritten(removed_vectors=remove_pages(session, page_ids))
+    titles = [page.title for page in articles]
+    moved = [pid for chunk in _chunks(titles)
+             for pid in session.scalars(select(Page.page_id).where(Page.title.in_(chunk)))]
+    written.removed_vectors += remove_pages(session, moved)
+    for ids in _chunks(page_ids):
+        session.execute(delete(Redirect).where(Redirect.page_id.in_(ids)))
+    for names in _chunks([r.title for r in redirects]):  # aliases an earlier run linked from these redirects
+        session.execute(delete(Alias).where(Alias.source == "redirect", Alias.alias.in_(names)))
+
+    rows: dict[type, list[dict]] = {Page: [], Entity: [], Alias: [], Passage: [], Triple: [], Redirect: []}
+    vector_id = first_vector_id
+    for page in articles:
+        vector_id = _article_rows(page, vector_id, rows)
+        written.article_ids.append(page.page_id)
+        written.disambiguation += page.is_disambiguation
+    for redirect in redirects:
+        if fits_title(redirect.title) and fits_title(redirect.target):
+            rows[Redirect].append(dict(page_id=redirect.page_id, title=redirect.title, norm=_norm(redirect.title),
+                                       target=redirect.target, rev_id=redirect.rev_id))
+    for model, values in rows.items():  # parents before children, for the foreign keys
+        if values:
+            session.execute(insert(model), values)
+    written.pages, written.redirects = len(articles), len(rows[Redirect])
+    written.passages, written.triples = len(rows[Passage]), len(rows[Triple])
+    return written
+
+
 def write_page(session: Session, page: ParsedPage, first_vector_id: int) -> tuple[list[int], int]:
-    """Replace whatever is stored for ``page.page_id``; returns (vector ids to remove, passages written)."""
-    removed = remove_page(session, page.page_id)
-    session.execute(delete(Redirect).where(Redirect.page_id == page.page_id))
-    clash = session.scalar(select(Page.page_id).where(Page.title == page.title))
-    if clash is not None:  # the title moved to this page id; the old page is gone from the wiki
-        removed += remove_page(session, clash)
-    session.add(Page(page_id=page.page_id, title=page.title, rev_id=page.rev_id, timestamp=page.timestamp,
-                     is_disambiguation=page.is_disambiguation, url=wikipedia_url(page.title)))
-    session.add(Entity(entity_id=page.page_id, title=page.title, is_disambiguation=page.is_disambiguation))
-    session.flush()
+    """One article on its own; returns (vector ids to remove, passages written)."""
+    written = write_batch(session, [page], first_vector_id)
+    return written.removed_vectors, written.passages
+
+
+def write_redirect(session: Session, page_id: int, title: str, target: str, rev_id: int) -> list[int]:
+    """One redirect on its own (replacing an article that became one); returns the vector ids to remove.
+
+    Its alias is made by ``link_redirects`` once the target is ingested.
+    """
+    return write_batch(session, [RedirectItem(page_id, title, target, rev_id)], 0).removed_vectors
+
+
+def _norm(name: str) -> str:
+    norm = normalize_alias(name)
+    return norm if len(norm) <= TITLE_CHARS else ""  # folding can lengthen a name (NFKD); too long matches nothing
+
+
+def _article_rows(page: ParsedPage, first_vector_id: int, rows: dict[type, list[dict]]) -> int:
+    """Append the rows of one article; returns the next free vector id."""
+    rows[Page].append(dict(page_id=page.page_id, title=page.title, rev_id=page.rev_id,
+                           timestamp=page.timestamp[:TIMESTAMP_CHARS], is_disambiguation=page.is_disambiguation,
+                           url=wikipedia_url(page.title)))
+    rows[Entity].append(dict(entity_id=page.page_id, title=page.title, is_disambiguation=page.is_disambiguation))
     seen: set[str] = set()
     for alias, source in page.aliases:
-        norm = normalize_alias(alias)
-        if norm and norm not in seen:
+        norm = _norm(alias)
+        if norm and norm not in seen and fits_title(alias):
             seen.add(norm)
-            session.add(Alias(norm=norm, alias=alias, entity_id=page.page_id, source=source))
+            rows[Alias].append(dict(norm=norm, alias=alias, entity_id=page.page_id, source=source))
     ids: dict[int, str] = {}
     for offset, draft in enumerate(page.passages):
         pid = passage_id(page.page_id, page.rev_id, draft.section_ordinal, draft.ordinal)
         ids[draft.ordinal] = pid
-        session.add(Passage(id=pid, vector_id=first_vector_id + offset, page_id=page.page_id, rev_id=page.rev_id,
-                            title=page.title, section=draft.section, ordinal=draft.ordinal, text=draft.text,
-                            embedded=False))
-    provenance = dict(page_id=page.page_id, rev_id=page.rev_id)
-    triples = [Triple(subject_id=page.page_id, predicate=f.predicate, object_title=f.object_title or "",
-                      object_literal="" if f.object_title else f.literal, kind="infobox", field=f.field,
-                      **provenance) for f in page.facts]
-    triples += [Triple(subject_id=page.page_id, predicate="links_to", object_title=target, kind="links_to",
-                       passage_id=ids.get(ordinal), **provenance) for target, ordinal in page.links.items()]
-    triples += [Triple(subject_id=page.page_id, predicate="in_category", object_title=f"Category:{category}",
-                       kind="in_category", **provenance) for category in page.categories]
-    session.add_all(triples)
-    return removed, len(page.passages)
-
-
-def write_redirect(session: Session, page_id: int, title: str, target: str, rev_id: int) -> list[int]:
-    """Record a redirect (replacing an article that became one); its alias is linked by ``link_redirects``."""
-    removed = remove_page(session, page_id)
-    session.execute(delete(Alias).where(Alias.source == "redirect", Alias.alias == title))
-    session.merge(Redirect(page_id=page_id, title=title, norm=normalize_alias(title), target=target, rev_id=rev_id))
-    return removed
+        rows[Passage].append(dict(id=pid, vector_id=first_vector_id + offset, page_id=page.page_id,
+                                  rev_id=page.rev_id, title=page.title, section=draft.section,
+                                  ordinal=draft.ordinal, text=draft.text, embedded=False))
+    base = dict(subject_id=page.page_id, page_id=page.page_id, rev_id=page.rev_id, field="", passage_id=None,
+                object_literal="")
+    for fact in page.facts:
+        entity = fact.object_title if fact.object_title and fits_title(fact.object_title) else ""
+        rows[Triple].append(base | dict(predicate=fact.predicate[:KEY_CHARS], field=fact.field[:KEY_CHARS],
+                                        object_title=entity, kind="infobox",
+                                        object_literal="" if entity else (fact.literal or fact.object_title or "")))
+    rows[Triple].extend(base | dict(predicate="links_to", object_title=target, kind="links_to",
+                                    passage_id=ids.get(ordinal))
+                        for target, ordinal in page.links.items() if fits_title(target))
+    rows[Triple].extend(base | dict(predicate="in_category", object_title=f"Category:{category}", kind="in_category")
+                        for category in page.categories if fits_title(f"Category:{category}"))
+    return first_vector_id + len(page.passages)
 
 
 def link_redirects(session: Session) -> int:
-    """Turn every redirect whose target is an ingested entity into an alias of it (set-based, so it scales)."""
-    result = session.execute(text(
-        "INSERT INTO aliases (norm, alias, entity_id, source) "
-        "SELECT r.norm, min(r.title), e.entity_id, 'redirect' FROM redirects r JOIN entities e ON e.title = r.target "
-        "WHERE r.norm <> '' AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.norm = r.norm AND a.entity_id = e.entity_id) "
-        "GROUP BY r.norm, e.entity_id"
-    ))
+    """Turn every redirect whose target is an ingested entity into an alias of it (set-based, so it scales).
+
+    When several redirects fold to the same name, the alias keeps the title of the one
+    with the lowest page id: a choice that no collation can change between backends.
+    """
+    other = aliased(Redirect)
+    first_of_name = ~exists().where(other.norm == Redirect.norm, other.target == Redirect.target,
+                                    other.page_id < Redirect.page_id)
+    linked = exists().where(Alias.norm == Redirect.norm, Alias.entity_id == Entity.entity_id)
+    chosen = (select(Redirect.norm, Redirect.title, Entity.entity_id, literal("redirect"))
+              .join(Entity, Entity.title == Redirect.target)
+              .where(Redirect.norm != "", first_of_name, ~linked)
+              .order_by(Redirect.page_id))
+    result = session.execute(insert(Alias).from_select(["norm", "alias", "entity_id", "source"], chosen))
     return result.rowcount or 0

@@ -78,3 +78,37 @@ def sample_kb(
     )
     ingest_dump(settings, sample_dump, progress=False)
     return settings
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server for the session (``tests/helpers/databases.py``), stopped at its end.
+
+    When none can be started the tests that need it fail, saying why; only
+    ``KGQA_TEST_POSTGRES=0`` turns them into skips.
+    """
+    from tests.helpers.databases import POSTGRES_SWITCH, PostgresUnavailable, postgres_wanted, start_postgres
+
+    if not postgres_wanted():
+        pytest.skip(f"{POSTGRES_SWITCH}=0: PostgreSQL tests switched off")
+    try:
+        server = start_postgres()
+    except PostgresUnavailable as exc:
+        reason = str(exc)
+    else:
+        yield server
+        server.stop()
+        return
+    pytest.fail(f"no PostgreSQL server for the tests: {reason} ({POSTGRES_SWITCH}=0 skips them)", pytrace=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_settings(request: pytest.FixtureRequest, tmp_settings: Settings):
+    """``tmp_settings`` on a fresh, empty database of each backend, so a store test runs once per backend."""
+    if request.param == "sqlite":
+        yield tmp_settings
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield tmp_settings.with_overrides(database_url=url)
+    server.drop_database(url)
