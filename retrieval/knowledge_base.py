@@ -94,18 +94,14 @@ class KnowledgeBase:
         return SparseIndex().build([r.passage_id for r in refs], texts)
 
     def _load_link_graph(self, session):
-        from retrieval.graph_expansion import link_graph_from
+        """The CSR link graph under ``index/links/``, memory-mapped (shared by processes), rebuilt when stale."""
+        from kg.link_graph import load_link_graph
 
-        try:
-            from kg.graph import load_graph
-
-            return link_graph_from(load_graph(self.settings))
-        except (FileNotFoundError, ImportError, OSError) as exc:
-            log.warning("knowledge graph file unavailable (%s); building links from SQL", exc)
-            return _link_graph_from_sql(session)
+        return load_link_graph(self.settings, session)
 
     @staticmethod
     def _build_linker(session, link_graph):
+        import numpy as np
         from sqlalchemy import select
 
         from kg.queries import normalize_alias
@@ -117,11 +113,9 @@ class KnowledgeBase:
             .join(Entity, Entity.entity_id == Alias.entity_id)
         )
         entries = [AliasEntry(*row) for row in rows]
-        popularity = {}
-        title_to_id = {e.title: e.entity_id for e in entries}
-        for title, degree in link_graph.degree():
-            if title in title_to_id:
-                popularity[title_to_id[title]] = float(degree)
+        degrees = link_graph.degrees()  # distinct linked articles, unweighted
+        linked = np.flatnonzero(degrees)
+        popularity = dict(zip(link_graph.ids[linked].tolist(), degrees[linked].astype(float).tolist()))
         return EntityLinker(entries, normalize_alias, wikipedia_url, popularity=popularity)
 
     def _load_vectors(self):
@@ -131,23 +125,3 @@ class KnowledgeBase:
             log.warning("no vector index at %s; dense retrieval is off", self.settings.faiss_path)
             return None
         return VectorIndex.load(self.settings.faiss_path, embedder=self.embedder.identity)  # refuses another's index
-
-
-def _link_graph_from_sql(session):
-    import networkx as nx
-    from sqlalchemy import select
-
-    from kg.store import Entity, Triple
-
-    titles = dict(session.execute(select(Entity.entity_id, Entity.title)).all())
-    graph = nx.Graph()
-    graph.add_nodes_from(titles.values())
-    known = set(titles.values())
-    for subject_id, target in session.execute(
-        select(Triple.subject_id, Triple.object_title).where(Triple.kind == "links_to")
-    ):
-        source = titles.get(subject_id)
-        if source and target in known and source != target:
-            weight = graph[source][target]["weight"] + 1 if graph.has_edge(source, target) else 1
-            graph.add_edge(source, target, weight=weight)
-    return graph
