@@ -1,4 +1,5 @@
-"""Embedding and vector-index benchmark: fast embedder vs plain sentence-transformers, flat vs HNSW.
+"""Embedding and vector-index benchmark: fast embedder vs plain sentence-transformers, flat vs HNSW,
+and whether a passage's vector depends on the passages embedded with it.
 
     python bench/embed.py [--kb DATA_DIR] [--passages 256] [--sizes 10000,50000,100000]
 
@@ -115,6 +116,30 @@ def compare_embedding(settings: Settings, texts: list[str], embedder: Embedder |
     }
 
 
+def batch_independence(embedder: Embedder, texts: list[str], seed: int = 0) -> dict:
+    """The same passages embedded alone, together, reversed, shuffled and in halves: how far apart.
+
+    A crash repair embeds passages with other neighbours than a clean run did, so anything
+    but bit-identical rows means a repaired index differs from a clean one.
+    """
+    together = embedder.encode_documents(texts)
+    shuffle = np.random.default_rng(seed).permutation(len(texts))
+    shuffled = np.empty_like(together)
+    shuffled[shuffle] = embedder.encode_documents([texts[i] for i in shuffle])
+    half = len(texts) // 2
+    arrangements = {
+        "alone": np.stack([embedder.encode_query(text) for text in texts]),
+        "reversed": embedder.encode_documents(texts[::-1])[::-1],
+        "shuffled": shuffled,
+        "halves": np.concatenate([embedder.encode_documents(texts[:half]), embedder.encode_documents(texts[half:])]),
+    }
+    return {name: {"max_abs_diff": float(np.abs(together - other).max()),
+                   "cosine_min": float((together * other).sum(axis=1).min()),
+                   "identical_rows": int(sum(np.array_equal(a, b) for a, b in zip(together, other))),
+                   "rows": len(texts)}
+            for name, other in arrangements.items()}
+
+
 def compare_index_kinds(sizes: list[int], dim: int = 384, queries: int = 200, k: int = 10) -> list[dict]:
     """Flat vs HNSW on clustered synthetic unit vectors: build time, p50 search latency, recall@10 vs exact."""
     import faiss
@@ -165,10 +190,15 @@ def main() -> None:
           f" {embed['fast_passages_per_s']:>8.1f} {embed['ratio_wall']:>6.2f} {embed['ratio_cpu']:>9.2f}"
           f" {embed['top10_overlap']:>6.3f} {embed['cosine_min']:>8.4f} {embed['query_p50_ms_fast']:>9.1f}ms"
           f" {embed['query_p50_ms_baseline']:>9.1f}ms  ({embed['fast_backend']})\n", flush=True)
+    independence = batch_independence(Embedder(settings.with_overrides(device="cpu")), texts)
+    for name, row in independence.items():
+        print(f"{name:>9} vs together: identical rows {row['identical_rows']}/{row['rows']}"
+              f"  max |diff| {row['max_abs_diff']:.2e}  cosine min {row['cosine_min']:.6f}", flush=True)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     index_rows = compare_index_kinds(sizes) if sizes else []
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": platform.platform(), "embedding": embed, "index": index_rows},
+    RESULTS.write_text(json.dumps({"machine": platform.platform(), "embedding": embed,
+                                   "batch_independence": independence, "index": index_rows},
                                   indent=2))
     print(f"\nwrote {RESULTS}")
 

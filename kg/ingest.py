@@ -26,7 +26,7 @@ from kg.graph import rebuild_graph
 from kg.page_parser import ParsedPage
 from kg.parse_pool import Feed, RedirectItem, parsed_stream
 from kg.store import Entity, IngestRun, ingest_lock, init_db, make_engine, session_factory
-from kg.vectors import PassageVectors
+from kg.vectors import PassageVectors, pause_point
 from kg.writer import link_redirects, next_vector_id, write_batch
 from kgqa.settings import Settings
 
@@ -130,6 +130,7 @@ def _ingest(settings: Settings, engine, dump_path: Path, pages: Iterator[RawPage
 def _write_batch(sessions, vectors: PassageVectors, batch, summary: IngestSummary, run_id: int) -> None:
     if not batch:
         return
+    pause_point("parsed")
     with sessions() as session:
         written = write_batch(session, batch, next_vector_id(session, floor=vectors.max_id() + 1))
         summary.pages += written.pages
@@ -141,7 +142,9 @@ def _write_batch(sessions, vectors: PassageVectors, batch, summary: IngestSummar
         run.last_page_id = batch[-1].page_id
         run.pages, run.redirects, run.passages, run.triples = (summary.pages, summary.redirects,
                                                                 summary.passages, summary.triples)
+        pause_point("sql-written")
         session.commit()
+    pause_point("sql-committed")
     vectors.remove(written.removed_vectors)
     vectors.embed_pending(written.article_ids)
     vectors.checkpoint()
@@ -149,6 +152,7 @@ def _write_batch(sessions, vectors: PassageVectors, batch, summary: IngestSummar
 
 def _finish(settings, sessions, run_id, summary, status, error, started) -> None:
     """Link redirects, refresh the graph snapshot and close the run record, whatever happened."""
+    pause_point("finishing")
     with sessions() as session:
         link_redirects(session)
         run = session.get(IngestRun, run_id)

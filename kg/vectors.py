@@ -5,11 +5,21 @@ pipeline commits passages unflagged, embeds and adds them in memory, and only
 after an atomic save of the index flags them. ``reconcile`` repairs whatever a
 killed run left: it drops orphan vectors, re-embeds unflagged passages and
 unflags passages whose vector is missing.
+
+Progress is kept as it goes, in ingest and repair alike: passages are embedded
+``EMBED_CHUNK`` at a time and the index is checkpointed (saved, then the passages
+flagged) every few seconds, so a run killed at any point loses at most the last
+few seconds of embedding. A passage's vector depends on its text alone (see
+``models.embedding.embedder``), so vectors re-embedded by a repair are the very
+bits a clean run would have stored.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from collections import Counter
 
 import numpy as np
 from sqlalchemy import select, update
@@ -18,8 +28,30 @@ from sqlalchemy.orm import Session, sessionmaker
 from kg.store import Passage
 from kgqa.settings import Settings
 
-CHECKPOINT_SECONDS = 20.0  # saving a large index costs time; a killed run redoes at most this much embedding
-EMBED_CHUNK = 512
+CHECKPOINT_SECONDS = 5.0  # the most embedding a killed run loses, while saving the index is cheap
+SAVE_COST_SHARE = 0.1  # a large index saves only once the embedding since the last save took 10x its save time
+EMBED_CHUNK = 64  # passages per encoder call; a checkpoint may follow each chunk
+PAUSE_ENV = "KGQA_INGEST_PAUSE_AT"  # test only: see ``pause_point``
+_points_reached: Counter[str] = Counter()
+
+
+def pause_point(name: str) -> None:
+    """A test-only window into a run's crash points (parse, SQL write, embedding, index save, ...).
+
+    With ``KGQA_INGEST_PAUSE_AT`` set, each point reached is reported on stderr, so a test
+    knows where a kill landed; set to ``<name>:<n>``, the run stops the n-th time it
+    reaches ``name`` and waits there to be killed. Unset (always, outside tests), it
+    does nothing.
+    """
+    wanted = os.environ.get(PAUSE_ENV)
+    if not wanted:
+        return
+    _points_reached[name] += 1
+    print(f"ingest point {name} {_points_reached[name]}", file=sys.stderr, flush=True)
+    if wanted == f"{name}:{_points_reached[name]}":
+        print(f"ingest paused at {name}", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(60)
 
 
 class PassageVectors:
@@ -32,6 +64,7 @@ class PassageVectors:
         self.index = None
         self.unsaved: list[int] = []  # in the in-memory index, not yet saved nor flagged
         self.last_save = time.monotonic()
+        self.save_seconds = 0.0  # how long the last save took
         self.dirty = False
 
     def warm_up(self) -> None:
@@ -42,6 +75,8 @@ class PassageVectors:
             return
         path = self.settings.faiss_path
         identity = self.embedder.identity
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a save killed before its rename
+            leftover.unlink(missing_ok=True)
         if path.is_file():
             self.index = VectorIndex.load(path, embedder=identity)
             self.dirty = not embedder_record_path(path).is_file()  # an older index gets its record at the next save
@@ -73,12 +108,14 @@ class PassageVectors:
                 session.execute(update(Passage).where(Passage.vector_id.in_(missing[start:start + 10_000]))
                                 .values(embedded=False))
             session.commit()
+        pause_point("repair")
         embedded = self.embed_pending()
         self.checkpoint(force=True)
         return {"orphans": len(orphans), "stale": len(stale), "missing": len(missing), "embedded": embedded}
 
     def embed_pending(self, page_ids: list[int] | None = None) -> int:
-        """Embed unflagged passages (of these pages, or all) not yet in the in-memory index."""
+        """Embed unflagged passages (of these pages, or all) not yet in the in-memory index, in vector id
+        order, checkpointing as it goes."""
         from models.embedding.embedder import document_text
 
         query = select(Passage.vector_id, Passage.title, Passage.section, Passage.text).where(
@@ -95,13 +132,25 @@ class PassageVectors:
             self.index.add(ids, vectors)
             self.unsaved.extend(ids.tolist())
             self.dirty = True
+            pause_point("embedded")
+            self.checkpoint()
         return len(rows)
 
     def checkpoint(self, *, force: bool = False) -> None:
-        """Save the index atomically, then flag what it now holds; cheap no-op when nothing changed."""
-        if not self.dirty or (not force and time.monotonic() - self.last_save < CHECKPOINT_SECONDS):
+        """Save the index atomically, then flag what it now holds; cheap no-op when nothing changed.
+
+        Unforced, it waits ``CHECKPOINT_SECONDS`` since the last save, or longer for an index
+        so large that saving it would take more than ``SAVE_COST_SHARE`` of the run. A kill
+        between the save and the flags leaves saved but unflagged vectors: ``reconcile``
+        embeds those passages again.
+        """
+        interval = max(CHECKPOINT_SECONDS, self.save_seconds / SAVE_COST_SHARE)
+        if not self.dirty or (not force and time.monotonic() - self.last_save < interval):
             return
+        started = time.monotonic()
         self.index.save(self.settings.faiss_path)
+        self.save_seconds = time.monotonic() - started
+        pause_point("index-saved")
         with self.sessions() as session:
             for start in range(0, len(self.unsaved), 10_000):
                 session.execute(update(Passage).where(Passage.vector_id.in_(self.unsaved[start:start + 10_000]))
@@ -110,6 +159,7 @@ class PassageVectors:
         self.unsaved.clear()
         self.dirty = False
         self.last_save = time.monotonic()
+        pause_point("flagged")
 
 
 def consistency(session: Session, index) -> dict[str, int]:

@@ -4,8 +4,11 @@
 local model run by onnxruntime (built once under ``settings.models_dir``), else
 plain sentence-transformers on torch. Both give L2-normalised float32 vectors of
 the model's width (384 for the bundled model), so the FAISS inner product is the
-cosine similarity. ``identity`` names the model, its width and a fingerprint of its
-files, which the vector index records.
+cosine similarity. Every backend encodes each text on its own, unpadded, so a
+vector depends on its text alone: a passage gets the same bits in a clean ingest,
+a crash repair or a re-run, and a query is encoded exactly as a passage would be.
+``identity`` names the model, its width and a fingerprint of its files, which the
+vector index records.
 """
 
 from __future__ import annotations
@@ -39,21 +42,17 @@ def document_text(title: str, section: str, text: str) -> str:
 
 
 class Embedder:
-    """Encode passages in batches and single queries, normalised, with one loaded model."""
+    """Encode passages and queries, normalised, with one loaded model; each text independently of the others."""
 
     def __init__(
         self,
         settings: Settings,
         *,
         backend: Backend = "auto",
-        batch_size: int = 32,
         max_seq_length: int | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.settings = settings
         self.requested_backend: Backend = backend
-        self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self.backend: str | None = None  # the backend that actually loaded, set by warm_up()
         self._model = None
@@ -138,19 +137,22 @@ class Embedder:
         return _load_torch(folder, _torch_device(self.settings), self.max_seq_length), "torch"
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed passages (already passed through ``document_text``): (n, dim) float32, L2-normalised."""
+        """Embed passages (already passed through ``document_text``): (n, dim) float32, L2-normalised.
+
+        Row i depends on ``texts[i]`` alone, bit for bit: batching would pad rows to a common
+        length and, in the int8 graph, quantise them with one shared scale.
+        """
         texts = _check_texts(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         self.warm_up()
-        vectors = self._model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
+        vectors = self._model.encode(  # the ONNX encoder runs one text at a time by itself
+            texts, batch_size=1, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def encode_query(self, text: str) -> np.ndarray:
-        """Embed one question: (dim,) float32, L2-normalised."""
+        """Embed one question: (dim,) float32, L2-normalised, exactly as ``encode_documents`` would."""
         if not isinstance(text, str):
             raise TypeError(f"query must be a str, got {type(text).__name__}")
         return self.encode_documents([text])[0]

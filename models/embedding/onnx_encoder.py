@@ -1,10 +1,16 @@
-"""Run the exported sentence-embedding graph with onnxruntime, batched by token length.
+"""Run the exported sentence-embedding graph with onnxruntime, one text per run.
 
-Texts are tokenised once, sorted by length and cut into batches so each batch
-pads only to its own longest text; results go back in input order. Each batch
-runs single-threaded and batches run in parallel, one per core: on a busy
-machine that beats one batch split over cores, whose threads wait on each other
-at every operator.
+A text's vector depends on that text alone: each one runs on its own, unpadded.
+Batching would couple rows twice over: padding changes the shapes (and so the
+summation order) every row is computed with, and the int8 graph quantises
+activations with one scale per tensor, taken over every row of the batch, so a
+passage's vector would change with its neighbours (cosine down to 0.993 on the
+sample dump). Run alone, the same text gives the same bits whether it is a query,
+one passage of a clean ingest or of a crash repair. A transformer's matrix
+products already span all of a text's tokens, so one text per run costs nothing
+measurable against length-sorted batches (bench/embed.py). Texts run
+single-threaded, longest first, one per core: on a busy machine that beats one
+run split over cores, whose threads wait on each other at every operator.
 """
 
 from __future__ import annotations
@@ -30,7 +36,6 @@ class OnnxEncoder:
         self.tokenizer = Tokenizer.from_file(str(model_folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(max_length=self.max_seq_length)
         self.tokenizer.no_padding()
-        self.pad_id = self.tokenizer.token_to_id("[PAD]") or 0
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = 1
@@ -42,28 +47,24 @@ class OnnxEncoder:
         self.workers = workers or max(1, len(os.sched_getaffinity(0)))
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="onnx-encode") if self.workers > 1 else None
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, **_ignored) -> np.ndarray:
+    def encode(self, texts: Sequence[str], **_ignored) -> np.ndarray:
+        """(n, dim) float32 sentence embeddings, in input order; each row computed from its own text only."""
         encodings = self.tokenizer.encode_batch(list(texts))
-        order = np.argsort([-len(e.ids) for e in encodings], kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        chunks = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-        run = lambda chunk: self._run([encodings[i] for i in chunk])  # noqa: E731
-        results = self._pool.map(run, chunks) if self._pool and len(chunks) > 1 else map(run, chunks)
-        for chunk, vectors in zip(chunks, results):
-            out[chunk] = vectors
+        longest_first = np.argsort([-len(e.ids) for e in encodings], kind="stable")  # even load over the cores
+        ids = [encodings[i].ids for i in longest_first]
+        results = self._pool.map(self._run, ids) if self._pool and len(ids) > 1 else map(self._run, ids)
+        for i, vector in zip(longest_first, results):
+            out[i] = vector
         return out
 
-    def _run(self, encodings) -> np.ndarray:
-        width = max(len(e.ids) for e in encodings)
-        input_ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
-        attention = np.zeros((len(encodings), width), dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            input_ids[row, :len(encoding.ids)] = encoding.ids
-            attention[row, :len(encoding.ids)] = 1
-        feeds = {"input_ids": input_ids, "attention_mask": attention,
+    def _run(self, ids: list[int]) -> np.ndarray:
+        """One text, unpadded: its vector cannot depend on any other text."""
+        input_ids = np.asarray([ids], dtype=np.int64)
+        feeds = {"input_ids": input_ids, "attention_mask": np.ones_like(input_ids),
                  "token_type_ids": np.zeros_like(input_ids)}
         feeds = {name: value for name, value in feeds.items() if name in self.input_names}
-        return self.session.run(["sentence_embedding"], feeds)[0]
+        return self.session.run(["sentence_embedding"], feeds)[0][0]
 
 
 def _output_dim(session) -> int:

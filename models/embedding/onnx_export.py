@@ -163,7 +163,11 @@ def _optimize(raw: Path, out: Path, *, hidden_size: int, num_heads: int) -> None
 
 
 def _quantize(fp32: Path, out: Path) -> None:
-    """Dynamic int8: weights quantised offline, activations per batch at run time (no calibration data)."""
+    """Dynamic int8: weights quantised offline, activations at run time (no calibration data).
+
+    onnxruntime's DynamicQuantizeLinear takes one scale per tensor, so the encoder runs one
+    text at a time: each text's activations get their own scale, whatever else is embedded.
+    """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
