@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from app.answer_stream import VerifiedAnswer, verified_events
 from app.errors import stream_error_payload
 from app.kb import find_entity, find_passage
 from app.limits import current_limits
-from app.schemas import AskRequest, parse_body
-from app.sse import BackgroundStream, sse_data, sse_response, with_keepalives
+from app.schemas import AskRequest, ResultEvent, parse_body
+from app.sse import KEEPALIVE, BackgroundStream, sse_data, sse_response
 from kgqa.errors import KgqaError
 
 bp = Blueprint("api", __name__)
@@ -18,17 +19,22 @@ def current_runtime():
     return current_app.extensions["kgqa_runtime"]
 
 
+def admit():
+    """The warm engine and a place to run it (waiting in line if need be), or 503 at once; returns (engine, release)."""
+    runtime = current_runtime()
+    engine = runtime.engine()
+    return engine, runtime.admission.admit()
+
+
 @bp.post("/api/v1/ask")
 def ask() -> Response:
-    """Answer a question with citations; ``stream: true`` sends token events, then the result."""
+    """Answer a question with citations; ``stream: true`` sends each verified sentence at once, then the result."""
     body: AskRequest = parse_body(AskRequest)
     limits = current_limits()
     question = limits.check_question(body.question)
     limits.check_turns((f"history[{i}].content", turn.content) for i, turn in enumerate(body.history))
     history = [turn.model_dump() for turn in body.history] or None
-    runtime = current_runtime()
-    engine = runtime.engine()
-    release = runtime.slots.acquire()
+    engine, release = admit()
     if body.stream:
         return _stream_answer(engine, question, body.k, history, release)
     try:
@@ -54,9 +60,16 @@ def _stream_answer(engine, question, k, history, release) -> Response:
     interval = current_app.config["SSE_KEEPALIVE_S"]
 
     def events():
+        answer = VerifiedAnswer()
+        yield KEEPALIVE  # the status and headers go out now: the first verified sentence may be seconds away
         try:
-            for item in with_keepalives(stream, first, interval):
-                yield item if isinstance(item, str) else sse_data(_event_payload(item))
+            for item in verified_events(stream, first, interval):
+                if item is KEEPALIVE:
+                    yield item
+                elif item.type == "sentence":
+                    yield sse_data(answer.add(item)[0].model_dump(mode="json"))
+                elif item.type == "result":
+                    yield sse_data(ResultEvent(result=item.result).model_dump(mode="json"))
         except Exception as exc:  # the status is already sent: report the failure as an event
             if not isinstance(exc, KgqaError):
                 current_app.logger.exception("answer stream failed")
@@ -65,13 +78,6 @@ def _stream_answer(engine, question, k, history, release) -> Response:
             stream.cancel()
 
     return sse_response(events())
-
-
-def _event_payload(event) -> dict:
-    """A token event as ``{type, text}``; the result event carries the same JSON as the plain answer."""
-    if event.type == "result":
-        return {"type": "result", "result": event.result.model_dump(mode="json")}
-    return {"type": event.type, "text": event.text}
 
 
 @bp.get("/api/v1/entities/<path:name>")

@@ -4,24 +4,27 @@ The last user message is the question; earlier user/assistant turns are passed
 to the engine as context (system prompts are ignored: grounding rules are the
 engine's). Any ``model`` name is accepted and the response names ``kgqa``.
 
-Streaming: grounding happens after generation, so the raw LM tokens are not
-the answer. The stream sends the role delta at once, ``:`` keep-alives while
-the engine generates and grounds, then the grounded, cited answer in word-sized
-content deltas (their concatenation equals the non-streamed content exactly),
-then a final chunk with ``finish_reason`` and the ``citations``, then
-``data: [DONE]``. Every client renders that as ordinary streamed text.
+Streaming: the LM's raw tokens are not the answer (each sentence is shown only
+once it is verified against the evidence), so they are never sent. The stream
+sends the role delta at once, then each verified sentence as one content delta
+as soon as the engine has checked it, with its ``[n]`` markers in the text and
+its ``citations`` (the evidence sentence included) on the chunk; ``:`` keep-alive
+comments fill the silences. An abstention arrives as one content delta when the
+engine gives up. A final chunk carries ``finish_reason``, every ``citation`` and
+``abstained``, then ``data: [DONE]``. The content deltas concatenate to exactly
+the non-streamed content.
 """
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 
 from flask import Blueprint, Response, current_app, jsonify
 from werkzeug.exceptions import BadRequest, NotFound
 
-from app.api import current_runtime, start_event_stream
+from app.answer_stream import VerifiedAnswer, verified_events
+from app.api import admit, start_event_stream
 from app.errors import stream_error_payload
 from app.limits import current_limits
 from app.schemas import (
@@ -38,7 +41,7 @@ from app.schemas import (
     ResponseMessage,
     parse_body,
 )
-from app.sse import KEEPALIVE, sse_data, sse_response, with_keepalives
+from app.sse import KEEPALIVE, sse_data, sse_response
 from kgqa.errors import KgqaError
 from kgqa.records import QAResult
 
@@ -66,15 +69,7 @@ def split_conversation(messages: list[ChatMessage]) -> tuple[str, list[dict] | N
 
 
 def citations_of(result: QAResult) -> list[CitationOut]:
-    return [
-        CitationOut(id=c.id, kind=c.kind, url=c.url, title=c.title, snippet=c.snippet, section=c.section)
-        for c in result.citations
-    ]
-
-
-def answer_pieces(text: str) -> list[str]:
-    """Word-sized pieces whose concatenation is exactly ``text``."""
-    return re.findall(r"\s+|\S+\s*", text)
+    return [CitationOut.of(c) for c in result.citations]
 
 
 @bp.post("/chat/completions")
@@ -82,9 +77,7 @@ def chat_completions() -> Response:
     """OpenAI chat completions, non-streaming or streaming (SSE chunks ending with ``[DONE]``)."""
     body: ChatCompletionRequest = parse_body(ChatCompletionRequest)
     question, history = split_conversation(body.messages)
-    runtime = current_runtime()
-    engine = runtime.engine()
-    release = runtime.slots.acquire()
+    engine, release = admit()
     if body.stream:
         return _stream_completion(engine, question, history, release)
     try:
@@ -114,14 +107,16 @@ def _stream_completion(engine, question: str, history, release) -> Response:
 
     def chunks():
         yield chunk(Delta(role="assistant", content=""))
-        last_sent, result = time.monotonic(), None
+        answer, result = VerifiedAnswer(), None
         try:
-            for item in with_keepalives(stream, first, interval):
-                if getattr(item, "type", None) == "result":
+            for item in verified_events(stream, first, interval):
+                if item is KEEPALIVE:
+                    yield item
+                elif item.type == "sentence":
+                    sent, delta = answer.add(item)
+                    yield chunk(Delta(content=delta), citations=[CitationOut.of(c) for c in sent.citations])
+                elif item.type == "result":
                     result = item.result
-                elif item is KEEPALIVE or time.monotonic() - last_sent >= interval:
-                    last_sent = time.monotonic()
-                    yield KEEPALIVE  # raw tokens are not the answer; keep the connection alive instead
         except Exception as exc:  # the status is already sent: report the failure in the stream
             if not isinstance(exc, KgqaError):
                 current_app.logger.exception("completion stream failed")
@@ -133,8 +128,9 @@ def _stream_completion(engine, question: str, history, release) -> Response:
             current_app.logger.error("the engine's stream ended without a result")
             yield sse_data(stream_error_payload(RuntimeError("no result")))
             return
-        for piece in answer_pieces(result.answer):
-            yield chunk(Delta(content=piece))
+        rest = answer.remainder(result)
+        if rest:  # an abstention: nothing was verified, the engine says so
+            yield chunk(Delta(content=rest))
         yield chunk(Delta(), finish_reason="stop", citations=citations_of(result), abstained=result.abstained)
         yield sse_data("[DONE]")
 

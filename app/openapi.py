@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 from app import schemas
 from app.kb import PassageView
-from kgqa.records import QAResult, StreamEvent
+from kgqa.records import QAResult
 
 _JSON, _SSE, _HTML = "application/json", "text/event-stream", "text/html"
 _ERRORS = {
@@ -24,7 +24,7 @@ _ERRORS = {
     "415": "body is not JSON",
     "422": "invalid body or question",
     "429": "rate limit exceeded (see Retry-After)",
-    "503": "engine warming up, knowledge base missing, or model queue full (see Retry-After)",
+    "503": "engine warming up, knowledge base missing, or every answer place and waiting place taken (see Retry-After)",
 }
 
 
@@ -40,9 +40,10 @@ def _operations() -> dict[tuple[str, str], tuple]:
     health = ok_json(schemas.Health)
     return {
         ("/api/v1/ask", "post"): (
-            "Answer a question with citations (SSE token events then a result event when stream is true)",
+            "Answer a question with citations (when stream is true, SSE: a sentence event as soon as each answer "
+            "sentence is verified, then one result event; the LM's raw tokens are never sent)",
             schemas.AskRequest,
-            [(_JSON, QAResult), (_SSE, StreamEvent)],
+            [(_JSON, QAResult), (_SSE, schemas.AskStreamEvent)],
         ),
         ("/api/v1/entities/{name}", "get"): ("An entity by title, alias or redirect", None, ok_json(_entity_model())),
         ("/api/v1/passages/{passage_id}", "get"): ("A passage with its article and URL", None, ok_json(PassageView)),
@@ -53,7 +54,8 @@ def _operations() -> dict[tuple[str, str], tuple]:
         ("/openapi.json", "get"): ("This document", None, [(_JSON, None)]),
         ("/api/v1/openapi.json", "get"): ("This document", None, [(_JSON, None)]),
         ("/v1/chat/completions", "post"): (
-            "OpenAI-compatible chat completion (SSE chunks ending with [DONE] when stream is true)",
+            "OpenAI-compatible chat completion (when stream is true, SSE chunks: each verified sentence with its "
+            "citations as soon as it is verified, a final chunk with every citation, then [DONE])",
             schemas.ChatCompletionRequest,
             [(_JSON, schemas.ChatCompletion), (_SSE, schemas.ChatCompletionChunk)],
         ),

@@ -1,20 +1,28 @@
-"""The QA engine's life in one process: built lazily, warmed once in the background, guarded by model slots.
+"""The QA engine's life in one process: built lazily, warmed once in the background, behind admission.
 
 Requests never wait for a model load or an unbounded queue: while the engine
-warms they get 503 ``not_ready`` and when every slot is taken 503 ``overloaded``,
-both with ``Retry-After``.
+warms they get 503 ``not_ready``; beyond ``KGQA_MAX_CONCURRENT`` running answers
+and ``KGQA_MAX_WAITING`` waiting ones they get 503 ``overloaded`` at once, both
+with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 
 from kgqa.errors import KgqaError, Overloaded
 from kgqa.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# The longest a request waits in line before it is refused after all: with the line sized
+# to what the engine finishes within the latency budget it never comes to that, unless
+# the engine stalls.
+MAX_WAIT_S = 60.0
 
 
 class NotReady(KgqaError):
@@ -26,45 +34,81 @@ class NotReady(KgqaError):
         self.retry_after = retry_after
 
 
-class ModelSlots:
-    """A bounded count of requests allowed to use the model at once; beyond it, fail fast."""
+class Admission:
+    """At most ``max_concurrent`` requests run the engine; ``max_waiting`` more wait in line (first come,
+    first served); any request beyond both is refused with ``Overloaded`` at once.
 
-    def __init__(self, size: int, *, retry_after: int = 2):
-        self.size = size
+    Running more answers at once than the CPU can decode together only makes every one
+    of them slow (they start together and finish together), so the service runs what
+    finishes within its latency budget and refuses the rest while refusing is still cheap.
+    """
+
+    def __init__(self, max_concurrent: int, max_waiting: int, *, retry_after: int = 2,
+                 max_wait_s: float = MAX_WAIT_S, clock: Callable[[], float] = time.monotonic):
+        if max_concurrent < 1 or max_waiting < 0:
+            raise ValueError("admission needs max_concurrent >= 1 and max_waiting >= 0")
+        self.max_concurrent = max_concurrent
+        self.max_waiting = max_waiting
         self.retry_after = retry_after
-        self._semaphore = threading.BoundedSemaphore(size)
-        self._lock = threading.Lock()
-        self._in_use = 0
+        self.max_wait_s = max_wait_s
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._running = 0
+        self._line: deque[object] = deque()
 
     @property
-    def in_use(self) -> int:
-        return self._in_use
+    def running(self) -> int:
+        return self._running
 
-    def acquire(self) -> Callable[[], None]:
-        """Take a slot or raise ``Overloaded``; returns an idempotent release function."""
-        if not self._semaphore.acquire(blocking=False):
-            raise Overloaded(f"all {self.size} model slots are busy; retry shortly", self.retry_after)
-        with self._lock:
-            self._in_use += 1
+    @property
+    def waiting(self) -> int:
+        return len(self._line)
+
+    def admit(self) -> Callable[[], None]:
+        """Start now, or wait in line for a place, or raise ``Overloaded``; returns an idempotent release."""
+        with self._cond:
+            if self._running >= self.max_concurrent or self._line:
+                self._wait_in_line()
+            self._running += 1
         released = threading.Event()
 
         def release() -> None:
-            if released.is_set():
-                return
-            released.set()
-            with self._lock:
-                self._in_use -= 1
-            self._semaphore.release()
+            with self._cond:
+                if released.is_set():
+                    return
+                released.set()
+                self._running -= 1
+                self._cond.notify_all()
 
         return release
 
+    def _wait_in_line(self) -> None:
+        """Called with the lock held; returns when this request is first in line and a place is free."""
+        if len(self._line) >= self.max_waiting:
+            raise Overloaded(
+                f"{self.max_concurrent} answers are being generated and {len(self._line)} requests are "
+                "waiting; retry shortly", self.retry_after)
+        ticket = object()
+        self._line.append(ticket)
+        deadline = self._clock() + self.max_wait_s
+        try:
+            while self._line[0] is not ticket or self._running >= self.max_concurrent:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise Overloaded(f"no answer could start within {self.max_wait_s:.0f} s; retry shortly",
+                                     self.retry_after)
+                self._cond.wait(remaining)
+        finally:
+            self._line.remove(ticket)
+            self._cond.notify_all()  # the next in line may start too
+
 
 class EngineRuntime:
-    """Owns one QA engine per app: lazy construction, one background warm-up, readiness and slots."""
+    """Owns one QA engine per app: lazy construction, one background warm-up, readiness and admission."""
 
     def __init__(self, settings: Settings, *, engine=None):
         self.settings = settings
-        self.slots = ModelSlots(settings.queue_size)
+        self.admission = Admission(settings.max_concurrent, settings.max_waiting)
         self._engine = engine
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -120,6 +164,8 @@ class EngineRuntime:
         engine = self._engine
         return {
             "model": getattr(engine, "model_name", "") or getattr(getattr(engine, "generator", None), "model_name", ""),
-            "slots": self.slots.size,
-            "slots_in_use": self.slots.in_use,
+            "max_concurrent": self.admission.max_concurrent,
+            "max_waiting": self.admission.max_waiting,
+            "running": self.admission.running,
+            "waiting": self.admission.waiting,
         }

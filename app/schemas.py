@@ -6,10 +6,12 @@ malformed body is a clear 4xx, never a 500.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
+
+from kgqa.records import AnswerSentence, Citation, QAResult
 
 
 # The longest earlier turn of a conversation the service reads (the question has its own, smaller limit).
@@ -49,8 +51,43 @@ class ErrorBody(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "ready"]
     model: str = ""
-    slots: int = 0
-    slots_in_use: int = 0
+    max_concurrent: int = 0  # answers generated at once (KGQA_MAX_CONCURRENT)
+    max_waiting: int = 0  # requests allowed to wait for one of them (KGQA_MAX_WAITING)
+    running: int = 0
+    waiting: int = 0
+
+
+# --- the SSE events of a streamed ``/api/v1/ask`` ---------------------------------------------------
+
+
+class SentenceEvent(BaseModel):
+    """An answer sentence, sent as soon as the engine has verified it against one evidence sentence."""
+
+    type: Literal["sentence"] = "sentence"
+    index: int  # 0, 1, ...: its place in the answer
+    text: str  # as the answer shows it, with its [n] markers; the answer is these texts joined by spaces
+    sentence: AnswerSentence
+    # The evidence behind its markers: ``sentence`` is the evidence sentence, and for a passage
+    # ``sentence_start``/``sentence_end`` locate it in the passage's text.
+    citations: list[Citation]
+
+
+class ResultEvent(BaseModel):
+    """The last event: the whole answer, the same JSON as a plain (not streamed) answer."""
+
+    type: Literal["result"] = "result"
+    result: QAResult
+
+
+class ErrorEvent(BaseModel):
+    """A failure after the stream started (its 200 status is already sent); the stream ends with it."""
+
+    type: Literal["error"] = "error"
+    error: ErrorDetail
+
+
+class AskStreamEvent(RootModel[Annotated[SentenceEvent | ResultEvent | ErrorEvent, Field(discriminator="type")]]):
+    """One ``data:`` line of a streamed answer: sentence events as they are verified, then one result event."""
 
 
 # --- OpenAI-compatible chat completions -------------------------------------------------
@@ -118,7 +155,12 @@ class ChatCompletionRequest(BaseModel):
 
 
 class CitationOut(BaseModel):
-    """A source behind an inline ``[n]`` marker of the content."""
+    """A source behind an inline ``[n]`` marker of the content.
+
+    ``sentence`` is the evidence sentence that backs the answer (empty for the closest
+    sources of an abstention); for a passage, ``sentence_start``/``sentence_end`` are its
+    character offsets in the text of passage ``passage_id`` (``GET /api/v1/passages/<id>``).
+    """
 
     id: str
     kind: Literal["passage", "fact"]
@@ -126,6 +168,14 @@ class CitationOut(BaseModel):
     title: str
     snippet: str
     section: str = ""
+    passage_id: str | None = None
+    sentence: str = ""
+    sentence_start: int | None = None
+    sentence_end: int | None = None
+
+    @classmethod
+    def of(cls, citation: Citation) -> "CitationOut":
+        return cls.model_validate(citation.model_dump(include=set(cls.model_fields)))
 
 
 class ResponseMessage(BaseModel):
@@ -163,7 +213,11 @@ class ChunkChoice(BaseModel):
 
 
 class ChatCompletionChunk(BaseModel):
-    """One SSE ``data:`` line of a streamed completion; the last one carries ``citations``."""
+    """One SSE ``data:`` line of a streamed completion.
+
+    A chunk whose content is a verified sentence carries that sentence's ``citations``;
+    the last chunk carries every citation of the answer and ``abstained``.
+    """
 
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"

@@ -2,8 +2,9 @@
 
 waitress rather than the Flask dev server: it is pure Python, threaded (no
 fork, so the model is loaded once and shared), and runs the same everywhere.
-It needs more threads than model slots, so that requests beyond the slots get
-an immediate 503 instead of waiting in the socket backlog.
+Every admitted request holds a worker thread while it runs or waits in line, so
+there are ``SPARE_THREADS`` more threads than admitted requests: requests beyond
+admission get their 503 at once instead of waiting in the socket backlog.
 
 waitress refuses some requests itself, before the app sees them: a request line
 plus headers over ``MAX_HEADER_BYTES`` (431), a body over the service's body
@@ -30,6 +31,7 @@ from kgqa.settings import Settings, command_settings
 MAX_HEADER_BYTES = 64 * 1024  # request line + headers; waitress's default is 256 KiB, no route needs more than a URL
 CHANNEL_TIMEOUT_S = 5  # close a connection silent this long (keep-alive idle or a stalled request)
 CLEANUP_INTERVAL_S = 1  # how often waitress looks for such connections (its default, 30 s, would dominate)
+SPARE_THREADS = 8  # threads beyond the admitted requests: refusals, pages, health checks
 
 
 class JSONErrorTask(ErrorTask):
@@ -64,13 +66,18 @@ class ServiceChannel(HTTPChannel):
     error_task_class = JSONErrorTask
 
 
+def default_threads(settings: Settings) -> int:
+    """One worker thread per admitted request (running or waiting in line), plus spares."""
+    return settings.max_concurrent + settings.max_waiting + SPARE_THREADS
+
+
 def build_server(app, *, host: str = "127.0.0.1", port: int = 5000, threads: int | None = None):
     """A bound (not yet running) waitress server; ``port=0`` picks a free port (``server.effective_port``)."""
     from waitress import create_server
     from waitress.server import BaseWSGIServer
 
     settings: Settings = app.config["KGQA_SETTINGS"]
-    threads = threads or settings.queue_size + 8
+    threads = threads or default_threads(settings)
     socket_map: dict = {}
     server = create_server(
         app,
@@ -119,7 +126,7 @@ def _app_for(ctx: click.Context):
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 exposes it.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--threads", type=click.IntRange(1, 512), default=None, help="Worker threads [default: queue size + 8].")
+@click.option("--threads", type=click.IntRange(1, 512), default=None, help="Worker threads [default: KGQA_MAX_CONCURRENT + KGQA_MAX_WAITING + 8].")
 @click.pass_context
 def serve_command(ctx: click.Context, host: str, port: int, threads: int | None) -> None:
     """Serve the web page, the JSON API and the OpenAI-compatible endpoint."""

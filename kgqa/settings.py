@@ -44,7 +44,13 @@ class Settings(BaseSettings):
     max_question_chars: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     rate_limit_per_minute: int = Field(default=120, ge=0)  # 0 disables rate limiting
-    queue_size: int = Field(default=32, ge=1)
+    # Admission: at most max_concurrent answers are generated at once, max_waiting more
+    # requests wait in line, the rest get 503 + Retry-After at once. Measured with
+    # `bench/serve.py --sweep 1,2,4,8` on the 2-core CPU (shared, load average 8-11):
+    # 1/2/4/8 at once gave 0.16/0.22/0.15/0.15 answers/s at p95 13/12/33/58 s, so 2 at once
+    # (the most answers/s and the lowest p95) and a line of 10 s budget x 0.22/s = 2.
+    max_concurrent: int = Field(default=2, ge=1)
+    max_waiting: int = Field(default=2, ge=0)
     batch_size: int = Field(default=8, ge=1)
 
     @model_validator(mode="after")

@@ -1,10 +1,12 @@
-// The Q&A page: streams an answer from /api/v1/ask and lets the reader open every source.
+// The Q&A page: streams an answer from /api/v1/ask, one verified sentence at a time, and lets the
+// reader open every source with the cited sentence highlighted.
 // Knowledge-base text is data: it is only ever written with textContent, never parsed as HTML.
 "use strict";
 
 (function () {
   const $ = (id) => document.getElementById(id);
   let currentResult = null;
+  let streamedText = ""; // the verified sentences shown so far, as the answer's text
 
   function el(tag, text, className) {
     const node = document.createElement(tag);
@@ -53,7 +55,6 @@
     resetAnswer();
     $("answer-section").hidden = false;
     $("answer").setAttribute("aria-busy", "true");
-    $("answer").classList.add("draft");
     $("ask-button").disabled = true;
     setStatus("Searching the knowledge base…");
     try {
@@ -67,14 +68,13 @@
         const message = (body.error && body.error.message) || response.statusText;
         throw new Error(message + " (" + response.status + ")");
       }
-      setStatus("Writing the answer…");
+      setStatus("Writing the answer and checking each sentence against its source…");
       await readEvents(response, (event) => {
-        if (event.type === "token") $("answer").textContent += event.text;
+        if (event.type === "sentence") appendSentence(event);
         else if (event.type === "result") showResult(event.result);
         else if (event.type === "error") throw new Error(event.error.message);
       });
     } catch (err) {
-      $("answer").classList.remove("draft");
       setStatus("Error: " + err.message);
     } finally {
       $("answer").setAttribute("aria-busy", "false");
@@ -86,6 +86,7 @@
 
   function resetAnswer() {
     currentResult = null;
+    streamedText = "";
     for (const id of ["answer", "sources", "facts", "entities", "abstain-reason"]) $(id).textContent = "";
     $("abstention").hidden = true;
     $("dropped").hidden = true;
@@ -103,17 +104,30 @@
     return button;
   }
 
+  // Text with its [n] markers as buttons opening the citation of that id.
+  function appendMarked(parent, text, byId) {
+    text.split(/\[(F?\d+)\]/).forEach((part, i) => {
+      if (i % 2 === 0) parent.appendChild(document.createTextNode(part));
+      else if (byId.has(part)) parent.appendChild(citationButton(byId.get(part)));
+      else parent.appendChild(document.createTextNode("[" + part + "]"));
+    });
+  }
+
+  // A sentence the server has verified: shown at once, its markers opening the evidence sentence behind it.
+  function appendSentence(event) {
+    const byId = new Map(event.citations.map((c) => [c.id, c]));
+    const sentence = el("span", null, "sentence");
+    const text = (streamedText ? " " : "") + event.text;
+    appendMarked(sentence, text, byId);
+    $("answer").appendChild(sentence);
+    streamedText += text;
+    setStatus("Checking the next sentence…");
+  }
+
   function renderAnswer(result) {
-    const byId = new Map(result.citations.map((c) => [c.id, c]));
     const answer = $("answer");
     answer.textContent = "";
-    answer.classList.remove("draft");
-    const parts = result.answer.split(/\[(F?\d+)\]/);
-    parts.forEach((part, i) => {
-      if (i % 2 === 0) answer.appendChild(document.createTextNode(part));
-      else if (byId.has(part)) answer.appendChild(citationButton(byId.get(part)));
-      else answer.appendChild(document.createTextNode("[" + part + "]"));
-    });
+    appendMarked(answer, result.answer, new Map(result.citations.map((c) => [c.id, c])));
   }
 
   function renderSources(citations) {
@@ -164,14 +178,14 @@
   function showResult(result) {
     currentResult = result;
     if (result.abstained) {
-      $("answer").textContent = "";
-      $("answer").classList.remove("draft");
+      $("answer").textContent = result.answer;
       $("abstention").hidden = false;
       $("abstain-reason").textContent = result.abstain_reason || "";
       $("sources-heading").textContent = "Closest sources";
     } else {
       $("sources-heading").textContent = "Sources";
-      renderAnswer(result);
+      // The streamed sentences already are the answer, each marker opening its own evidence sentence.
+      if (streamedText !== result.answer) renderAnswer(result);
     }
     if (result.dropped_sentences && result.dropped_sentences.length) {
       $("dropped").hidden = false;
@@ -184,34 +198,59 @@
 
   // --- the source panel -------------------------------------------------------------------
 
-  function showSource(title, section, text, provenance, url) {
+  // Where the cited sentence stands in the text: its offsets when they still hold, else where its text is found.
+  function citedRange(text, citation) {
+    if (!citation || !citation.sentence) return null;
+    const start = citation.sentence_start;
+    const end = citation.sentence_end;
+    if (Number.isInteger(start) && Number.isInteger(end) && text.slice(start, end) === citation.sentence) {
+      return [start, end];
+    }
+    const found = text.indexOf(citation.sentence);
+    return found >= 0 ? [found, found + citation.sentence.length] : null;
+  }
+
+  function showSource(title, section, text, provenance, url, range) {
     $("source-title").textContent = title;
     $("source-section").textContent = section ? "Section: " + section : "";
-    $("source-text").textContent = text;
-    $("source-provenance").textContent = provenance || "";
+    const body = $("source-text");
+    body.textContent = "";
+    let mark = null;
+    if (range) {
+      mark = el("mark", text.slice(range[0], range[1]), "cited");
+      mark.title = "The sentence that backs the answer";
+      body.appendChild(document.createTextNode(text.slice(0, range[0])));
+      body.appendChild(mark);
+      body.appendChild(document.createTextNode(text.slice(range[1])));
+    } else body.textContent = text;
+    const notes = [provenance, mark ? "highlighted: the sentence that backs the answer" : ""];
+    $("source-provenance").textContent = notes.filter(Boolean).join(" · ");
     $("source-link").href = safeHref(url);
     const panel = $("source-panel");
     panel.hidden = false;
     panel.focus();
+    if (mark) mark.scrollIntoView({ block: "nearest" });
   }
 
   function closeSource() {
     $("source-panel").hidden = true;
   }
 
-  async function openPassage(passageId) {
+  async function openPassage(passageId, citation) {
     const response = await fetch("/api/v1/passages/" + encodeURIComponent(passageId));
     const body = await response.json();
     if (!response.ok) return setStatus("Error: " + body.error.message);
-    showSource(body.title, body.section, body.text, "Passage " + body.passage_id + ", revision " + body.rev_id, body.url);
+    const provenance = "Passage " + body.passage_id + ", revision " + body.rev_id;
+    showSource(body.title, body.section, body.text, provenance, body.url, citedRange(body.text, citation));
   }
 
   function openCitation(citation) {
-    if (citation.kind === "passage" && citation.passage_id) return openPassage(citation.passage_id);
+    if (citation.kind === "passage" && citation.passage_id) return openPassage(citation.passage_id, citation);
     const fact = currentResult && currentResult.facts.find((f) => f.triple_id === citation.triple_id);
     const text = fact ? fact.subject + " · " + fact.predicate + " · " + fact.object : citation.snippet;
     const provenance = fact ? "Infobox field “" + fact.field + "”, revision " + fact.rev_id : "";
-    showSource(citation.title, "", text, provenance, citation.url);
+    // A fact is one statement: when it backs the answer, all of it is highlighted.
+    showSource(citation.title, "", text, provenance, citation.url, citation.sentence ? [0, text.length] : null);
   }
 
   document.addEventListener("DOMContentLoaded", () => {

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
-from tests.helpers.app_fakes import TOKENS, FakeEngine, client, engine, make_app, sse_events  # noqa: F401 (fixtures)
-
-QUESTION = "What is the capital of Alabama?"
+from tests.helpers.app_fakes import (  # noqa: F401 (fixtures)
+    ALABAMA_URL,
+    ANSWER,
+    PASSAGE_TEXT,
+    QUESTION,
+    UNVERIFIED,
+    FakeEngine,
+    client,
+    engine,
+    make_app,
+    sse_events,
+)
 
 
 def test_ask_returns_the_cited_result(client, engine):
     response = client.post("/api/v1/ask", json={"question": f"  {QUESTION} ", "k": 3})
     assert response.status_code == 200
     body = response.json
-    assert body["answer"] == "Montgomery is the capital of Alabama [1]."
+    assert body["answer"] == ANSWER
     assert body["sentences"][0]["citations"] == ["1"]
-    assert body["citations"][0]["url"] == "https://en.wikipedia.org/wiki/Alabama"
+    assert body["citations"][0]["url"] == ALABAMA_URL
     assert body["facts"][0]["field"] == "capital"
     assert body["abstained"] is False
     assert set(body["timings"]) >= {"retrieve", "generate", "total"}
@@ -30,22 +40,39 @@ def test_ask_passes_history(client, engine):
     assert engine.calls[0]["history"] == history
 
 
-def test_ask_stream_sends_tokens_then_one_result(client):
+def test_ask_stream_sends_each_verified_sentence_then_one_result(client):
     response = client.post("/api/v1/ask", json={"question": QUESTION, "stream": True})
     assert response.status_code == 200
     assert response.mimetype == "text/event-stream"
     assert response.headers["Cache-Control"] == "no-cache"
-    events = [json.loads(p) for p in sse_events(response.get_data(as_text=True))]
-    assert [e["type"] for e in events] == ["token"] * len(TOKENS) + ["result"]
-    streamed = "".join(e["text"] for e in events[:-1])
-    assert streamed == "".join(TOKENS) == events[-1]["result"]["generated"]
-    assert events[-1]["result"]["citations"][0]["id"] == "1"
-    assert all(set(e) == {"type", "text"} for e in events[:-1])
+    body = response.get_data(as_text=True)
+    events = [json.loads(p) for p in sse_events(body)]
+    assert [e["type"] for e in events] == ["sentence", "sentence", "result"]
+    sentences, result = events[:-1], events[-1]["result"]
+    assert [e["index"] for e in sentences] == [0, 1]
+    assert " ".join(e["text"] for e in sentences) == result["answer"] == ANSWER
+    for event in sentences:
+        assert event["text"].endswith(" [1].") and event["sentence"]["citations"] == ["1"]
+        [citation] = event["citations"]
+        assert citation["passage_id"] and citation["kind"] == "passage"
+        assert PASSAGE_TEXT[citation["sentence_start"]:citation["sentence_end"]] == citation["sentence"]
+    assert sentences[0]["citations"][0]["sentence"] != sentences[1]["citations"][0]["sentence"]  # each its own evidence
+    assert not any(UNVERIFIED in json.dumps(e) for e in sentences)  # dropped: only the result lists it
+    assert UNVERIFIED in result["dropped_sentences"]
     plain = client.post("/api/v1/ask", json={"question": QUESTION}).json
     assert set(events[-1]) == {"type", "result"}
-    assert {k: v for k, v in events[-1]["result"].items() if k != "timings"} == {
+    assert {k: v for k, v in result.items() if k != "timings"} == {
         k: v for k, v in plain.items() if k != "timings"
     }  # the final event carries exactly the plain answer
+
+
+def test_ask_stream_of_an_abstention_is_its_result(tmp_path):
+    client = make_app(tmp_path / "data", FakeEngine(abstain=True)).test_client()
+    body = client.post("/api/v1/ask", json={"question": QUESTION, "stream": True}).get_data(as_text=True)
+    events = [json.loads(p) for p in sse_events(body)]
+    assert [e["type"] for e in events] == ["result"]
+    assert events[0]["result"]["abstained"] is True
+    assert events[0]["result"]["answer"].startswith("The knowledge base does not say")
 
 
 def test_stream_sends_keepalive_comments_while_the_model_is_silent(tmp_path):
@@ -137,36 +164,54 @@ def test_full_model_queue_is_503_with_retry_after(tmp_path):
         assert response.headers["Retry-After"] == "3"
 
 
-def test_requests_beyond_the_slots_get_503_at_once(tmp_path):
+def _wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_requests_beyond_running_and_waiting_get_503_at_once(tmp_path):
     engine = FakeEngine()
-    engine.block.clear()  # the first request holds its slot until released
-    app = make_app(tmp_path / "data", engine, queue_size=1)
-    holder = threading.Thread(target=lambda: app.test_client().post("/api/v1/ask", json={"question": QUESTION}))
-    holder.start()
+    engine.block.clear()  # the first request runs until released
+    app = make_app(tmp_path / "data", engine, max_concurrent=1, max_waiting=1)
+    admission = app.extensions["kgqa_runtime"].admission
+    statuses: list[int] = []
+
+    def ask():
+        statuses.append(app.test_client().post("/api/v1/ask", json={"question": QUESTION}).status_code)
+
+    running, waiting = threading.Thread(target=ask), threading.Thread(target=ask)
+    running.start()
     try:
-        for _ in range(100):
-            if app.extensions["kgqa_runtime"].slots.in_use == 1:
-                break
-            threading.Event().wait(0.01)
-        response = app.test_client().post("/api/v1/ask", json={"question": QUESTION})
+        _wait_until(lambda: admission.running == 1)
+        waiting.start()
+        _wait_until(lambda: admission.waiting == 1)
+        started = time.monotonic()
+        response = app.test_client().post("/api/v1/ask", json={"question": QUESTION, "stream": True})
+        assert time.monotonic() - started < 1.0  # refused at once, not after a wait
         assert response.status_code == 503
         assert response.json["error"]["code"] == "overloaded"
         assert "Retry-After" in response.headers
+        assert app.test_client().get("/readyz").json | {"model": ""} == {
+            "status": "ready", "model": "", "max_concurrent": 1, "max_waiting": 1, "running": 1, "waiting": 1}
     finally:
         engine.block.set()
-        holder.join()
-    assert app.extensions["kgqa_runtime"].slots.in_use == 0
+        running.join()
+        waiting.join()
+    assert statuses == [200, 200]  # the one that waited in line was answered
+    assert (admission.running, admission.waiting) == (0, 0)
     assert app.test_client().post("/api/v1/ask", json={"question": QUESTION}).status_code == 200
 
 
-def test_stream_releases_its_slot(tmp_path):
-    app = make_app(tmp_path / "data", queue_size=1)
+def test_stream_releases_its_place(tmp_path):
+    app = make_app(tmp_path / "data", max_concurrent=1, max_waiting=0)
     client = app.test_client()
     for _ in range(3):
         response = client.post("/api/v1/ask", json={"question": QUESTION, "stream": True})
         assert response.status_code == 200
-        assert '"type":"result"' in response.get_data(as_text=True)  # the stream ends after the slot is freed
-    assert app.extensions["kgqa_runtime"].slots.in_use == 0
+        assert '"type":"result"' in response.get_data(as_text=True)  # the stream ends after its place is freed
+    assert app.extensions["kgqa_runtime"].admission.running == 0
 
 
 def test_health_and_readiness(tmp_path):
@@ -231,4 +276,4 @@ def test_failure_mid_stream_is_an_error_event(tmp_path):
     body = app.test_client().post("/api/v1/ask", json={"question": QUESTION, "stream": True}).get_data(as_text=True)
     last = json.loads(sse_events(body)[-1])
     assert last == {"type": "error", "error": {"code": "internal_error", "message": "internal server error"}}
-    assert app.extensions["kgqa_runtime"].slots.in_use == 0
+    assert app.extensions["kgqa_runtime"].admission.running == 0

@@ -1,4 +1,4 @@
-"""The web page in Debian's chromium through Playwright: streamed cited answers, sources, and no XSS.
+"""The web page in Debian's chromium through Playwright: verified sentences streamed in, highlighted sources, no XSS.
 
 Playwright's own browser download is unreachable; the project's setup installs
 ``chromium`` with apt and the test drives it through ``executable_path``.
@@ -11,8 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.helpers.app_fakes import FakeEngine, hostile_kb  # noqa: F401 (fixture)
+from tests.helpers.app_fakes import ANSWER, PASSAGE_TEXT, QUESTION, UNVERIFIED, FakeEngine, hostile_kb  # noqa: F401
 from tests.helpers.app_live import live_server
+from tests.helpers.tiny_kb import tiny_kb  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.browser
 
@@ -67,13 +68,9 @@ def test_asks_streams_a_cited_answer_and_opens_the_source(page, real_server, tmp
     page.goto(real_server)
     page.fill("#question", "What is anarchism?")
     page.press("#question", "Enter")
-    # tokens arrive while the answer is still a draft (before grounding replaces it)
-    page.wait_for_function(
-        "() => { const a = document.getElementById('answer');"
-        " return a.classList.contains('draft') && a.textContent.length > 0; }",
-        timeout=ANSWER_TIMEOUT_MS,
-    )
-    page.locator("#answer button.cite").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    # a verified sentence, with its citation, shows up while the answer is still being written
+    page.locator("#answer .sentence button.cite").first.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    page.locator("#sources li").first.wait_for(timeout=ANSWER_TIMEOUT_MS)  # then the whole result
     assert "anarchism" in page.inner_text("#answer").lower()
     assert page.locator("#sources li").count() >= 1
     citation = page.locator("#answer button.cite[data-kind=passage]").first
@@ -83,6 +80,8 @@ def test_asks_streams_a_cited_answer_and_opens_the_source(page, real_server, tmp
     assert page.inner_text("#source-provenance").startswith("Passage ")  # fetched from /api/v1/passages
     assert "anarch" in page.inner_text("#source-text").lower()
     assert page.inner_text("#source-title") == "Anarchism"
+    cited = page.inner_text("#source-text mark.cited")  # the evidence sentence behind the marker
+    assert cited and cited in page.inner_text("#source-text") and "anarch" in cited.lower()
     assert page.get_attribute("#source-link", "href").startswith("https://en.wikipedia.org/")
     _screenshot(page, "answer-desktop", tmp_path)
     page.keyboard.press("Escape")
@@ -141,3 +140,45 @@ def test_abstention_is_plain_and_the_page_works_by_keyboard(page, fake_server, t
     assert "revision" in page.inner_text("#source-provenance")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     _screenshot(page, "abstention-phone", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_kb):  # noqa: F811 (fixture)
+    """The fake engine, whose evidence is a passage of the tiny knowledge base this server serves."""
+    engine = FakeEngine(delay_s=0.02)
+    with live_server(tiny_kb.with_overrides(rate_limit_per_minute=0), engine=engine, ready_timeout=10) as url:
+        yield engine, url
+
+
+def test_sentences_appear_as_verified_and_open_with_their_sentence_highlighted(page, tiny_server, tmp_path):
+    engine, url = tiny_server
+    engine.resumed.clear()
+    engine.hold.clear()  # the engine stops after its first verified sentence
+    try:
+        page.goto(url)
+        page.fill("#question", QUESTION)
+        page.press("#question", "Enter")
+        page.locator("#answer .sentence").first.wait_for()
+        assert page.inner_text("#answer") == "Montgomery is the capital of Alabama [1]."
+        assert not engine.resumed.is_set()  # shown while the rest of the answer is still being written
+        page.locator("#answer button.cite").first.click()  # a streamed sentence's citation opens at once
+        page.locator("#source-text mark.cited").wait_for()
+        assert page.inner_text("#source-text mark.cited") == (
+            "Alabama's capital is Montgomery, and its largest city by population is Birmingham.")
+    finally:
+        engine.hold.set()
+    page.locator("#sources li").first.wait_for()  # the result arrived
+    assert page.inner_text("#answer") == ANSWER
+    assert UNVERIFIED not in page.inner_text("#answer")  # the unsupported sentence never showed
+    assert "1 unsupported sentence" in page.inner_text("#dropped")
+    page.locator("#answer button.cite").nth(1).click()  # the second sentence: its own evidence sentence
+    page.wait_for_function(
+        "() => (document.querySelector('#source-text mark.cited') || {}).textContent"
+        " === \"The state's rivers drain south into the Gulf of Mexico.\""
+    )
+    assert page.inner_text("#source-text") == PASSAGE_TEXT  # the whole passage, one sentence marked
+    assert page.locator("#source-text mark").count() == 1
+    assert page.inner_text("#source-title") == "Alabama" and page.inner_text("#source-section") == "Section: Geography"
+    assert "highlighted" in page.inner_text("#source-provenance")
+    _screenshot(page, "highlighted-source", tmp_path)
+    _assert_nothing_executed(page)

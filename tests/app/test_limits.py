@@ -1,14 +1,16 @@
-"""The rate limiter, model slots and SSE helpers on their own, with a controlled clock."""
+"""The rate limiter, admission, the verified answer stream and the SSE helpers on their own."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
+from tests.helpers.app_fakes import ANSWER, FakeEngine, fake_result
 
+from app.answer_stream import VerifiedAnswer, verified_events
 from app.limits import TokenBucketLimiter
-from app.openai_compat import answer_pieces
-from app.runtime import ModelSlots
+from app.runtime import Admission
 from app.sse import KEEPALIVE, BackgroundStream, sse_data, with_keepalives
 from kgqa.errors import Overloaded
 
@@ -41,19 +43,58 @@ def test_bucket_forgets_idle_clients_beyond_its_bound():
     assert limiter.acquire("c") > 0
 
 
-def test_slots_fail_fast_and_release_once():
-    slots = ModelSlots(2, retry_after=4)
-    first, second = slots.acquire(), slots.acquire()
+def test_admission_runs_then_queues_then_refuses_at_once():
+    admission = Admission(2, 0, retry_after=4)
+    first, second = admission.admit(), admission.admit()
+    started = time.monotonic()
     with pytest.raises(Overloaded) as info:
-        slots.acquire()
+        admission.admit()
+    assert time.monotonic() - started < 0.1
     assert info.value.retry_after == 4
     first()
-    first()  # idempotent: releasing twice frees one slot only
-    assert slots.in_use == 1
-    slots.acquire()
+    first()  # idempotent: releasing twice frees one place only
+    assert admission.running == 1
+    admission.admit()
     with pytest.raises(Overloaded):
-        slots.acquire()
+        admission.admit()
     second()
+
+
+def test_admission_serves_its_line_first_come_first_served():
+    admission = Admission(1, 2)
+    release = admission.admit()
+    order: list[int] = []
+
+    def wait_then_run(n: int) -> None:
+        done = admission.admit()
+        order.append(n)
+        done()
+
+    waiters = []
+    for n in range(2):
+        waiters.append(threading.Thread(target=wait_then_run, args=(n,)))
+        waiters[-1].start()
+        deadline = time.monotonic() + 5
+        while admission.waiting < n + 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+    assert admission.waiting == 2
+    with pytest.raises(Overloaded):  # the line is full
+        admission.admit()
+    release()
+    for waiter in waiters:
+        waiter.join(5)
+    assert order == [0, 1]
+    assert (admission.running, admission.waiting) == (0, 0)
+
+
+def test_admission_refuses_a_request_that_waited_too_long():
+    admission = Admission(1, 1, max_wait_s=0.05)
+    release = admission.admit()
+    with pytest.raises(Overloaded, match="within"):
+        admission.admit()
+    assert admission.waiting == 0  # it left the line
+    release()
+    admission.admit()()
 
 
 def test_sse_data_is_one_line_per_event():
@@ -104,6 +145,33 @@ def test_cancel_stops_the_source_and_frees_its_slot():
     assert released == [True]
 
 
-@pytest.mark.parametrize("text", ["Montgomery is the capital [1].", "  two  spaces\nand a line ", "", "one"])
-def test_answer_pieces_concatenate_to_the_answer(text):
-    assert "".join(answer_pieces(text)) == text
+def _engine_stream(engine: FakeEngine) -> BackgroundStream:
+    engine.warm_up()
+    return BackgroundStream(engine.ask_stream("What is the capital of Alabama?")).start()
+
+
+def test_verified_events_drop_tokens_and_fill_silences():
+    stream = _engine_stream(FakeEngine(delay_s=0.03))
+    items = list(verified_events(stream, stream.next(), interval=0.05))
+    events = [item for item in items if item is not KEEPALIVE]
+    assert [e.type for e in events] == ["sentence", "sentence", "result"]
+    assert KEEPALIVE in items  # tokens kept coming, but nothing was sent for longer than the interval
+
+
+def test_verified_answer_adds_up_to_the_final_answer():
+    stream = _engine_stream(FakeEngine())
+    answer, deltas, result = VerifiedAnswer(), [], None
+    for item in verified_events(stream, stream.next(), interval=5):
+        if item.type == "sentence":
+            sent, delta = answer.add(item)
+            assert sent.index == len(deltas) and delta.strip() == sent.text
+            deltas.append(delta)
+        else:
+            result = item.result
+    assert "".join(deltas) == answer.text == ANSWER == result.answer
+    assert answer.remainder(result) == ""
+
+
+def test_verified_answer_sends_an_abstention_whole():
+    result = fake_result("Who won the 2030 World Cup?", abstained=True)
+    assert VerifiedAnswer().remainder(result) == result.answer

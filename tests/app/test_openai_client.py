@@ -47,6 +47,12 @@ def test_streaming_completion_is_cited_and_matches(client):
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices[0].finish_reason == "stop"
     _cited(content, chunks[-1].model_extra["citations"])
+    # each verified sentence came as its own content chunk, with the evidence sentence behind its marker
+    sentences = [c for c in chunks if c.choices and c.choices[0].delta.content]
+    assert sentences and all(c.model_extra.get("citations") for c in sentences)
+    for chunk in sentences:
+        for citation in chunk.model_extra["citations"]:
+            assert citation["sentence"] and f"[{citation['id']}]" in chunk.choices[0].delta.content
 
 
 def test_client_sees_openai_style_errors(client):

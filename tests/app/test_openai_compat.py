@@ -5,7 +5,19 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.helpers.app_fakes import FakeEngine, client, engine, make_app, sse_events  # noqa: F401 (fixtures)
+from tests.helpers.app_fakes import (  # noqa: F401 (fixtures)
+    ALABAMA_URL,
+    ANSWER,
+    PASSAGE_ID,
+    PASSAGE_TEXT,
+    TOKENS,
+    UNVERIFIED,
+    FakeEngine,
+    client,
+    engine,
+    make_app,
+    sse_events,
+)
 
 MESSAGES = [{"role": "user", "content": "What is the capital of Alabama?"}]
 
@@ -20,30 +32,59 @@ def test_completion_has_cited_content_and_citations(client):
     body = response.json
     assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
     choice = body["choices"][0]
-    assert choice["message"] == {"role": "assistant", "content": "Montgomery is the capital of Alabama [1]."}
+    assert choice["message"] == {"role": "assistant", "content": ANSWER}
     assert choice["finish_reason"] == "stop"
-    assert body["citations"][0] == {
-        "id": "1", "kind": "passage", "url": "https://en.wikipedia.org/wiki/Alabama", "title": "Alabama",
-        "snippet": "Alabama's capital is Montgomery.", "section": "",
-    }
+    evidence = "Alabama's capital is Montgomery, and its largest city by population is Birmingham."
+    start = PASSAGE_TEXT.index(evidence)
+    assert body["citations"] == [{
+        "id": "1", "kind": "passage", "url": ALABAMA_URL, "title": "Alabama", "snippet": evidence,
+        "section": "Geography", "passage_id": PASSAGE_ID, "sentence": evidence, "sentence_start": start,
+        "sentence_end": start + len(evidence),
+    }]
     assert body["abstained"] is False
 
 
-def test_stream_frames_role_content_final_chunk_then_done(client):
-    response = complete(client, stream=True)
-    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+def _chunks(response) -> list[dict]:
     payloads = sse_events(response.get_data(as_text=True))
     assert payloads[-1] == "[DONE]"
-    chunks = [json.loads(p) for p in payloads[:-1]]
+    return [json.loads(p) for p in payloads[:-1]]
+
+
+def test_stream_sends_each_verified_sentence_with_its_citation(client):
+    response = complete(client, stream=True)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    chunks = _chunks(response)
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert len({c["id"] for c in chunks}) == 1
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    sentences = chunks[1:-1]
+    assert [c["choices"][0]["delta"]["content"] for c in sentences] == [
+        "Montgomery is the capital of Alabama [1].", " The state's rivers drain south into the Gulf of Mexico [1]."]
+    for chunk in sentences:  # each sentence comes with the evidence sentence behind its marker
+        [citation] = chunk["citations"]
+        assert PASSAGE_TEXT[citation["sentence_start"]:citation["sentence_end"]] == citation["sentence"]
+        assert "finish_reason" not in chunk["choices"][0]
     content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
-    assert content == complete(client).json["choices"][0]["message"]["content"]
+    assert content == complete(client).json["choices"][0]["message"]["content"] == ANSWER
     final = chunks[-1]
-    assert final["choices"][0]["finish_reason"] == "stop"
-    assert [c["id"] for c in final["citations"]] == ["1", "F1"]
-    assert all("citations" not in c for c in chunks[:-1])
+    assert final["choices"][0]["finish_reason"] == "stop" and "content" not in final["choices"][0]["delta"]
+    assert [c["id"] for c in final["citations"]] == ["1"] and final["abstained"] is False
+
+
+def test_stream_never_sends_unverified_text(client):
+    chunks = _chunks(complete(client, stream=True))
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert UNVERIFIED not in content and "Birmingham is" not in content
+    assert content != "".join(TOKENS)  # the LM's raw text is not what is sent
+
+
+def test_stream_of_an_abstention_sends_the_abstention(tmp_path):
+    client = make_app(tmp_path / "data", FakeEngine(abstain=True)).test_client()
+    chunks = _chunks(complete(client, stream=True))
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+    assert content.startswith("The knowledge base does not say") and "do not know" not in content
+    assert content == complete(client).json["choices"][0]["message"]["content"]
+    assert chunks[-1]["abstained"] is True and len(chunks[-1]["citations"]) == 2
 
 
 def test_earlier_turns_become_history_and_system_prompts_are_ignored(client, engine):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers.app_fakes import make_app
+from tests.helpers.app_fakes import make_app, sse_events
 
 from app.openapi import app_routes
 
@@ -52,5 +52,19 @@ def test_schemas_match_the_request_validation(tmp_path):
     assert set(schemas["QAResult"]["required"]) <= set(result)
     chat = schemas["ChatCompletionRequest"]
     assert set(chat["required"]) == {"model", "messages"}
-    spec_text = json.dumps(schemas)
-    assert "ChatCompletionChunk" in spec_text and "StreamEvent" in spec_text
+    assert "ChatCompletionChunk" in json.dumps(schemas)
+
+
+def test_stream_events_are_the_documented_ones(tmp_path):
+    client = make_app(tmp_path / "data").test_client()
+    spec = client.get("/openapi.json").json
+    schemas = spec["components"]["schemas"]
+    streamed = spec["paths"]["/api/v1/ask"]["post"]["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    assert streamed == {"$ref": "#/components/schemas/AskStreamEvent"}
+    documented = {ref["$ref"].rsplit("/", 1)[1] for ref in schemas["AskStreamEvent"]["oneOf"]}
+    assert documented == {"SentenceEvent", "ResultEvent", "ErrorEvent"}
+    body = client.post("/api/v1/ask", json={"question": "What is the capital of Alabama?", "stream": True})
+    for payload in sse_events(body.get_data(as_text=True)):
+        event = json.loads(payload)
+        schema = schemas[{"sentence": "SentenceEvent", "result": "ResultEvent"}[event["type"]]]
+        assert set(schema["required"]) <= set(event) <= set(schema["properties"])
