@@ -71,3 +71,17 @@ def qa_command(ctx, questions: Path, report_dir, limit, embedding_check: bool) -
     _, markdown, paths = runs.run_qa_eval(_settings(ctx), questions, report_dir=report_dir,
                                           limit=limit, use_embeddings=embedding_check)
     _show(markdown, paths)
+
+
+@eval_group.command("calibrate")
+@_QUESTIONS
+@_REPORT_DIR
+@_LIMIT
+@click.option("--drafts", type=click.Path(path_type=Path, dir_okay=False),
+              help="JSONL of the LM's drafts to reuse and extend [default: <report dir>/drafts.jsonl].")
+@click.pass_context
+def calibrate_command(ctx, questions: Path, report_dir, limit, drafts) -> None:
+    """Choose the claim checks' thresholds on a DEV question set (never the test set); runs the LM once per question."""
+    _, markdown, paths = runs.run_calibration(_settings(ctx), questions, report_dir=report_dir, limit=limit,
+                                              drafts=drafts)
+    _show(markdown, paths)

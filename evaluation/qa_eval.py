@@ -14,7 +14,7 @@ from evaluation.questions import EvalQuestion
 from evaluation.support import SupportChecker, judge_sentence, strip_markers
 from kgqa.records import Citation, PassageHit, QAResult
 
-STAGES = ("link", "retrieve", "first_token", "generate", "total")
+STAGES = ("link", "retrieve", "first_token", "first_sentence", "generate", "total")
 
 
 class Answerer(Protocol):
@@ -72,6 +72,32 @@ def _rate(rows: list[dict], key: str) -> float | None:
     return m.mean(float(r[key]) for r in rows) if rows else None
 
 
+def trust(rows: list[dict]) -> dict:
+    """What a user trusting the answers cares about, over ``rows`` (one question kind, or all).
+
+    accuracy: answerable questions answered with the gold answer stated (word-bounded);
+    wrong_cited: answerable questions answered, with citations, but without the gold answer;
+    false_abstention: answerable questions abstained on; abstention_unanswerable: what it says.
+    """
+    answerable = [r for r in rows if not r["unanswerable"] and not r.get("error")]
+    unanswerable = [r for r in rows if r["unanswerable"] and not r.get("error")]
+    answered = [r for r in answerable if not r["abstained"]]
+    return {
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "accuracy": _rate(answerable, "contained"),
+        "wrong_cited": (sum(1 for r in answered if not r["contained"]) / len(answerable)) if answerable else None,
+        "false_abstention": _rate(answerable, "abstained"),
+        "abstention_unanswerable": _rate(unanswerable, "abstained"),
+    }
+
+
+def by_kind(rows: list[dict]) -> dict[str, dict]:
+    """``trust`` per question kind (who, when, how-many, absent-entity, false-premise, ...)."""
+    kinds = sorted({r.get("kind") or "" for r in rows})
+    return {kind: trust([r for r in rows if (r.get("kind") or "") == kind]) for kind in kinds}
+
+
 def _summarise(rows: list[dict]) -> dict:
     answerable = [r for r in rows if not r["unanswerable"] and not r.get("error")]
     unanswerable = [r for r in rows if r["unanswerable"] and not r.get("error")]
@@ -84,6 +110,8 @@ def _summarise(rows: list[dict]) -> dict:
         values = [r["timings"][stage] for r in rows if not r.get("error")]
         latency[stage] = {"p50_s": m.percentile(values, 50), "p95_s": m.percentile(values, 95)}
     return {
+        **trust(rows),
+        "by_kind": by_kind(rows),
         "questions": len(rows),
         "answerable": len(answerable),
         "unanswerable": len(unanswerable),
@@ -128,6 +156,7 @@ def evaluate_qa(
         hits = [] if result.citations else engine.retrieve(question.question, k=retrieval_k, mode="graph")
         row.update(
             answer=result.answer,
+            cited=[{"id": c.id, "title": c.title, "sentence": c.sentence} for c in result.citations],
             abstained=result.abstained,
             abstain_reason=result.abstain_reason,
             gold_retrieved=not question.unanswerable and gold_evidence_retrieved(question, result.citations, hits),

@@ -47,6 +47,9 @@ def qa_markdown(report: dict) -> str:
     s = report["summary"]
     quality = [
         ["questions (answerable / unanswerable)", f"{s['questions']} ({s['answerable']} / {s['unanswerable']})"],
+        ["accuracy (answerable, gold stated)", _fmt(s["accuracy"])],
+        ["wrong cited answers (of answerable)", _fmt(s["wrong_cited"])],
+        ["false abstention (of answerable)", _fmt(s["false_abstention"])],
         ["exact match", _fmt(s["exact_match"])],
         ["token F1", _fmt(s["f1"])],
         ["answer contained", _fmt(s["answer_contained"])],
@@ -60,8 +63,16 @@ def qa_markdown(report: dict) -> str:
         ["errors", str(s["errors"])],
     ]
     latency = [[stage, _fmt(s["latency"][stage]["p50_s"]), _fmt(s["latency"][stage]["p95_s"])] for stage in STAGES]
+    kinds = [
+        [kind or "(none)", str(k["answerable"]), str(k["unanswerable"]), _fmt(k["accuracy"]), _fmt(k["wrong_cited"]),
+         _fmt(k["false_abstention"]), _fmt(k["abstention_unanswerable"])]
+        for kind, k in s.get("by_kind", {}).items()
+    ]
     return (
         "### Answer quality\n\n" + _table(["metric", "value"], quality)
+        + "\n\n### Per question kind\n\n"
+        + _table(["kind", "answerable", "unanswerable", "accuracy", "wrong cited", "false abstention",
+                  "abstention, unanswerable"], kinds)
         + "\n\n### Latency per stage (seconds)\n\n" + _table(["stage", "p50", "p95"], latency)
     )
 

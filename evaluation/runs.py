@@ -96,3 +96,19 @@ def run_qa_eval(settings: Settings, questions_path: Path, *, report_dir: Path | 
     paths = report.write_report(report_dir, result, markdown)
     paths["latency_plot"] = plots.plot_latency_histogram(result["per_question"], report_dir / "latency.png")
     return result, markdown, paths
+
+
+def run_calibration(settings: Settings, questions_path: Path, *, report_dir: Path | None = None,
+                    limit: int | None = None, drafts: Path | None = None, engine=None, progress: bool = True):
+    """Grid-search the claim checks' thresholds on a dev set; writes report.json and report.md."""
+    from evaluation.calibrate import calibrate, calibration_markdown
+
+    questions = load_questions(questions_path, limit=limit)
+    _sessions(settings)
+    engine = engine or _qa_engine(settings, load_lm=True)
+    report_dir = Path(report_dir) if report_dir else report.default_report_dir(settings, "calibration")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    result = calibrate(engine, questions, drafts=drafts or report_dir / "drafts.jsonl", progress=progress)
+    result["meta"] = report.run_metadata(settings, questions_path)
+    markdown = calibration_markdown(result)
+    return result, markdown, report.write_report(report_dir, result, markdown)

@@ -61,6 +61,11 @@ class Citation(BaseModel):
     score: float
     passage_id: str | None = None
     triple_id: int | None = None
+    # The one sentence that backs the answer, and where it stands in the passage's text
+    # (``text[sentence_start:sentence_end]``), so the page can highlight it.
+    sentence: str = ""
+    sentence_start: int | None = None
+    sentence_end: int | None = None
 
 
 class AnswerSentence(BaseModel):
@@ -69,7 +74,7 @@ class AnswerSentence(BaseModel):
     text: str
     citations: list[str]  # Citation ids
     supported: bool
-    support: float  # attribution score of the best citation
+    support: float  # how well its evidence sentence backs it (coverage + relation + question similarity)
 
 
 class Timings(BaseModel):
@@ -78,6 +83,7 @@ class Timings(BaseModel):
     link: float = 0.0
     retrieve: float = 0.0
     first_token: float = 0.0
+    first_sentence: float = 0.0  # the first verified answer sentence (0.0 when it abstained)
     generate: float = 0.0
     total: float = 0.0
 
@@ -97,13 +103,21 @@ class QAResult(BaseModel):
     dropped_sentences: list[str] = Field(default_factory=list)  # generated but unsupported, so not shown
     timings: Timings = Field(default_factory=Timings)
     model: str = ""
+    backend: str = ""  # what decoded the answer: "onnx" or "transformers"
     device: str = ""
     attention: str = ""
 
 
 class StreamEvent(BaseModel):
-    """One event of a streamed answer: LM tokens as they come, then the final grounded result."""
+    """One event of a streamed answer.
 
-    type: Literal["token", "result"]
+    ``token``: the LM's raw text as it comes (never shown as the answer: it is unverified);
+    ``sentence``: an answer sentence as soon as it is verified, with the citation that backs it;
+    ``result``: the final grounded result.
+    """
+
+    type: Literal["token", "sentence", "result"]
     text: str = ""
+    sentence: AnswerSentence | None = None
+    citations: list[Citation] = Field(default_factory=list)
     result: QAResult | None = None

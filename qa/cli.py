@@ -21,7 +21,7 @@ def render(result: QAResult) -> str:
     if result.dropped_sentences:
         lines += ["", f"({len(result.dropped_sentences)} unsupported generated sentence(s) left out)"]
     t = result.timings
-    lines += ["", f"{result.model} on {result.device}: retrieve {t.link + t.retrieve:.2f}s, "
+    lines += ["", f"{result.model} on {result.device} ({result.backend}): retrieve {t.link + t.retrieve:.2f}s, "
                   f"first token {t.first_token:.2f}s, total {t.total:.2f}s"]
     return "\n".join(lines)
 

@@ -14,8 +14,9 @@ from collections.abc import Iterator, Sequence
 from kgqa.questions import validate_question
 from kgqa.records import PassageHit, QAResult, StreamEvent, Timings
 from kgqa.settings import Settings
-from qa.answer import AnswerComposer, GroundedAnswer
-from qa.attribution import Attributor
+from models.lm.generator import Generator
+from qa.answer import AnswerBuilder, AnswerComposer, GroundedAnswer
+from qa.claims import ClaimVerifier
 from qa.budget import Evidence, evidence_budget, select_evidence
 from qa.prompt import build_messages
 from qa.sentences import split_sentences
@@ -29,7 +30,7 @@ ECHO_STOPS = ("<evidence>", "</evidence>")
 class QAEngine:
     """Answers questions over the knowledge base in ``settings``; load with ``warm_up()``."""
 
-    def __init__(self, settings: Settings, *, generator=None, knowledge_base=None):
+    def __init__(self, settings: Settings, *, generator: Generator | None = None, knowledge_base=None):
         self.settings = settings
         self._generator = generator
         self._kb = knowledge_base
@@ -43,7 +44,7 @@ class QAEngine:
         return self._ready
 
     @property
-    def generator(self):
+    def generator(self) -> Generator | None:
         return self._generator
 
     def warm_up(self) -> None:
@@ -55,9 +56,9 @@ class QAEngine:
                 return
             self._warm_retrieval()
             if self._generator is None:
-                from models.lm.transformers_backend import TransformersGenerator
+                from models.lm.local_generator import LocalGenerator
 
-                self._generator = TransformersGenerator(self.settings)
+                self._generator = LocalGenerator(self.settings)
             self._generator.warm_up()
             self._ready = True
 
@@ -70,7 +71,7 @@ class QAEngine:
 
             self._kb = KnowledgeBase(self.settings)
         self._kb.warm_up()
-        self._composer = AnswerComposer(Attributor(encode=self._kb.embedder.encode_documents))
+        self._composer = AnswerComposer(ClaimVerifier(encode=self._kb.embedder.encode_documents))
         self._pipeline = RetrievalPipeline(self._kb)
 
     # -- public API ----------------------------------------------------------------------------
@@ -101,17 +102,50 @@ class QAEngine:
         self.warm_up()
         return self._answer_events(question, k, history, started)
 
+    # -- the stages one by one, for calibration and inspection -----------------------------------
+    @property
+    def composer(self) -> AnswerComposer:
+        self.warm_up()
+        return self._composer
+
+    def prepare(self, question: str, *, k: int | None = None,
+                history: Sequence[dict] | None = None) -> tuple[Retrieval, Evidence]:
+        """What an answer to ``question`` is grounded in: the retrieval and the evidence the prompt holds."""
+        question = self._validate(question)
+        self.warm_up()
+        retrieval = self._retrieve_for_answer(question, k or self.settings.top_k, history)
+        return retrieval, self._choose_evidence(retrieval)
+
+    def draft(self, question: str, evidence: Evidence, history: Sequence[dict] | None = None) -> list[str]:
+        """The LM's sentences for ``question`` over ``evidence``, cut as the engine reads them; nothing verified."""
+        self.warm_up()
+        generation = self._generator.generate(
+            build_messages(question, evidence, history), max_new_tokens=self.settings.max_new_tokens, stop=ECHO_STOPS
+        )
+        return split_sentences(generation.text)[:MAX_ANSWER_SENTENCES]
+
     def _answer_events(self, question, k, history, started) -> Iterator[StreamEvent]:
         retrieval = self._retrieve_for_answer(question, k or self.settings.top_k, history)
         evidence = self._choose_evidence(retrieval)
         timings = Timings(link=retrieval.link_s, retrieve=retrieval.retrieve_s)
-        reason = self._nothing_to_answer_from(retrieval, evidence)
+        grounding = self._composer.ground(question, evidence, retrieval.entities)
+        reason = self.nothing_to_answer_from(retrieval, evidence) or self._composer.precheck(grounding)
         generated = ""
         if reason:
             grounded = self._composer.abstain(question, evidence, reason)
         else:
+            builder = AnswerBuilder(self._composer, grounding)
+
+            def verified(accepted) -> Iterator[StreamEvent]:
+                if accepted is not None:
+                    if not timings.first_sentence:
+                        timings.first_sentence = time.perf_counter() - started
+                    yield StreamEvent(type="sentence", sentence=accepted[0], citations=[accepted[1]])
+
+            yield from verified(builder.start())  # a fact that answers outright needs no generation
             generation_started = time.perf_counter()
             pieces: list[str] = []
+            checked = 0
             stream = self._generator.stream(
                 build_messages(question, evidence, history), max_new_tokens=self.settings.max_new_tokens, stop=ECHO_STOPS
             )
@@ -121,13 +155,22 @@ class QAEngine:
                         timings.first_token = time.perf_counter() - started
                     pieces.append(piece)
                     yield StreamEvent(type="token", text=piece)
-                    if len(split_sentences("".join(pieces))) > MAX_ANSWER_SENTENCES:
+                    sentences = split_sentences("".join(pieces))
+                    # Every sentence but the last is complete: verify it and send it now.
+                    while checked < min(len(sentences) - 1, MAX_ANSWER_SENTENCES):
+                        yield from verified(builder.add(sentences[checked]))
+                        checked += 1
+                    if len(sentences) > MAX_ANSWER_SENTENCES:
                         break
             finally:
                 getattr(stream, "close", lambda: None)()  # frees the request's batch row at once
-            generated = " ".join(split_sentences("".join(pieces))[:MAX_ANSWER_SENTENCES])
+            sentences = split_sentences("".join(pieces))[:MAX_ANSWER_SENTENCES]
+            generated = " ".join(sentences)
+            for sentence in sentences[checked:]:
+                yield from verified(builder.add(sentence))
             timings.generate = time.perf_counter() - generation_started
-            grounded = self._composer.compose(question, generated, evidence, retrieval.entities)
+            yield from verified(builder.fallback())
+            grounded = builder.finish()
         timings.total = time.perf_counter() - started
         yield StreamEvent(type="result", result=self._result(question, generated, grounded, retrieval, evidence, timings))
 
@@ -148,12 +191,12 @@ class QAEngine:
         return retrieval
 
     def _choose_evidence(self, retrieval: Retrieval) -> Evidence:
-        device = str(getattr(self._generator, "device", "cpu"))
-        budget = evidence_budget(self.settings.evidence_tokens, device)
+        budget = evidence_budget(self.settings.evidence_tokens, self._generator.device)
         return select_evidence(retrieval.passages, retrieval.facts, budget, self._generator.count_tokens)
 
     @staticmethod
-    def _nothing_to_answer_from(retrieval: Retrieval, evidence: Evidence) -> str:
+    def nothing_to_answer_from(retrieval: Retrieval, evidence: Evidence) -> str:
+        """Why retrieval left nothing to answer from ("" when it did not): abstain before any generation."""
         if not evidence.passages and not evidence.facts:
             return "nothing relevant was retrieved"
         if not retrieval.entities and retrieval.best_dense < MIN_DENSE_WITHOUT_ENTITY:
@@ -166,6 +209,6 @@ class QAEngine:
             citations=grounded.citations, facts=evidence.facts, entities=retrieval.entities,
             abstained=grounded.abstained, abstain_reason=grounded.abstain_reason,
             dropped_sentences=grounded.dropped, timings=timings,
-            model=str(getattr(self._generator, "model_name", "")), device=str(getattr(self._generator, "device", "")),
-            attention=str(getattr(self._generator, "attention", "")),
+            model=self._generator.model_name, backend=self._generator.backend, device=self._generator.device,
+            attention=self._generator.attention,
         )

@@ -33,6 +33,29 @@ def _ends_sentence(text: str, end_match: re.Match) -> bool:
     return not following or not following[0].islower()
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character offsets ``(start, end)`` of the sentences of running text (a passage), in order.
+
+    ``text[start:end]`` is the sentence without surrounding white space.
+    """
+    spans = []
+    start = 0
+    for match in _END.finditer(text):
+        if _ends_sentence(text, match):
+            spans.append((start, match.end()))
+            start = match.end()
+    spans.append((start, len(text)))
+    trimmed = []
+    for low, high in spans:
+        while low < high and text[low].isspace():
+            low += 1
+        while high > low and text[high - 1].isspace():
+            high -= 1
+        if low < high and re.search(r"\w", text[low:high]):
+            trimmed.append((low, high))
+    return trimmed
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences of ``text`` in order, stripped; lines and bullets also separate sentences.
 

@@ -26,10 +26,10 @@ class RecordingGenerator:
 
 @pytest.fixture(scope="module")
 def engine(sample_kb):
-    from models.lm.transformers_backend import TransformersGenerator
+    from models.lm.local_generator import LocalGenerator
 
     settings = sample_kb.with_overrides(max_new_tokens=40)
-    engine = QAEngine(settings, generator=RecordingGenerator(TransformersGenerator(settings)))
+    engine = QAEngine(settings, generator=RecordingGenerator(LocalGenerator(settings)))
     engine.warm_up()
     return engine
 
@@ -82,3 +82,55 @@ def test_streamed_text_equals_the_non_streamed_text(engine):
     assert "".join(tokens) == streamed.generated
     plain = engine.ask(question)
     assert plain.generated == streamed.generated and plain.answer == streamed.answer
+
+
+def assert_every_sentence_stands_on_its_cited_sentence(engine, result):
+    """Each shown sentence cites one evidence sentence, at the offsets it claims, holding what it adds."""
+    from kg.queries import get_passage
+    from retrieval.text import content_words
+
+    cited = {c.id: c for c in result.citations}
+    question_words = set(content_words(result.question))
+    for sentence in result.sentences:
+        assert len(sentence.citations) == 1
+        citation = cited[sentence.citations[0]]
+        assert citation.sentence
+        if citation.kind == "passage":
+            with engine._kb.session() as session:
+                passage = get_passage(session, citation.passage_id)
+            assert passage.text[citation.sentence_start:citation.sentence_end] == citation.sentence
+        evidence_words = set(content_words(citation.sentence)) | set(content_words(citation.title))
+        added = set(content_words(sentence.text)) - question_words
+        assert len(added & evidence_words) >= 0.6 * len(added), (sentence.text, citation.sentence)
+
+
+# Questions a new user asked of the sample knowledge base, and what each must never say.
+TRUST_CASES = [
+    ("When was Albert Einstein born?", ["1879"], ["1955"]),
+    ("What does an abacus do?", ["calculat", "count", "arithmetic", "comput"], ["display numbers and letters"]),
+    ("What is anarchism?", ["anarchism"], ["use of violence and resistance"]),
+    ("Who was Aristotle's teacher?", ["Plato"], ["Dioscoro", "Theophrastus"]),
+    ("How many people live in Alabama?", ["4,858,979", "4,779,736", "4.8 million", "4.9 million"], ["67 counties"]),
+]
+
+
+@pytest.mark.parametrize(("question", "any_of", "never"), TRUST_CASES, ids=[c[0] for c in TRUST_CASES])
+def test_a_correct_cited_answer_or_an_honest_abstention(engine, question, any_of, never):
+    result = engine.ask(question)
+    for phrase in never:
+        assert phrase not in result.answer
+    if result.abstained:
+        assert result.answer.startswith("The knowledge base does not say") and result.abstain_reason
+        return
+    assert any(phrase.lower() in result.answer.lower() for phrase in any_of), result.answer
+    assert_every_sentence_stands_on_its_cited_sentence(engine, result)
+
+
+def test_verified_sentences_stream_before_the_result(engine):
+    events = list(engine.ask_stream("Who was Albert Einstein married to?"))
+    kinds = [e.type for e in events]
+    assert "sentence" in kinds and kinds.index("sentence") < kinds.index("result")
+    result = events[-1].result
+    streamed = [e.sentence.text for e in events if e.type == "sentence"]
+    assert streamed == [s.text for s in result.sentences]
+    assert 0 < result.timings.first_sentence <= result.timings.total

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 class ScriptedGenerator:
     """Streams fixed pieces and records how many were read and whether the stream was closed."""
 
-    model_name, device, attention = "scripted", "cpu", "none"
+    model_name, backend, device, attention = "scripted", "scripted", "cpu", "none"
 
     def __init__(self, pieces: list[str]):
         self.pieces = pieces
