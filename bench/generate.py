@@ -1,8 +1,9 @@
-"""Generation speed: CPU speedups against plain fp32 ``generate`` (same run, same greedy answers),
-time to first token with a 512-token evidence prompt, and batched vs one-at-a-time throughput.
+"""Generation speed: the onnx and transformers backends and other variants (bench/lm_variants.py) against
+plain fp32 ``generate`` (same run, same greedy answers), time to first token with a 512-token evidence prompt,
+and batched vs one-at-a-time throughput of each backend.
 With ``--device cuda``: flash (SDPA) vs eager attention on random-weight models built from configs.
 
-    python bench/generate.py [--tokens 32] [--speedups none,onnx,decode-1-thread,int8,bf16] [--device cuda]
+    python bench/generate.py [--tokens 32] [--variants plain,onnx,transformers,int8,bf16] [--device cuda]
 
 Prints a table and writes bench/results/generate.json.
 """
@@ -23,7 +24,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from kgqa.settings import Settings  # noqa: E402
-from models.lm.loader import load_lm  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lm_variants import Variant, load_variant  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generate.json"
 SYSTEM = "Answer the question using only the evidence passages. Cite them like [1]. Be brief."
@@ -70,13 +73,11 @@ def encode(lm, messages):
     return lm.tokenizer(text, add_special_tokens=False, return_tensors="pt")
 
 
-def timed_generate(lm, inputs, new_tokens: int, **kw) -> tuple[float, list[int]]:
-    """Plain transformers ``generate`` (with the variant's thread policy)."""
+def timed_generate(variant: Variant, inputs, new_tokens: int, **kw) -> tuple[float, list[int]]:
+    """Transformers ``generate`` under the variant's thread policy."""
     import torch
 
-    from models.lm.speedups import DecodeThreads
-
-    threads = DecodeThreads.for_speedup(lm.speedup, lm.device)
+    lm, threads = variant.lm, variant.threads
     with torch.inference_mode(), threads.session():
         started = time.perf_counter()
         out = lm.model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False,
@@ -84,14 +85,14 @@ def timed_generate(lm, inputs, new_tokens: int, **kw) -> tuple[float, list[int]]
     return time.perf_counter() - started, out[0, inputs["input_ids"].shape[1]:].tolist()
 
 
-def timed_onnx(lm, inputs, new_tokens: int, prefix=None, **kw) -> tuple[float, list[int]]:
+def timed_onnx(variant: Variant, inputs, new_tokens: int, prefix=None, **kw) -> tuple[float, list[int]]:
     """The onnx decoder's greedy loop; like ``min_new_tokens``, it never stops early (callers cut at EOS)."""
     ids = inputs["input_ids"][0].tolist()
     started = time.perf_counter()
-    logits, batch = lm.decoder.prefill([ids], prefix)
+    logits, batch = variant.decoder.prefill([ids], prefix)
     tokens = [int(logits[0].argmax())]
     for _ in range(new_tokens - 1):
-        logits, batch = lm.decoder.step(tokens[-1:], batch)
+        logits, batch = variant.decoder.step(tokens[-1:], batch)
         tokens.append(int(logits[0].argmax()))
     return time.perf_counter() - started, tokens
 
@@ -101,44 +102,45 @@ def answer_text(lm, tokens: list[int]) -> str:
     return lm.tokenizer.decode(tokens[:tokens.index(eos)] if eos in tokens else tokens, skip_special_tokens=True)
 
 
-def measure_variant(settings: Settings, speedup: str, tokens: int, repeats: int) -> dict:
+def measure_variant(settings: Settings, name: str, tokens: int, repeats: int) -> dict:
     """TTFT at ~512 prompt tokens, batch-1 decode tokens/s, and greedy answers on the RAG prompts."""
-    lm = load_lm(settings, device="cpu", speedup=speedup)
-    timed = timed_onnx if lm.decoder is not None else timed_generate
+    variant = load_variant(settings, name, device="cpu")
+    lm = variant.lm
+    timed = timed_onnx if variant.decoder is not None else timed_generate
     long_inputs = encode(lm, long_prompt(lm.tokenizer))
     short_inputs = encode(lm, rag_messages(*RAG[0]))
-    timed(lm, short_inputs, 4)  # warm-up (and compile, for `compile`)
-    ttft = statistics.median(timed(lm, long_inputs, 1)[0] for _ in range(repeats))
-    prefill = statistics.median(timed(lm, short_inputs, 1)[0] for _ in range(repeats))
-    full = statistics.median(timed(lm, short_inputs, tokens, min_new_tokens=tokens)[0] for _ in range(repeats))
-    answers = [answer_text(lm, timed(lm, encode(lm, rag_messages(q, ps)), 24)[1]) for q, ps in RAG]
-    result = {"speedup": lm.speedup, "prompt_tokens_ttft": int(long_inputs["input_ids"].shape[1]),
+    timed(variant, short_inputs, 4)  # warm-up (and compile, for `compile`)
+    ttft = statistics.median(timed(variant, long_inputs, 1)[0] for _ in range(repeats))
+    prefill = statistics.median(timed(variant, short_inputs, 1)[0] for _ in range(repeats))
+    full = statistics.median(timed(variant, short_inputs, tokens, min_new_tokens=tokens)[0] for _ in range(repeats))
+    answers = [answer_text(lm, timed(variant, encode(lm, rag_messages(q, ps)), 24)[1]) for q, ps in RAG]
+    result = {"variant": name, "prompt_tokens_ttft": int(long_inputs["input_ids"].shape[1]),
               "ttft_s": ttft, "prefill_tok_s": long_inputs["input_ids"].shape[1] / ttft,
               "decode_tok_s": (tokens - 1) / max(full - prefill, 1e-9), "answers": answers}
-    if lm.decoder is not None:
-        result.update(measure_cached_instructions(lm, long_inputs, repeats))
+    if variant.decoder is not None:
+        result.update(measure_cached_instructions(variant, long_inputs, repeats))
     return result
 
 
-def measure_cached_instructions(lm, long_inputs, repeats: int) -> dict:
+def measure_cached_instructions(variant: Variant, long_inputs, repeats: int) -> dict:
     """TTFT when the cache holds another question's prompt: only the shared instructions are reused."""
-    other = encode(lm, rag_messages(*RAG[1]))["input_ids"][0].tolist()
-    _, batch = lm.decoder.prefill([other])
-    prefix = lm.decoder.prefix_of(other, batch, 0)
+    other = encode(variant.lm, rag_messages(*RAG[1]))["input_ids"][0].tolist()
+    _, batch = variant.decoder.prefill([other])
+    prefix = variant.decoder.prefix_of(other, batch, 0)
     reused = prefix.shared_length([long_inputs["input_ids"][0].tolist()])
-    ttft = statistics.median(timed_onnx(lm, long_inputs, 1, prefix=prefix)[0] for _ in range(repeats))
+    ttft = statistics.median(timed_onnx(variant, long_inputs, 1, prefix=prefix)[0] for _ in range(repeats))
     return {"ttft_cached_instructions_s": ttft, "cached_prefix_tokens": reused}
 
 
-def measure_concurrency(settings: Settings, tokens: int, speedup: str | None, fixed: bool) -> dict:
-    """Four RAG questions one at a time vs all four submitted together (one batch).
+def measure_concurrency(settings: Settings, tokens: int, backend: str, fixed: bool) -> dict:
+    """Four RAG questions one at a time vs all four submitted together (one batch), on one served backend.
 
     ``fixed`` makes every answer exactly ``tokens`` long (EOS suppressed), as throughput
     benchmarks do; otherwise each answer ends at its own EOS, at most ``tokens``.
     """
-    from models.lm.transformers_backend import TransformersGenerator
+    from models.lm.local_generator import LocalGenerator
 
-    gen = TransformersGenerator(settings.with_overrides(batch_size=4), device="cpu", speedup=speedup)
+    gen = LocalGenerator(settings.with_overrides(batch_size=4), backend=backend, device="cpu")
     conversations = [rag_messages(q, ps) for q, ps in RAG]
     knobs = {"max_new_tokens": tokens, "min_new_tokens": tokens if fixed else 0}
     gen.generate(conversations[0], max_new_tokens=2)
@@ -150,7 +152,7 @@ def measure_concurrency(settings: Settings, tokens: int, speedup: str | None, fi
     batched_s = time.perf_counter() - started
     gen.close()
     seq_tokens, bat_tokens = sum(g.new_tokens for g in one_by_one), sum(g.new_tokens for g in together)
-    return {"speedup": gen.speedup, "requests": 4, "fixed_length": fixed, "sequential_tok_s": seq_tokens / sequential_s,
+    return {"backend": gen.backend, "requests": 4, "fixed_length": fixed, "sequential_tok_s": seq_tokens / sequential_s,
             "batched_tok_s": bat_tokens / batched_s,
             "ratio": (bat_tokens / batched_s) / (seq_tokens / sequential_s),
             "same_answers": [g.text for g in one_by_one] == [g.text for g in together]}
@@ -160,24 +162,24 @@ def run_cpu(args) -> dict:
     import torch
 
     settings = Settings()
-    variants = [measure_variant(settings, s, args.tokens, args.repeats) for s in args.speedups.split(",")]
+    variants = [measure_variant(settings, name, args.tokens, args.repeats) for name in args.variants.split(",")]
     base = variants[0]
     for v in variants:
         v["decode_vs_baseline"] = v["decode_tok_s"] / base["decode_tok_s"]
         v["same_greedy_answers"] = v["answers"] == base["answers"]
-    print(f"{'speedup':<16}{'TTFT@' + str(base['prompt_tokens_ttft']):>10}{'prefill t/s':>12}{'decode t/s':>11}"
+    print(f"{'variant':<16}{'TTFT@' + str(base['prompt_tokens_ttft']):>10}{'prefill t/s':>12}{'decode t/s':>11}"
           f"{'x base':>8}{'same answers':>14}")
     for v in variants:
-        print(f"{v['speedup']:<16}{v['ttft_s']:>9.2f}s{v['prefill_tok_s']:>12.0f}{v['decode_tok_s']:>11.1f}"
+        print(f"{v['variant']:<16}{v['ttft_s']:>9.2f}s{v['prefill_tok_s']:>12.0f}{v['decode_tok_s']:>11.1f}"
               f"{v['decode_vs_baseline']:>8.2f}{str(v['same_greedy_answers']):>14}")
         if "ttft_cached_instructions_s" in v:
             print(f"{'':<16}TTFT {v['ttft_cached_instructions_s']:.2f}s with the {v['cached_prefix_tokens']} "
                   f"instruction tokens cached")
-    concurrency = [measure_concurrency(settings, args.answer_tokens, s, fixed)
-                   for s in args.concurrency.split(",") for fixed in (False, True)]
+    concurrency = [measure_concurrency(settings, args.answer_tokens, backend, fixed)
+                   for backend in args.concurrency.split(",") for fixed in (False, True)]
     for c in concurrency:
         length = f"{args.answer_tokens} tokens each" if c["fixed_length"] else f"up to {args.answer_tokens} tokens"
-        print(f"4 concurrent ({c['speedup']}, {length}): sequential {c['sequential_tok_s']:.1f} tok/s, batched "
+        print(f"4 concurrent ({c['backend']}, {length}): sequential {c['sequential_tok_s']:.1f} tok/s, batched "
               f"{c['batched_tok_s']:.1f} tok/s, ratio {c['ratio']:.2f}x, same answers {c['same_answers']}")
     return {"device": "cpu", "cpu": platform.processor() or _cpu_model(), "threads": torch.get_num_threads(),
             "load_avg_at_end": os.getloadavg(), "tokens": args.tokens, "variants": variants,
@@ -196,12 +198,12 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per decode measurement")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--speedups", default="none,onnx,decode-1-thread,int8", help="first one is the baseline")
-    parser.add_argument("--concurrency", default="onnx,none", help="speedups whose batching to measure")
+    parser.add_argument("--variants", default="plain,onnx,transformers,int8",
+                        help="bench/lm_variants.py names; the first one is the baseline")
+    parser.add_argument("--concurrency", default="onnx,transformers", help="backends whose batching to measure")
     parser.add_argument("--answer-tokens", type=int, default=64, help="answer length for the concurrency runs")
     args = parser.parse_args()
     if args.device == "cuda":
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from generate_cuda import run_cuda
 
         result = run_cuda(args)

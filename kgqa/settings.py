@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     embedder_path: str = ""
     # "auto" picks cuda when available, else cpu.
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # What decodes: "onnx" (onnxruntime decoder, cpu only), "transformers" (generate),
+    # or "auto": onnx for a Llama-family fp32 model on cpu, else transformers.
+    lm_backend: Literal["auto", "onnx", "transformers"] = "auto"
 
     # QA engine knobs.
     top_k: int = Field(default=5, ge=1, le=50)

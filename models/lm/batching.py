@@ -1,4 +1,4 @@
-"""A bounded request queue drained by one worker thread that runs batched ``generate`` calls.
+"""A request queue drained by one worker thread that decodes requests in batches.
 
 Request threads never touch the model: they enqueue a ``Request`` and read its
 pieces from a per-request queue. The worker takes whatever is waiting (up to
@@ -6,21 +6,26 @@ pieces from a per-request queue. The worker takes whatever is waiting (up to
 batch and decodes them together, so four concurrent questions cost little more
 than one. While a batch decodes, ``run_batch`` may call ``join(room)`` between steps
 to take requests that arrived since (continuous batching), so a newcomer waits one
-step, not a whole answer. A full queue raises ``Overloaded`` at once instead of
-queueing forever.
+step, not a whole answer.
+
+The queue has no bound of its own: the service admits at most ``KGQA_QUEUE_SIZE``
+requests at a time (503 + ``Retry-After`` beyond that) before they reach the model,
+and batch callers (evaluation, benchmarks) submit what they mean to run.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import logging
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kgqa.errors import Overloaded
 from models.lm.generator import GenerationConfig
 
 log = logging.getLogger(__name__)
@@ -65,18 +70,36 @@ class Request:
 Join = Callable[[int], list[Request]]
 RunBatch = Callable[[list[Request], Join], None]
 
+_started: weakref.WeakSet[BatchingQueue] = weakref.WeakSet()
+
+
+@functools.cache
+def _stop_workers_at_exit() -> None:
+    """Once per process: at exit, stop every worker between two decoding steps.
+
+    A worker is a daemon thread; left inside an onnxruntime or torch kernel while the
+    interpreter tears down, it aborts the whole process ("terminate called without an
+    active exception"), e.g. right after ``kgqa ask`` stopped reading a long answer.
+    """
+
+    def stop_all() -> None:
+        for batcher in list(_started):
+            batcher.close(cancel=True)
+
+    atexit.register(stop_all)
+
 
 class BatchingQueue:
-    """Bounded FIFO plus the single worker thread that owns the model."""
+    """FIFO plus the single worker thread that owns the model."""
 
-    def __init__(self, run_batch: RunBatch, *, batch_size: int, queue_size: int):
+    def __init__(self, run_batch: RunBatch, *, batch_size: int):
         self.run_batch = run_batch
         self.batch_size = batch_size
-        self.queue_size = queue_size
         self._waiting: deque[Request] = deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._decoding: list[Request] = []  # the batch the worker is decoding, joiners included
         self.batches_run = 0
         self.largest_batch = 0
         self.joined = 0  # requests that joined a batch already decoding
@@ -86,6 +109,8 @@ class BatchingQueue:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="lm-batcher", daemon=True)
                 self._thread.start()
+                _started.add(self)
+                _stop_workers_at_exit()
 
     def submit(self, request: Request) -> Request:
         return self.submit_many([request])[0]
@@ -95,19 +120,17 @@ class BatchingQueue:
         with self._cond:
             if self._closed:
                 raise RuntimeError("the generator has been closed")
-            if len(self._waiting) + len(requests) > self.queue_size:
-                raise Overloaded(f"the model queue is full ({self.queue_size} waiting); retry shortly")
             self._waiting.extend(requests)
             self._cond.notify()
         return requests
 
-    def waiting(self) -> int:
-        with self._cond:
-            return len(self._waiting)
-
-    def close(self) -> None:
+    def close(self, *, cancel: bool = False) -> None:
+        """Stop the worker once nothing waits; ``cancel`` first gives up every waiting and decoding request."""
         with self._cond:
             self._closed = True
+            if cancel:
+                for request in [*self._waiting, *self._decoding]:
+                    request.cancelled.set()
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -128,21 +151,20 @@ class BatchingQueue:
         return taken
 
     def _take_batch(self) -> list[Request] | None:
-        """The oldest request plus every waiting one that shares its decoding settings."""
+        """The oldest live request plus waiting ones that share its decoding settings, up to ``batch_size``.
+
+        Requests cancelled while waiting are closed here and take no place in the batch.
+        """
         with self._cond:
-            while not self._waiting and not self._closed:
-                self._cond.wait()
-            if self._closed and not self._waiting:
-                return None
-            first = self._waiting.popleft()
-            batch = [first]
-            for other in list(self._waiting):
-                if len(batch) >= self.batch_size:
-                    break
-                if other.config.batch_key == first.config.batch_key:
-                    self._waiting.remove(other)
-                    batch.append(other)
-            return batch
+            while True:
+                while not self._waiting and not self._closed:
+                    self._cond.wait()
+                if not self._waiting:
+                    return None
+                first = self._waiting.popleft()
+                if not first.cancelled.is_set():
+                    return [first, *self._take_joining(first.config.batch_key, self.batch_size - 1)]
+                first.close()
 
     def _work(self) -> None:
         while (batch := self._take_batch()) is not None:
@@ -154,11 +176,12 @@ class BatchingQueue:
                 continue
             self.batches_run += 1
             self.largest_batch = max(self.largest_batch, len(live))
-            key, joined = live[0].config.batch_key, []
+            key, decoding = live[0].config.batch_key, list(live)
+            self._decoding = decoding
 
             def join(room: int) -> list[Request]:
                 newcomers = self._take_joining(key, room)
-                joined.extend(newcomers)
+                decoding.extend(newcomers)
                 self.joined += len(newcomers)
                 return newcomers
 
@@ -166,8 +189,9 @@ class BatchingQueue:
                 self.run_batch(list(live), join)
             except Exception as exc:  # the error belongs to the callers, not to this thread
                 log.exception("batched generation failed")
-                for r in live + joined:
+                for r in decoding:
                     r.close(exc)
             else:
-                for r in live + joined:
+                for r in decoding:
                     r.close()
+            self._decoding = []

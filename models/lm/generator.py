@@ -2,15 +2,19 @@
 
 The QA engine and the service code against the ``Generator`` protocol, so a test
 can hand them a fake and a deployment can swap the backend without touching them.
+Every generator says what actually runs: ``backend``, ``device``, ``attention`` and
+``model_name``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 Messages = Sequence[dict]
+# What decodes: onnxruntime's decoder (models/lm/onnx_*.py) or transformers ``generate``.
+Backend = Literal["onnx", "transformers"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,6 @@ class Generation:
     first_token_s: float
     total_s: float
     finish_reason: str = "stop"  # "stop" (EOS or stop string) or "length"
-    extra: dict = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -75,6 +78,7 @@ class Generator(Protocol):
     """A causal LM behind a chat interface; implementations are lazy and thread-safe."""
 
     model_name: str
+    backend: Backend
     device: str
     attention: str
 

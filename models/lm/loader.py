@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from kgqa.assets import AssetMissing, LMSource, resolve_lm
@@ -17,16 +18,23 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoadedLM:
-    """Everything the generation worker needs, loaded once."""
+    """A causal LM and its tokenizer on their device, loaded once; the backends decode with it."""
 
     model: Any
     tokenizer: Any
     device: str
-    attention: str
+    attention: str  # what transformers runs: flash_attention_2, sdpa-flash, sdpa or eager
     dtype: str
     model_name: str
-    speedup: str
-    decoder: Any = None  # an OnnxDecoder when speedup == "onnx"
+
+    @cached_property
+    def eos_ids(self) -> frozenset[int]:
+        """Every token that ends an answer: the generation config's EOS ids and the tokenizer's."""
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return frozenset(ids)
 
 
 def pick_device(requested: str) -> str:
@@ -77,13 +85,10 @@ def load_lm(
     device: str | None = None,
     attention: str | None = None,
     dtype: str | None = None,
-    speedup: str | None = None,
 ) -> LoadedLM:
-    """Resolve, load and prepare the LM; a wrong path raises ``AssetMissing`` with a one-line message."""
+    """Resolve and load the LM; a wrong path raises ``AssetMissing`` with a one-line message."""
     import torch
     from transformers import AutoModelForCausalLM
-
-    from models.lm.speedups import apply_speedup, default_speedup
 
     source = resolve_lm(settings)
     device = pick_device(device or settings.device)
@@ -102,29 +107,7 @@ def load_lm(
     model.to(device).eval()
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    speedup = default_speedup(device) if speedup is None else speedup
-    model = apply_speedup(model, speedup, device=device)
-    decoder, label = None, attention_label(device, attention)
-    if speedup == "onnx":
-        decoder, speedup = _onnx_decoder(model, tokenizer, dtype)
-        label = "onnxruntime" if decoder is not None else label  # beam search still runs transformers' SDPA
     name = source.gguf_file or source.folder.name
-    log.info("loaded %s on %s (%s, %s attention, speedup=%s)", name, device, dtype, label, speedup)
-    return LoadedLM(model, tokenizer, device, label, dtype, name, speedup, decoder)
-
-
-def _onnx_decoder(model: Any, tokenizer: Any, dtype: str) -> tuple[Any, str]:
-    """The onnxruntime decoder for a supported fp32 model, else ``decode-1-thread`` with a log line why not."""
-    import torch
-
-    from models.lm.onnx_decoder import OnnxDecoder
-    from models.lm.onnx_llama import UnsupportedModel
-
-    try:
-        if dtype != "float32":
-            raise UnsupportedModel(f"the onnx decoder runs fp32 weights, not {dtype}")
-        decoder = OnnxDecoder.from_model(model, threads=torch.get_num_threads(), pad_id=tokenizer.pad_token_id or 0)
-    except UnsupportedModel as exc:
-        log.warning("onnx decoder unavailable (%s); generating with transformers", exc)
-        return None, "decode-1-thread"
-    return decoder, "onnx"
+    label = attention_label(device, attention)
+    log.info("loaded %s on %s (%s, %s attention)", name, device, dtype, label)
+    return LoadedLM(model, tokenizer, device, label, dtype, name)

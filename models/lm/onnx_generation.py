@@ -1,24 +1,25 @@
-"""Greedy and sampled decoding of a batch on ``OnnxDecoder``, streaming each row as it goes.
+"""The onnx backend: greedy and sampled decoding of a batch on ``OnnxDecoder``, streaming each row as it goes.
 
 The loop reuses the KV cache of the last prompt it saw for any shared beginning
 (the QA prompt's instructions, or a follow-up question over the same evidence),
 so only the new part of a prompt is prefilled. Rows leave the batch as soon as
 they finish, so a short answer never pays for a long one, and requests that
 arrive meanwhile join between steps (continuous batching), so a newcomer waits
-for one step and its own prefill, not for the running answers.
+for one step and its own prefill, not for the running answers. Beam search is the
+one thing this decoder does not do: ``OnnxBackend`` hands it to transformers ``generate``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from models.lm.generator import GenerationConfig
+from models.lm.generator import Backend, GenerationConfig
+from models.lm.loader import LoadedLM
 from models.lm.onnx_decoder import CachedPrefix, OnnxDecoder
-from models.lm.streaming import RowText
+from models.lm.streaming import Admit, Job
+from models.lm.transformers_backend import TransformersBackend
 
 
 class PrefixStore:
@@ -95,23 +96,41 @@ class TokenPicker:
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1).tolist()
 
 
-@dataclass
-class Job:
-    """One request as the loop sees it: its prompt, its text stream and how to tell it was cancelled."""
+class OnnxBackend:
+    """The onnxruntime decoder for prefill and decode; transformers ``generate`` for beam search only."""
 
-    prompt_ids: list[int]
-    text: RowText
-    cancelled: Callable[[], bool]
+    name: Backend = "onnx"
+    attention = "onnxruntime"
 
+    def __init__(self, lm: LoadedLM, decoder: OnnxDecoder, reason: str, *, batch_size: int):
+        self.lm = lm
+        self.decoder = decoder
+        self.reason = f"{reason}; beam search runs on transformers generate"
+        self.batch_size = batch_size
+        self.prefixes = PrefixStore()
+        self.beams = TransformersBackend(lm, "beam search, which the onnx decoder does not do")
 
-Admit = Callable[[int], list[Job]]
+    @classmethod
+    def from_lm(cls, lm: LoadedLM, reason: str, *, batch_size: int) -> OnnxBackend:
+        """Build the decoder's graph and session from the loaded fp32 weights (a few seconds)."""
+        import torch
+
+        decoder = OnnxDecoder.from_model(lm.model, threads=torch.get_num_threads(), pad_id=lm.tokenizer.pad_token_id or 0)
+        return cls(lm, decoder, reason, batch_size=batch_size)
+
+    def decode(self, jobs: list[Job], config: GenerationConfig, admit: Admit | None = None) -> None:
+        """Decode ``jobs`` (which share ``config``); ``admit`` adds newly arrived jobs between steps."""
+        if config.num_beams > 1:
+            self.beams.decode(jobs, config)
+        else:
+            decode_batch(self.decoder, jobs, config, self.lm.eos_ids, self.prefixes, admit, self.batch_size)
 
 
 def decode_batch(
     decoder: OnnxDecoder,
     jobs: list[Job],
     config: GenerationConfig,
-    eos_ids: set[int],
+    eos_ids: frozenset[int],
     prefixes: PrefixStore | None = None,
     admit: Admit | None = None,
     batch_size: int = 1,
@@ -138,7 +157,7 @@ def decode_batch(
         jobs, fed, batch = _take_tokens(pick, logits, jobs, batch, config.min_new_tokens, eos_ids)
 
 
-def _take_tokens(pick: TokenPicker, logits, jobs: list[Job], batch, min_new_tokens: int, eos_ids: set[int]):
+def _take_tokens(pick: TokenPicker, logits, jobs: list[Job], batch, min_new_tokens: int, eos_ids: frozenset[int]):
     """Pick each row's next token and hand it over; returns the jobs still going, their tokens and cache."""
     banned = [slot for slot, job in enumerate(jobs) if len(job.text.token_ids) < min_new_tokens]
     tokens = pick(logits, banned, eos_ids)
@@ -160,7 +179,7 @@ def _prefill(decoder: OnnxDecoder, jobs: list[Job], prefixes: PrefixStore | None
     return logits, batch
 
 
-def _advance(job: Job, token: int, eos_ids: set[int]) -> bool:
+def _advance(job: Job, token: int, eos_ids: frozenset[int]) -> bool:
     """Give ``token`` to the job's text; True while the job goes on."""
     if job.cancelled():
         job.text.finish("cancelled")

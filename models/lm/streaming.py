@@ -1,6 +1,7 @@
-"""Turn each row of a batched ``generate`` into its own text stream, honouring stop strings.
+"""Turn each row of a batch into its own text stream, honouring stop strings.
 
-``BatchTracker`` is a stopping criterion: ``generate`` calls it after every decoding
+A ``Job`` is one request as a backend sees it: its prompt, its ``RowText`` and how to
+tell it was cancelled. ``BatchTracker`` is a stopping criterion: ``generate`` calls it after every decoding
 step with all rows' tokens, so it can decode each row, hand the new text to that
 request, and end a row at its own EOS, stop string or token limit while the other
 rows keep going. Text that might be the start of a stop string (or half a UTF-8
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 
 class RowText:
@@ -81,25 +83,38 @@ class RowText:
         return end
 
 
+@dataclass
+class Job:
+    """One request as a backend decodes it: its prompt, its text stream and how to tell it was cancelled."""
+
+    prompt_ids: list[int]
+    text: RowText
+    cancelled: Callable[[], bool]
+
+
+# Between decoding steps a backend may call ``admit(room)`` for up to ``room`` newly arrived jobs.
+Admit = Callable[[int], list[Job]]
+
+
 class BatchTracker:
     """Per-row stop logic for a left-padded batch, used as a ``generate`` stopping criterion."""
 
-    def __init__(self, rows: Sequence[RowText], eos_ids: set[int], is_cancelled: Sequence[Callable[[], bool]]):
-        self.rows = list(rows)
+    def __init__(self, jobs: Sequence[Job], eos_ids: frozenset[int]):
+        self.jobs = list(jobs)
         self.eos_ids = eos_ids
-        self.is_cancelled = list(is_cancelled)
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
         last = input_ids[:, -1].tolist()
-        for row, token, cancelled in zip(self.rows, last, self.is_cancelled):
+        for job, token in zip(self.jobs, last):
+            row = job.text
             if row.done:
                 continue
-            if cancelled():
+            if job.cancelled():
                 row.finish("cancelled")
             elif token in self.eos_ids:
                 row.finish("stop")
             else:
                 row.push(token)
-        return torch.tensor([row.done for row in self.rows], dtype=torch.bool, device=input_ids.device)
+        return torch.tensor([job.text.done for job in self.jobs], dtype=torch.bool, device=input_ids.device)

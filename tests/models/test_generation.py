@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from kgqa import assets
-from models.lm.transformers_backend import TransformersGenerator
+from models.lm.generator import Generator
+from models.lm.local_generator import LocalGenerator
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,17 @@ QUESTIONS = [
 
 @pytest.fixture(scope="module")
 def generator(project_settings):
-    gen = TransformersGenerator(project_settings.with_overrides(batch_size=4, max_new_tokens=16), device="cpu")
+    settings = project_settings.with_overrides(batch_size=4, max_new_tokens=16, lm_backend="auto")
+    gen = LocalGenerator(settings, device="cpu")
+    gen.warm_up()
+    yield gen
+    gen.close()
+
+
+@pytest.fixture(scope="module")
+def transformers_generator(project_settings):
+    gen = LocalGenerator(project_settings.with_overrides(batch_size=4, max_new_tokens=16), backend="transformers",
+                         device="cpu")
     gen.warm_up()
     yield gen
     gen.close()
@@ -37,7 +48,10 @@ def test_greedy_chat_generation_on_the_bundled_model(generator):
     assert result.prompt_tokens == len(generator.prompt_ids(QUESTIONS[0])) > 10
     assert 0 < result.new_tokens <= 12
     assert 0 < result.first_token_s <= result.total_s
-    assert (generator.device, generator.attention, generator.speedup) == ("cpu", "onnxruntime", "onnx")
+    assert isinstance(generator, Generator)
+    assert (generator.backend, generator.device, generator.attention) == ("onnx", "cpu", "onnxruntime")
+    assert generator.backend_reason.startswith("auto:")
+    assert "beam search runs on transformers" in generator.backend_reason
 
 
 def test_greedy_is_deterministic_and_warm_up_is_idempotent(generator):
@@ -99,9 +113,20 @@ def test_concurrent_threads_are_batched_and_match_sequential(generator):
     assert generator.batcher.largest_batch >= 2
 
 
+def test_the_transformers_backend_gives_the_onnx_backends_greedy_answers(generator, transformers_generator):
+    assert (transformers_generator.backend, transformers_generator.attention) == ("transformers", "sdpa")
+    assert transformers_generator.backend_reason == "KGQA_LM_BACKEND=transformers"
+    assert transformers_generator.prefixes is None
+    onnx = [g.text for g in generator.generate_batch(QUESTIONS, max_new_tokens=14)]
+    transformers = [g.text for g in transformers_generator.generate_batch(QUESTIONS, max_new_tokens=14)]
+    assert transformers == onnx
+    streamed = "".join(transformers_generator.stream(QUESTIONS[2], max_new_tokens=14))
+    assert streamed == onnx[2]
+
+
 def test_loading_the_gguf_file_directly(project_settings):
     gguf = assets.bundled_gguf_path()
-    gen = TransformersGenerator(project_settings.with_overrides(lm_path=str(gguf)), device="cpu")
+    gen = LocalGenerator(project_settings.with_overrides(lm_path=str(gguf)), device="cpu")
     try:
         result = gen.generate(QUESTIONS[0], max_new_tokens=6)
         assert result.text.strip() and gen.model_name == gguf.name
@@ -118,7 +143,7 @@ def test_flash_and_eager_attention_give_the_same_greedy_tokens(project_settings)
 
     tokens = {}
     for attention in ("sdpa", "eager"):
-        lm = load_lm(project_settings, device="cuda", attention=attention, speedup="none")
+        lm = load_lm(project_settings, device="cuda", attention=attention)
         ids = lm.tokenizer.apply_chat_template(CAPITAL, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         ids = {k: v.to("cuda") for k, v in ids.items()}
         backends = [SDPBackend.FLASH_ATTENTION] if attention == "sdpa" else list(SDPBackend)

@@ -1,4 +1,4 @@
-"""Fast unit tests of the generation plumbing: configs, per-row stop strings, the bounded queue, bad paths."""
+"""Fast unit tests of the generation plumbing: configs, per-row stop strings, the batching queue, bad paths."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import threading
 import pytest
 
 from kgqa.assets import AssetMissing
-from kgqa.errors import Overloaded
 from models.lm.batching import BatchingQueue, Request
 from models.lm.generator import GenerationConfig
-from models.lm.streaming import BatchTracker, RowText
-from models.lm.transformers_backend import TransformersGenerator
+from models.lm.local_generator import LocalGenerator
+from models.lm.streaming import BatchTracker, Job, RowText
 
 
 class CharTokenizer:
@@ -70,43 +69,62 @@ def test_tracker_ends_rows_independently_at_eos():
     import torch
 
     out: list[list[str]] = [[], []]
-    rows = [RowText(CharTokenizer(), (), 10, out[i].append) for i in range(2)]
-    tracker = BatchTracker(rows, eos_ids={0}, is_cancelled=[lambda: False, lambda: False])
+    jobs = [Job([1], RowText(CharTokenizer(), (), 10, out[i].append), lambda: False) for i in range(2)]
+    tracker = BatchTracker(jobs, eos_ids=frozenset({0}))
     done = tracker(torch.tensor([[ord("a")], [0]]), None)
     assert done.tolist() == [False, True]
     done = tracker(torch.tensor([[ord("a"), ord("b")], [0, 0]]), None)
     assert "".join(out[0]) == "ab" and out[1] == [] and done.tolist() == [False, True]
 
 
-def test_full_queue_raises_overloaded_and_loses_nothing():
+def test_waiting_requests_are_served_oldest_first_in_shared_batches_and_cancelled_ones_skipped():
     release, started = threading.Event(), threading.Event()
-    served: list[Request] = []
+    batches: list[list[int]] = []
 
     def slow_batch(requests, join):
         started.set()
         release.wait(10)
-        served.extend(requests)
+        batches.append([r.prompt_ids[0] for r in requests])
 
-    batcher = BatchingQueue(slow_batch, batch_size=1, queue_size=2)
+    batcher = BatchingQueue(slow_batch, batch_size=2)
     batcher.start()
     first = batcher.submit(Request([1], GenerationConfig()))
-    assert started.wait(10)  # the worker holds the first request
-    queued = [batcher.submit(Request([2], GenerationConfig())), batcher.submit(Request([3], GenerationConfig()))]
-    with pytest.raises(Overloaded) as info:
-        batcher.submit(Request([4], GenerationConfig()))
-    assert info.value.retry_after > 0
+    assert started.wait(10)  # the worker holds the first request; the rest wait, however many
+    sampled = GenerationConfig(do_sample=True, temperature=0.7)
+    waiting = [batcher.submit(Request([n], GenerationConfig() if n != 3 else sampled)) for n in range(2, 8)]
+    waiting[2].cancelled.set()  # [4] gave up while waiting
     release.set()
-    for request in [first, *queued]:
+    for request in [first, *waiting]:
         assert list(request.iter_pieces()) == []
     batcher.close()
-    assert [r.prompt_ids for r in served] == [[1], [2], [3]]
+    # oldest first; a batch takes later requests with the same decoding settings, at most two
+    assert batches == [[1], [2, 5], [3], [6, 7]]
+
+
+def test_closing_with_cancel_stops_a_decoding_batch_between_steps_and_gives_up_waiting_requests():
+    steps, started = [], threading.Event()
+
+    def decode_until_cancelled(requests, join):  # one "step" per loop, as the backends decode
+        started.set()
+        while not all(r.cancelled.is_set() for r in requests) and len(steps) < 10_000:
+            steps.append(1)
+            threading.Event().wait(0.001)
+
+    batcher = BatchingQueue(decode_until_cancelled, batch_size=1)
+    batcher.start()
+    running = batcher.submit(Request([1], GenerationConfig()))
+    assert started.wait(10)
+    waiting = batcher.submit(Request([2], GenerationConfig()))
+    batcher.close(cancel=True)
+    assert not batcher._thread.is_alive() and len(steps) < 10_000
+    assert running.cancelled.is_set() and list(waiting.iter_pieces()) == []
 
 
 def test_worker_error_reaches_the_caller():
     def broken(requests, join):
         raise RuntimeError("kernel exploded")
 
-    batcher = BatchingQueue(broken, batch_size=4, queue_size=4)
+    batcher = BatchingQueue(broken, batch_size=4)
     batcher.start()
     request = batcher.submit(Request([1], GenerationConfig()))
     with pytest.raises(RuntimeError, match="kernel exploded"):
@@ -117,18 +135,18 @@ def test_worker_error_reaches_the_caller():
 def test_wrong_model_path_raises_asset_missing(tmp_path, project_settings):
     settings = project_settings.with_overrides(lm_path=str(tmp_path / "no-such-model"))
     with pytest.raises(AssetMissing, match="KGQA_LM_PATH"):
-        TransformersGenerator(settings).warm_up()
+        LocalGenerator(settings).warm_up()
 
 
 def test_folder_with_a_broken_config_raises_asset_missing(tmp_path, project_settings):
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
     settings = project_settings.with_overrides(lm_path=str(tmp_path))
     with pytest.raises(AssetMissing, match="cannot load"):
-        TransformersGenerator(settings).warm_up()
+        LocalGenerator(settings).warm_up()
 
 
 def test_messages_are_validated_before_queueing(project_settings):
-    generator = TransformersGenerator(project_settings)
+    generator = LocalGenerator(project_settings)
     with pytest.raises(ValueError):
         generator.prompt_ids([{"role": "user"}])
     with pytest.raises(ValueError):
@@ -138,24 +156,16 @@ def test_messages_are_validated_before_queueing(project_settings):
 def test_decode_threads_switches_after_prefill_and_restores():
     import torch
 
-    from models.lm.speedups import DecodeThreads
+    from models.lm.transformers_backend import DecodeThreads
 
     before = torch.get_num_threads()
-    policy = DecodeThreads.for_speedup("decode-1-thread", "cpu")
+    policy = DecodeThreads.for_device("cpu")
     with policy.session():
         assert torch.get_num_threads() == before  # prefill keeps every thread
         done = policy(torch.zeros(3, 5, dtype=torch.long), None)
         assert torch.get_num_threads() == 1 and done.tolist() == [False] * 3
     assert torch.get_num_threads() == before
-    assert DecodeThreads.for_speedup("none", "cpu").decode_threads is None
-    assert DecodeThreads.for_speedup("decode-1-thread", "cuda").decode_threads is None
-
-
-def test_unknown_speedup_is_refused():
-    from models.lm.speedups import apply_speedup
-
-    with pytest.raises(ValueError, match="unknown speedup"):
-        apply_speedup(object(), "turbo", device="cpu")
+    assert DecodeThreads.for_device("cuda").decode_threads is None
 
 
 def test_prefix_store_picks_the_longest_shared_entry_and_evicts_the_oldest():

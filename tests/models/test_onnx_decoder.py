@@ -1,6 +1,6 @@
 """The onnxruntime decoder against transformers on the real bundled LM: same logits, same greedy tokens.
 
-These are the checks behind making it the CPU default: it must compute what
+These are the checks behind ``auto`` picking it on CPU: it must compute what
 ``LlamaForCausalLM`` computes, alone, padded into a batch, and after a cached prefix.
 """
 
@@ -28,119 +28,120 @@ def messages(question: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def lm(project_settings):
-    from models.lm.loader import load_lm
+def onnx(project_settings):
+    from models.lm.backends import open_backend
 
-    loaded = load_lm(project_settings, device="cpu", speedup="onnx")
-    assert loaded.speedup == "onnx" and loaded.decoder is not None
-    return loaded
-
-
-def prompt(lm, question: str) -> list[int]:
-    text = lm.tokenizer.apply_chat_template(messages(question), add_generation_prompt=True, tokenize=False)
-    return lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    backend = open_backend(project_settings, batch_size=4, backend="onnx", device="cpu")
+    assert backend.name == "onnx" and backend.attention == "onnxruntime"
+    return backend
 
 
-def greedy_onnx(lm, ids: list[int], steps: int, prefix=None, ban_eos=False) -> tuple[list[int], object]:
+def prompt(onnx, question: str) -> list[int]:
+    text = onnx.lm.tokenizer.apply_chat_template(messages(question), add_generation_prompt=True, tokenize=False)
+    return onnx.lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def greedy_onnx(onnx, ids: list[int], steps: int, prefix=None, ban_eos=False) -> tuple[list[int], object]:
     def pick(logits) -> int:
         if ban_eos:
             logits = logits.copy()
-            logits[0, lm.tokenizer.eos_token_id] = float("-inf")
+            logits[0, onnx.lm.tokenizer.eos_token_id] = float("-inf")
         return int(logits[0].argmax())
 
-    logits, batch = lm.decoder.prefill([ids], prefix)
+    logits, batch = onnx.decoder.prefill([ids], prefix)
     first = logits
     tokens = [pick(logits)]
     for _ in range(steps - 1):
-        logits, batch = lm.decoder.step(tokens[-1:], batch)
+        logits, batch = onnx.decoder.step(tokens[-1:], batch)
         tokens.append(pick(logits))
     return tokens, first
 
 
-def greedy_transformers(lm, ids: list[int], steps: int, ban_eos=False) -> tuple[list[int], object]:
+def greedy_transformers(onnx, ids: list[int], steps: int, ban_eos=False) -> tuple[list[int], object]:
     import torch
 
     with torch.inference_mode():
         inputs = torch.tensor([ids])
-        first = lm.model(inputs).logits[0, -1].numpy()
-        out = lm.model.generate(inputs, max_new_tokens=steps, min_new_tokens=steps if ban_eos else None,
-                                do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
+        first = onnx.lm.model(inputs).logits[0, -1].numpy()
+        out = onnx.lm.model.generate(inputs, max_new_tokens=steps, min_new_tokens=steps if ban_eos else None,
+                                     do_sample=False, pad_token_id=onnx.lm.tokenizer.pad_token_id)
     return out[0, len(ids):].tolist(), first
 
 
-def up_to_eos(lm, tokens: list[int]) -> list[int]:
-    eos = lm.tokenizer.eos_token_id
+def up_to_eos(onnx, tokens: list[int]) -> list[int]:
+    eos = onnx.lm.tokenizer.eos_token_id
     return tokens[:tokens.index(eos) + 1] if eos in tokens else tokens
 
 
-def test_prefill_logits_and_greedy_tokens_match_transformers(lm):
+def test_prefill_logits_and_greedy_tokens_match_transformers(onnx):
     import numpy as np
 
     for question in ("What is the capital of Alabama?", "Who wrote Animal Farm?"):
-        ids = prompt(lm, question)
-        ours, our_logits = greedy_onnx(lm, ids, 24)
-        theirs, their_logits = greedy_transformers(lm, ids, 24)
+        ids = prompt(onnx, question)
+        ours, our_logits = greedy_onnx(onnx, ids, 24)
+        theirs, their_logits = greedy_transformers(onnx, ids, 24)
         assert np.abs(our_logits[0] - their_logits).max() < 1e-3
-        ours, theirs = up_to_eos(lm, ours), up_to_eos(lm, theirs)
-        assert len(ours) > 4 and ours == theirs, lm.tokenizer.decode(ours) + " != " + lm.tokenizer.decode(theirs)
+        ours, theirs = up_to_eos(onnx, ours), up_to_eos(onnx, theirs)
+        decode = onnx.lm.tokenizer.decode
+        assert len(ours) > 4 and ours == theirs, decode(ours) + " != " + decode(theirs)
 
 
-def test_a_long_greedy_run_matches_transformers_token_for_token(lm):
-    ids = prompt(lm, "Summarise the evidence.")
-    ours, _ = greedy_onnx(lm, ids, 40, ban_eos=True)
-    theirs, _ = greedy_transformers(lm, ids, 40, ban_eos=True)
-    assert ours == theirs, lm.tokenizer.decode(ours) + " != " + lm.tokenizer.decode(theirs)
+def test_a_long_greedy_run_matches_transformers_token_for_token(onnx):
+    ids = prompt(onnx, "Summarise the evidence.")
+    ours, _ = greedy_onnx(onnx, ids, 40, ban_eos=True)
+    theirs, _ = greedy_transformers(onnx, ids, 40, ban_eos=True)
+    assert ours == theirs, onnx.lm.tokenizer.decode(ours) + " != " + onnx.lm.tokenizer.decode(theirs)
 
 
-def test_rows_of_different_lengths_decode_as_they_would_alone(lm):
-    prompts = [prompt(lm, q) for q in ("Who wrote Animal Farm?", "When did Apollo 11 land on the Moon, exactly?")]
+def test_rows_of_different_lengths_decode_as_they_would_alone(onnx):
+    prompts = [prompt(onnx, q) for q in ("Who wrote Animal Farm?", "When did Apollo 11 land on the Moon, exactly?")]
     assert len(prompts[0]) != len(prompts[1])
-    alone = [greedy_onnx(lm, ids, 12)[0] for ids in prompts]
-    logits, batch = lm.decoder.prefill(prompts)
+    alone = [greedy_onnx(onnx, ids, 12)[0] for ids in prompts]
+    logits, batch = onnx.decoder.prefill(prompts)
     together = [[int(t)] for t in logits.argmax(axis=-1)]
     for _ in range(11):
-        logits, batch = lm.decoder.step([row[-1] for row in together], batch)
+        logits, batch = onnx.decoder.step([row[-1] for row in together], batch)
         for row, token in zip(together, logits.argmax(axis=-1)):
             row.append(int(token))
     assert together == alone
 
 
-def test_a_cached_prefix_changes_nothing_but_the_work(lm):
+def test_a_cached_prefix_changes_nothing_but_the_work(onnx):
     import numpy as np
 
-    first, second = prompt(lm, "Who wrote Animal Farm?"), prompt(lm, "What is the capital of Alabama?")
-    _, batch = lm.decoder.prefill([first])
-    prefix = lm.decoder.prefix_of(first, batch, 0)
+    first, second = prompt(onnx, "Who wrote Animal Farm?"), prompt(onnx, "What is the capital of Alabama?")
+    _, batch = onnx.decoder.prefill([first])
+    prefix = onnx.decoder.prefix_of(first, batch, 0)
     shared = prefix.shared_length([second])
     assert shared > len(second) // 2  # instructions and evidence are shared; only the question differs
-    cold, cold_logits = greedy_onnx(lm, second, 16)
-    warm, warm_logits = greedy_onnx(lm, second, 16, prefix=prefix)
+    cold, cold_logits = greedy_onnx(onnx, second, 16)
+    warm, warm_logits = greedy_onnx(onnx, second, 16, prefix=prefix)
     assert np.abs(cold_logits - warm_logits).max() < 1e-3
     assert warm == cold
 
 
-def test_a_batch_joined_mid_decode_goes_on_as_each_row_would_alone(lm):
-    first, second = prompt(lm, "Who wrote Animal Farm?"), prompt(lm, "When did Apollo 11 land on the Moon, exactly?")
-    alone = [greedy_onnx(lm, ids, 10, ban_eos=True)[0] for ids in (first, second)]
-    logits, running = lm.decoder.prefill([first])
+def test_a_batch_joined_mid_decode_goes_on_as_each_row_would_alone(onnx):
+    first, second = prompt(onnx, "Who wrote Animal Farm?"), prompt(onnx, "When did Apollo 11 land on the Moon, exactly?")
+    alone = [greedy_onnx(onnx, ids, 10, ban_eos=True)[0] for ids in (first, second)]
+    logits, running = onnx.decoder.prefill([first])
     rows = [[int(logits[0].argmax())]]
     for _ in range(3):  # the first row is a few tokens in when the second arrives
-        logits, running = lm.decoder.step([rows[0][-1]], running)
+        logits, running = onnx.decoder.step([rows[0][-1]], running)
         rows[0].append(int(logits[0].argmax()))
-    logits, arriving = lm.decoder.prefill([second])
+    logits, arriving = onnx.decoder.prefill([second])
     rows.append([int(logits[0].argmax())])
     batch = running.merge(arriving)
     assert batch.rows == 2 and batch.key_valid.shape[1] == max(len(first) + 4, len(second))
     while len(rows[1]) < 10:
-        logits, batch = lm.decoder.step([row[-1] for row in rows], batch)
+        logits, batch = onnx.decoder.step([row[-1] for row in rows], batch)
         for row, token in zip(rows, logits.argmax(axis=-1)):
             row.append(int(token))
     assert rows[0][:10] == alone[0] and rows[1] == alone[1]
 
 
-def test_finished_rows_leave_the_batch(lm):
-    prompts = [prompt(lm, "Who wrote Animal Farm?"), prompt(lm, "What is the capital of Alabama?")]
-    _, batch = lm.decoder.prefill(prompts)
+def test_finished_rows_leave_the_batch(onnx):
+    prompts = [prompt(onnx, "Who wrote Animal Farm?"), prompt(onnx, "What is the capital of Alabama?")]
+    _, batch = onnx.decoder.prefill(prompts)
     kept = batch.keep([1])
     assert kept.rows == 1 and kept.past[0].shape[0] == 1
     assert kept.next_position.tolist() == [len(prompts[1])]
@@ -155,13 +156,3 @@ def test_non_llama_configs_are_refused_with_a_reason():
         llama_shape(LlamaConfig(attention_bias=True))
     assert llama_shape(LlamaConfig(num_attention_heads=8, num_key_value_heads=2, hidden_size=256)).head_dim == 32
 
-
-def test_an_unsupported_model_falls_back_to_transformers(project_settings, monkeypatch):
-    from models.lm.loader import load_lm
-
-    def refuse(config):
-        raise UnsupportedModel("refused for the test")
-
-    monkeypatch.setattr("models.lm.onnx_decoder.llama_shape", refuse)
-    loaded = load_lm(project_settings, device="cpu")
-    assert loaded.decoder is None and loaded.speedup == "decode-1-thread"
