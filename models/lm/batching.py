@@ -8,8 +8,8 @@ than one. While a batch decodes, ``run_batch`` may call ``join(room)`` between s
 to take requests that arrived since (continuous batching), so a newcomer waits one
 step, not a whole answer.
 
-The queue has no bound of its own: the service admits at most ``KGQA_QUEUE_SIZE``
-requests at a time (503 + ``Retry-After`` beyond that) before they reach the model,
+The queue has no bound of its own: the service admits at most ``KGQA_MAX_CONCURRENT``
+generating and ``KGQA_MAX_WAITING`` waiting requests (503 + ``Retry-After`` beyond that),
 and batch callers (evaluation, benchmarks) submit what they mean to run.
 """
 
