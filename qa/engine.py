@@ -56,9 +56,9 @@ class QAEngine:
                 return
             self._warm_retrieval()
             if self._generator is None:
-                from models.lm.local_generator import LocalGenerator
+                from models.lm.factory import make_generator
 
-                self._generator = LocalGenerator(self.settings)
+                self._generator = make_generator(self.settings)
             self._generator.warm_up()
             self._ready = True
 
