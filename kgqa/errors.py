@@ -23,3 +23,12 @@ class Overloaded(KgqaError):
     def __init__(self, message: str = "the model is busy; retry shortly", retry_after: int = 2):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class LMServerError(KgqaError):
+    """The LM server could not be reached, refused the request or answered something unusable."""
+
+    def __init__(self, server: str, reason: str):
+        super().__init__(f"LM server {server}: {reason}")
+        self.server = server
+        self.reason = reason  # without the server's address, for the service's clients

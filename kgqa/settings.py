@@ -34,8 +34,21 @@ class Settings(BaseSettings):
     # "auto" picks cuda when available, else cpu.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # What decodes: "onnx" (onnxruntime decoder, cpu only), "transformers" (generate),
-    # or "auto": onnx for a Llama-family fp32 model on cpu, else transformers.
-    lm_backend: Literal["auto", "onnx", "transformers"] = "auto"
+    # "llamacpp" (llama.cpp in process, a GGUF on its own quantised kernels), or "auto":
+    # llamacpp for a GGUF file on cpu, onnx for a Llama-family fp32 model on cpu, else
+    # transformers (models/lm/backends.py says why).
+    lm_backend: Literal["auto", "onnx", "transformers", "llamacpp"] = "auto"
+    # Generation on an OpenAI-compatible server instead (vLLM, TGI, llama.cpp, Ollama):
+    # its base URL, e.g. http://gpu-host:8000/v1; empty runs the LM in process.
+    lm_url: str = ""
+    # The model to ask that server for; empty takes the first one its /models lists.
+    lm_model: str = ""
+    # Sent as "Authorization: Bearer <key>" when set.
+    lm_api_key: str = Field(default="", repr=False)
+    # Seconds the server may stay silent: the whole answer without streaming, between chunks with it.
+    lm_timeout_s: float = Field(default=120.0, gt=0)
+    # Retries of a connection failure or HTTP 429/5xx, with exponential backoff, before the first token.
+    lm_retries: int = Field(default=2, ge=0, le=10)
 
     # QA engine knobs.
     top_k: int = Field(default=5, ge=1, le=50)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 Messages = Sequence[dict]
-# What decodes: onnxruntime's decoder (models/lm/onnx_*.py) or transformers ``generate``.
-Backend = Literal["onnx", "transformers"]
+# What decodes: onnxruntime's decoder (models/lm/onnx_*.py), transformers ``generate``, llama.cpp in
+# process (models/lm/llamacpp.py) or an OpenAI-compatible server (models/lm/remote.py).
+Backend = Literal["onnx", "transformers", "llamacpp", "openai"]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from kgqa.settings import Settings
 from models.lm.backends import DecodingBackend, open_backend
 from models.lm.batching import BatchingQueue, Join, Request
+from models.lm.chat_protocol import check_messages
 from models.lm.generator import Backend, Generation, GenerationConfig, Messages
 from models.lm.loader import load_tokenizer
 from models.lm.onnx_generation import OnnxBackend, PrefixStore
@@ -124,7 +125,7 @@ class LocalGenerator:
 
     def prompt_ids(self, messages: Messages) -> list[int]:
         """The chat-templated prompt, ending with the assistant's turn header."""
-        _check_messages(messages)
+        check_messages(messages)
         text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -194,11 +195,3 @@ def _collect(request: Request) -> Generation:
         total_s=done - request.submitted_at,
         finish_reason=request.finish_reason,
     )
-
-
-def _check_messages(messages: Messages) -> None:
-    if not messages:
-        raise ValueError("messages must hold at least one {'role', 'content'} turn")
-    for turn in messages:
-        if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) or not isinstance(turn.get("content"), str):
-            raise ValueError("each message must be a dict with string 'role' and 'content'")

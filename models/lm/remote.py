@@ -1,0 +1,353 @@
+"""``OpenAIGenerator``: generation on any server that speaks the OpenAI chat-completions protocol.
+
+``KGQA_LM_URL=http://host:port/v1`` sends every answer to ``POST {url}/chat/completions``
+(vLLM, TGI, llama.cpp's server, Ollama, OpenAI itself), with ``KGQA_LM_MODEL`` as the
+model (else the first one ``GET {url}/models`` lists) and ``KGQA_LM_API_KEY`` as a bearer
+token. Retrieval, grounding and citations stay in kgqa: the server only writes text.
+
+The client is ``httpx2`` (the HTTP client ``openai`` and ``huggingface_hub`` already
+bring): its ``EventSource`` parses the server-sent events, and each attempt's timeouts,
+retries and the closing of a stream stay in view here rather than inside an SDK.
+
+- Timeouts: ``CONNECT_TIMEOUT_S`` to connect; ``KGQA_LM_TIMEOUT_S`` for any read (the
+  whole answer without streaming, the gap between two chunks with it).
+- Retries: connection failures and HTTP 429/5xx are retried ``KGQA_LM_RETRIES`` times with
+  exponential backoff (``Retry-After`` honoured up to ``MAX_BACKOFF_S``), but only before
+  the first token: once text has reached the caller a failure ends the answer.
+- Stop strings are sent as ``stop`` and also cut here, since some servers ignore them;
+  text that could begin a stop string is held back, so no caller ever sees one.
+- Closing a stream (the engine does when it has enough sentences, the service when the
+  client goes away) closes its HTTP response, which tells the server to stop generating.
+- A server that is down, refuses the request (HTTP 4xx) or answers something that is not
+  the protocol (not JSON, no ``choices``) is one ``LMServerError`` line naming the server.
+
+``count_tokens``: the server's tokenizer is unknown here. With ``KGQA_LM_PATH`` set, that
+model's tokenizer counts (point it at the served model's folder for exact counts); else
+``ceil(len(text) / CHARS_PER_TOKEN)``, a conservative estimate (English runs near 4
+characters per token on the common BPE vocabularies), so evidence never overruns its budget.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx2
+
+from kgqa.errors import LMServerError
+from kgqa.settings import Settings
+from models.lm.chat_protocol import Answer, MalformedAnswer, StopText, chat_request, read_chunk, read_completion
+from models.lm.generator import Generation, GenerationConfig, Messages
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+BACKOFF_S = 0.5  # first retry after 0.5 s, then 1 s, 2 s, ...
+MAX_BACKOFF_S = 8.0
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+CHARS_PER_TOKEN = 3.5
+
+
+class OpenAIGenerator:
+    """The ``Generator`` over an OpenAI-compatible chat-completions server; thread-safe, lazy."""
+
+    backend = "openai"
+    attention = "server"  # the attention kernel is the server's own affair
+    device = "remote"
+
+    def __init__(self, settings: Settings, *, connect_timeout_s: float = CONNECT_TIMEOUT_S, backoff_s: float = BACKOFF_S):
+        if not settings.lm_url:
+            raise ValueError("OpenAIGenerator needs KGQA_LM_URL")
+        self.settings = settings
+        self.base_url = settings.lm_url.rstrip("/")
+        self.read_timeout_s = settings.lm_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.retries = settings.lm_retries
+        self.backoff_s = backoff_s
+        self._model = settings.lm_model
+        self._client: httpx2.Client | None = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Check that the server answers (and learn its model unless ``KGQA_LM_MODEL`` names one)."""
+        if self._client is not None:
+            return
+        with self._lock:
+            if self._client is not None:
+                return
+            headers = {"Authorization": f"Bearer {self.settings.lm_api_key}"} if self.settings.lm_api_key else {}
+            client = httpx2.Client(
+                timeout=httpx2.Timeout(self.read_timeout_s, connect=self.connect_timeout_s), headers=headers
+            )
+            try:
+                self._model = self._model or self._served_model(client)
+                if self.settings.lm_model:
+                    self._send(client, "GET", "/models", allow={404})  # reachable; not every server lists models
+            except BaseException:
+                client.close()
+                raise
+            log.info("generation runs on %s (model %s)", self.base_url, self._model)
+            self._client = client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    @property
+    def model_name(self) -> str:
+        self.warm_up()
+        return self._model
+
+    def _served_model(self, client: httpx2.Client) -> str:
+        payload = _json(self._send(client, "GET", "/models"), self._fail)
+        models = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(models, list) or not models or not isinstance(models[0], dict) or not models[0].get("id"):
+            raise self._fail("GET /models lists no model; set KGQA_LM_MODEL")
+        return str(models[0]["id"])
+
+    # -- tokens ----------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        """Exact with ``KGQA_LM_PATH``'s tokenizer, else a conservative estimate (see the module doc)."""
+        if self.settings.lm_path:
+            if self._tokenizer is None:
+                with self._lock:
+                    if self._tokenizer is None:
+                        from kgqa.assets import resolve_lm
+                        from models.lm.loader import load_tokenizer
+
+                        self._tokenizer = load_tokenizer(resolve_lm(self.settings))
+            return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+        return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+    # -- generation ------------------------------------------------------------------------
+    def generate(self, messages: Messages, **knobs) -> Generation:
+        """One non-streamed request; ``first_token_s`` is unknown without streaming and reads ``total_s``."""
+        config = self._config(knobs)
+        body = chat_request(messages, config, model=self.model_name, stream=False)
+        started = time.perf_counter()
+        answer = self._read_answer(self._send(self._client, "POST", "/chat/completions", json_body=body))
+        cut = StopText(config.stop)
+        text = cut.feed(answer.text) + cut.flush()
+        total = time.perf_counter() - started
+        return Generation(
+            text=text,
+            prompt_tokens=answer.prompt_tokens if answer.prompt_tokens is not None else self._prompt_tokens(messages),
+            new_tokens=answer.new_tokens if answer.new_tokens is not None else self.count_tokens(text),
+            first_token_s=total,
+            total_s=total,
+            finish_reason=_finish_reason("stop" if cut.stopped else answer.finish_reason),
+        )
+
+    def stream(self, messages: Messages, **knobs) -> RemoteStream:
+        """Text pieces as the server writes them; the request is sent (and a down server raises) before this returns."""
+        config = self._config(knobs)
+        body = chat_request(messages, config, model=self.model_name, stream=True)
+        return RemoteStream(self, body, config.stop)
+
+    def _config(self, knobs: dict) -> GenerationConfig:
+        return GenerationConfig.build(**{"max_new_tokens": self.settings.max_new_tokens, **knobs})
+
+    def _prompt_tokens(self, messages: Messages) -> int:
+        return sum(self.count_tokens(turn["content"]) for turn in messages)
+
+    # -- HTTP ------------------------------------------------------------------------------
+    def _fail(self, what: str) -> LMServerError:
+        return LMServerError(self.base_url, what)
+
+    def _send(self, client: httpx2.Client, method: str, path: str, *, json_body: dict | None = None,
+              stream: bool = False, allow: frozenset[int] | set[int] = frozenset()) -> httpx2.Response:
+        """One request, retried on connection failures and 429/5xx; a response with any other status is an error."""
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            retry_after = 0.0
+            try:
+                response = client.send(client.build_request(method, self.base_url + path, json=json_body), stream=stream)
+            except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.RemoteProtocolError, httpx2.ReadError) as exc:
+                failure = _describe(exc, self.connect_timeout_s)
+            except httpx2.TimeoutException:
+                raise self._fail(f"no answer within {self.read_timeout_s:g} s (KGQA_LM_TIMEOUT_S)") from None
+            except httpx2.HTTPError as exc:
+                raise self._fail(_describe(exc, self.connect_timeout_s)) from None
+            else:
+                if response.status_code < 400 or response.status_code in allow:
+                    return response
+                failure = f"HTTP {response.status_code}: {_error_message(response)}"
+                if response.status_code not in RETRY_STATUSES:
+                    raise self._fail(failure)
+                retry_after = _retry_after(response)
+            if attempt + 1 < attempts:
+                delay = min(max(self.backoff_s * 2**attempt, retry_after), MAX_BACKOFF_S)
+                log.warning("LM server %s: %s; retrying in %.1f s", self.base_url, failure, delay)
+                time.sleep(delay)
+        raise self._fail(f"{failure} (after {attempts} attempts)")
+
+    def _read_answer(self, response: httpx2.Response) -> Answer:
+        try:
+            return read_completion(_json(response, self._fail))
+        except MalformedAnswer as exc:
+            raise self._fail(f"malformed answer: {exc}") from None
+
+
+class RemoteStream(Iterator[str]):
+    """One streamed answer: its HTTP response, opened at construction, and the text pieces read from it.
+
+    ``close()`` (or leaving a ``with`` block, or stopping iteration) closes the response, so
+    the server stops generating. ``finish_reason``, ``prompt_tokens`` and ``new_tokens``
+    are known once the stream has ended (the token counts only when the server sends usage).
+    """
+
+    def __init__(self, generator: OpenAIGenerator, body: dict, stop: tuple[str, ...]):
+        self._generator = generator
+        self._body = body
+        self._stop = stop
+        self.finish_reason: str | None = None
+        self.prompt_tokens: int | None = None
+        self.new_tokens: int | None = None
+        self._response = self._open()
+        self._pieces = self._read()
+
+    def _open(self) -> httpx2.Response:
+        gen = self._generator
+        return gen._send(gen._client, "POST", "/chat/completions", json_body=self._body, stream=True)
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        self._response.close()
+        self._pieces.close()
+
+    def __enter__(self) -> RemoteStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _read(self) -> Iterator[str]:
+        """Pieces, cut at stop strings; a failure before any text arrived reopens the request (bounded)."""
+        fail = self._generator._fail
+        reopened = 0
+        try:
+            while True:
+                cut = StopText(self._stop)
+                try:
+                    for answer in self._answers():
+                        self._note(answer)
+                        piece = cut.feed(answer.text)
+                        if piece:
+                            yield piece
+                        if cut.stopped:
+                            self.finish_reason = "stop"
+                            return
+                    break
+                except (httpx2.RemoteProtocolError, httpx2.ReadError) as exc:
+                    if cut.text or reopened >= self._generator.retries:
+                        raise fail(f"the connection broke mid-answer ({_describe(exc, 0)})") from None
+                    reopened += 1
+                    self._response.close()
+                    time.sleep(min(self._generator.backoff_s * 2 ** (reopened - 1), MAX_BACKOFF_S))
+                    self._response = self._open()
+                except httpx2.TimeoutException:
+                    raise fail(f"no answer within {self._generator.read_timeout_s:g} s (KGQA_LM_TIMEOUT_S)") from None
+                except MalformedAnswer as exc:
+                    raise fail(f"malformed stream: {exc}") from None
+            tail = cut.flush()
+            if tail:
+                yield tail
+            self.finish_reason = _finish_reason(self.finish_reason)
+        finally:
+            self._response.close()
+
+    def _answers(self) -> Iterator[Answer]:
+        """The chunks of the current response; a server that ignored ``stream`` and sent one JSON answer works too."""
+        response, fail = self._response, self._generator._fail
+        kind = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if kind == "application/json":
+            response.read()
+            yield read_completion(_json(response, fail))
+            return
+        if kind != "text/event-stream":
+            raise fail(f"answered {kind or 'no content type'} instead of an event stream: {_snippet(response)}")
+        finished = False
+        for event in httpx2.EventSource(response):
+            if event.data.strip() == "[DONE]":
+                return
+            try:
+                payload = json.loads(event.data)
+            except ValueError:
+                raise fail(f"a stream event is not JSON: {event.data[:120]!r}") from None
+            answer = read_chunk(payload)
+            finished = finished or answer.finish_reason is not None
+            yield answer
+        if not finished:
+            raise fail("the stream ended before the answer finished (no finish_reason, no [DONE])")
+
+    def _note(self, answer: Answer) -> None:
+        self.finish_reason = answer.finish_reason or self.finish_reason
+        self.prompt_tokens = answer.prompt_tokens if answer.prompt_tokens is not None else self.prompt_tokens
+        self.new_tokens = answer.new_tokens if answer.new_tokens is not None else self.new_tokens
+
+
+def _finish_reason(reason: str | None) -> str:
+    """The engine's two reasons: ``length`` when the token limit ended the answer, else ``stop``."""
+    return "length" if reason == "length" else "stop"
+
+
+def _json(response: httpx2.Response, fail) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("content-type", "").partition(";")[0] or "no content type"
+        raise fail(f"the answer is not JSON ({kind}): {_snippet(response)}") from None
+
+
+def _snippet(response: httpx2.Response, limit: int = 120) -> str:
+    try:
+        text = response.read().decode("utf-8", "replace")
+    except httpx2.HTTPError:
+        return "(unreadable body)"
+    return repr(" ".join(text.split())[:limit])
+
+
+def _error_message(response: httpx2.Response) -> str:
+    """The message of an error response: its OpenAI-style ``error.message``, else the start of its body."""
+    try:
+        response.read()
+        payload = response.json()
+    except (ValueError, httpx2.HTTPError):
+        return _snippet(response)
+    finally:
+        response.close()
+    for candidate in (payload.get("error"), payload.get("message"), payload.get("detail")) if isinstance(payload, dict) else ():
+        if isinstance(candidate, dict):
+            candidate = candidate.get("message")
+        if isinstance(candidate, str) and candidate.strip():
+            return " ".join(candidate.split())[:300]
+    return _snippet(response)
+
+
+def _retry_after(response: httpx2.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "0")))
+    except ValueError:
+        return 0.0
+
+
+def _describe(exc: httpx2.HTTPError, connect_timeout_s: float) -> str:
+    if isinstance(exc, httpx2.ConnectTimeout):
+        return f"cannot connect within {connect_timeout_s:g} s"
+    if isinstance(exc, httpx2.ConnectError):
+        return f"cannot connect ({_reason(exc)})"
+    return _reason(exc) or type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    # "[Errno 111] Connection refused" reads better without the errno.
+    return text.split("] ", 1)[1] if text.startswith("[Errno") and "] " in text else text
