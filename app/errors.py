@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from app.runtime import NotReady
-from kgqa.errors import InvalidQuestion, KnowledgeBaseMissing, Overloaded
+from kgqa.errors import InvalidQuestion, KnowledgeBaseMissing, LMServerError, Overloaded
 
 bp = Blueprint("errors", __name__)
 
@@ -90,6 +90,17 @@ def handle_overloaded(exc: Overloaded) -> Response:
     return error_response(503, "overloaded", str(exc), headers={"Retry-After": str(exc.retry_after)})
 
 
+@bp.app_errorhandler(LMServerError)
+def handle_lm_server_error(exc: LMServerError) -> Response:
+    """The LM server (``KGQA_LM_URL``) failed: 502, saying why but not where (the log says where)."""
+    log_lm_server_error(exc)
+    return error_response(502, "lm_server_error", f"the language model server failed: {exc.reason}")
+
+
+def log_lm_server_error(exc: LMServerError) -> None:
+    current_app.logger.error("%s", exc)
+
+
 @bp.app_errorhandler(NotReady)
 def handle_not_ready(exc: NotReady) -> Response:
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
@@ -104,6 +115,9 @@ def stream_error_payload(exc: Exception) -> dict:
         code = "knowledge_base_missing"
     elif isinstance(exc, InvalidQuestion):
         code = "invalid_question"
+    elif isinstance(exc, LMServerError):
+        log_lm_server_error(exc)
+        return {"error": {"code": "lm_server_error", "message": f"the language model server failed: {exc.reason}"}}
     else:
         return {"error": {"code": "internal_error", "message": "internal server error"}}
     return {"error": {"code": code, "message": str(exc)}}
