@@ -14,6 +14,15 @@ refusals carry the service's error shape and security headers too: the
 connections use ``ServiceChannel``, whose error task renders them as the app does.
 A connection silent for ``CHANNEL_TIMEOUT_S`` (idle between requests, or stalled
 mid-request, such as a body shorter than its ``Content-Length``) is closed.
+
+``--workers N`` (N > 1) runs N processes under gunicorn instead, its ``gthread`` workers
+with the same threads each, on one listening socket. Each worker builds its own app after
+the fork and warms its own engine (a model loaded before a fork would share its thread
+pools with a child that has none of the threads), so readiness, admission
+(``KGQA_MAX_CONCURRENT`` and ``KGQA_MAX_WAITING`` are per worker) and the rate limits are
+each worker's own. What the workers share is what is memory-mapped: the FAISS index, the
+link graph's arrays and, on the llama.cpp backend, the GGUF weights. gunicorn's own
+refusals (a malformed request, a request line over 8 KiB) are gunicorn's plain-text 400s.
 """
 
 from __future__ import annotations
@@ -111,6 +120,38 @@ def serve(app, *, host: str, port: int, threads: int | None = None) -> None:
         server.close()
 
 
+def serve_workers(make_app, settings: Settings, *, host: str, port: int, workers: int,
+                  threads: int | None = None) -> None:
+    """Serve with ``workers`` gunicorn processes, each building its app with ``make_app()`` and warming it."""
+    from gunicorn.app.base import BaseApplication
+
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",  # a thread per request, as under waitress; a stream holds its thread
+        "threads": threads or default_threads(settings),
+        "timeout": 120,  # heartbeat: gthread's main loop beats between requests, whatever a request takes
+        "graceful_timeout": 30,
+        "keepalive": CHANNEL_TIMEOUT_S,
+        "limit_request_line": 8190,  # gunicorn's largest
+        "preload_app": False,  # the app (and its engine) is built in each worker, after the fork
+        "post_worker_init": lambda worker: worker.wsgi.extensions["kgqa_runtime"].start_warm_up(),
+        "proc_name": "kgqa",
+        "control_socket_disable": True,  # no control socket in $HOME shared by every server on the machine
+    }
+
+    class Workers(BaseApplication):
+        def load_config(self):
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return make_app()
+
+    click.echo(f"kgqa serving on http://{host}:{port} with {workers} workers (each warms its own engine; see /readyz)")
+    Workers().run()
+
+
 def _app_for(ctx: click.Context):
     """The app of ``flask --app app serve``, else one built from the ``kgqa`` group's settings."""
     from flask.cli import ScriptInfo
@@ -127,7 +168,13 @@ def _app_for(ctx: click.Context):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 exposes it.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--threads", type=click.IntRange(1, 512), default=None, help="Worker threads [default: KGQA_MAX_CONCURRENT + KGQA_MAX_WAITING + 8].")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes; more than 1 runs them under gunicorn, each with its own engine and admission.")
 @click.pass_context
-def serve_command(ctx: click.Context, host: str, port: int, threads: int | None) -> None:
+def serve_command(ctx: click.Context, host: str, port: int, threads: int | None, workers: int) -> None:
     """Serve the web page, the JSON API and the OpenAI-compatible endpoint."""
-    serve(_app_for(ctx), host=host, port=port, threads=threads)
+    if workers > 1:
+        serve_workers(lambda: _app_for(ctx), command_settings(ctx), host=host, port=port, workers=workers,
+                      threads=threads)
+    else:
+        serve(_app_for(ctx), host=host, port=port, threads=threads)

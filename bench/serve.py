@@ -21,6 +21,12 @@ Starts ``kgqa serve`` on 127.0.0.1 and a free port (or targets ``--url``), waits
     python bench/serve.py --clients 32 --duration 300 --name soak
     python bench/serve.py --sweep 1,2,4,8 --duration 60
     python bench/serve.py --first-sentence
+    python bench/serve.py --workers 2 --clients 4 --duration 60 --name serve-workers-2
+
+``--workers N`` starts ``kgqa serve --workers N`` (gunicorn) and waits until every worker
+answers ``/readyz``; every run then reports each server process's memory at its end from
+``/proc/<pid>/smaps_rollup``: RSS, and PSS (shared pages divided among the processes that
+map them, so the workers' PSS add up to what they cost together), anonymous and file-backed.
 """
 
 from __future__ import annotations
@@ -157,15 +163,49 @@ def server_admission(url: str) -> dict:
         conn.close()
 
 
-def wait_ready(url: str, timeout: float, server: subprocess.Popen | None = None) -> None:
+def wait_ready(url: str, timeout: float, server: subprocess.Popen | None = None, workers: int = 1) -> None:
+    """Until ``/readyz`` says ready; with several workers (each its own readiness, behind one socket),
+    until it says so ``READY_STREAK`` times in a row, so no worker is still warming."""
     deadline = time.monotonic() + timeout
+    streak = 0
     while time.monotonic() < deadline:
         if server is not None and server.poll() is not None:
             raise SystemExit(f"the server exited with status {server.returncode} before it was ready")
-        if request(url, "GET", "/readyz", timeout=5).status == 200:
+        streak = streak + 1 if request(url, "GET", "/readyz", timeout=5).status == 200 else 0
+        if streak >= (1 if workers == 1 else READY_STREAK):
             return
-        time.sleep(1)
+        time.sleep(1 if streak == 0 else 0.05)
     raise SystemExit(f"server at {url} not ready after {timeout:.0f}s")
+
+
+READY_STREAK = 20  # with 2 workers, 20 answers in a row from ready ones leave a warming one a 1e-6 chance
+
+
+def server_processes(root: int) -> list[int]:
+    """The process serving requests: ``root`` itself, or its children (gunicorn's workers) when it has any."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == root:  # the parent pid, after the state field
+            children.append(int(stat.parent.name))
+    return sorted(children) or [root]
+
+
+def process_memory(pid: int) -> dict:
+    """RSS and PSS (all, anonymous, file-backed) of one process, in MiB, from /proc/<pid>/smaps_rollup."""
+    wanted = {"Rss": "rss_mib", "Pss": "pss_mib", "Pss_Anon": "pss_anon_mib", "Pss_File": "pss_file_mib"}
+    memory: dict = {"pid": pid}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in wanted:
+                memory[wanted[name]] = round(int(value.split()[0]) / 1024, 1)
+    except OSError:
+        pass
+    return memory
 
 
 def run_clients(url: str, clients: int, duration: float, path: str, stream: bool, timeout: float) -> list[Sample]:
@@ -287,7 +327,8 @@ def start_server(args) -> tuple[str, subprocess.Popen]:
         env["KGQA_MAX_CONCURRENT"] = str(args.max_concurrent)
     if args.max_waiting is not None:
         env["KGQA_MAX_WAITING"] = str(args.max_waiting)
-    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(args.workers)]
     if args.threads:
         command += ["--threads", str(args.threads)]
     return f"http://127.0.0.1:{port}", subprocess.Popen(command, env=env)
@@ -310,6 +351,7 @@ def main() -> None:
                         help="time to the first verified sentence of each sample question, both streams")
     parser.add_argument("--name", help="results file name (default: serve, serve-sweep, serve-first-sentence)")
     parser.add_argument("--threads", type=int, default=None, help="server threads (default: kgqa serve's)")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (kgqa serve --workers)")
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--request-timeout", type=float, default=600.0, help="client-side limit per request")
     args = parser.parse_args()
@@ -319,7 +361,7 @@ def main() -> None:
         url, server = start_server(args)
     load_before = load_average()
     try:
-        wait_ready(url, args.ready_timeout, server)
+        wait_ready(url, args.ready_timeout, server, args.workers)
         started = time.perf_counter()
         if args.sweep:
             name, summary = "serve-sweep", sweep(url, args.sweep, args.duration, args.path, args.stream,
@@ -331,16 +373,20 @@ def main() -> None:
             name, summary = "serve", summarise(samples, args.clients, args.duration, time.perf_counter() - started)
             summary.update(path=args.path, stream=args.stream)
         admission = server_admission(url)
+        memory = [process_memory(pid) for pid in server_processes(server.pid)] if server is not None else []
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=30)
     summary.update(load_average_before=load_before, load_average_after=load_average(), cpus=os.cpu_count(),
-                   machine=platform.machine(), server=admission)
+                   machine=platform.machine(), server=admission, workers=args.workers, memory=memory)
     width = max(len(k) for k in summary)
     for key, value in summary.items():
         if not isinstance(value, list):
             print(f"{key:<{width}}  {value}")
+    for process in memory:
+        print(f"process {process['pid']}: RSS {process.get('rss_mib')} MiB, PSS {process.get('pss_mib')} MiB "
+              f"(anonymous {process.get('pss_anon_mib')}, file-backed {process.get('pss_file_mib')})")
     out = RESULTS / f"{args.name or name}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")

@@ -55,7 +55,7 @@ class VectorIndex:
     """A thread-safe id-mapped FAISS index: many concurrent searches, one writer at a time."""
 
     def __init__(self, index, *, embedder: EmbedderIdentity | None = None,
-                 hnsw_threshold: int = HNSW_THRESHOLD) -> None:
+                 hnsw_threshold: int = HNSW_THRESHOLD, read_only: bool = False) -> None:
         """Wrap an existing ``IndexIDMap2``; use ``create`` or ``load`` instead of calling this."""
         import faiss
 
@@ -66,6 +66,7 @@ class VectorIndex:
         self._index = index
         self._embedder = embedder
         self.hnsw_threshold = hnsw_threshold
+        self.read_only = read_only  # memory-mapped: searches only
         self._lock = ReadWriteLock()
         self._write_lock = threading.Lock()  # serialises save() with writers
 
@@ -81,14 +82,19 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, embedder: EmbedderIdentity | None = None,
-             hnsw_threshold: int = HNSW_THRESHOLD) -> "VectorIndex":
-        """Read a saved index and its embedder record; with ``embedder``, refuse an index another one built."""
+             hnsw_threshold: int = HNSW_THRESHOLD, mmap: bool = False) -> "VectorIndex":
+        """Read a saved index and its embedder record; with ``embedder``, refuse an index another one built.
+
+        ``mmap`` maps the vectors (flat or HNSW) from the file instead of copying them
+        (``IO_FLAG_MMAP_IFC``): page cache that every process serving the same index shares,
+        for a read-only index (``add``/``remove`` refuse).
+        """
         import faiss
 
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no vector index at {path}")
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0)
         if not isinstance(index, faiss.IndexIDMap2):
             raise ValueError(f"{path} holds a {type(index).__name__}, not an id-mapped index")
         recorded = _read_embedder_record(path)
@@ -99,7 +105,7 @@ class VectorIndex:
             if recorded is None:
                 logger.warning("the vector index %s records no embedder (saved before indexes recorded one); "
                                "taking it as built by %s, recorded at its next save", path, embedder)
-        return cls(index, embedder=recorded or embedder, hnsw_threshold=hnsw_threshold)
+        return cls(index, embedder=recorded or embedder, hnsw_threshold=hnsw_threshold, read_only=mmap)
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -134,6 +140,7 @@ class VectorIndex:
     # -- writes -------------------------------------------------------------------------------
     def add(self, vector_ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add vectors under new, non-negative, unique ids."""
+        self._check_writable()
         vectors = _check_vectors(vectors, self.dim, "vectors")
         vector_ids = _check_ids(vector_ids, "vector_ids")
         if len(vector_ids) != len(vectors):
@@ -151,6 +158,7 @@ class VectorIndex:
 
     def remove(self, vector_ids: np.ndarray) -> int:
         """Remove these ids (unknown ids are ignored); returns how many were removed."""
+        self._check_writable()
         vector_ids = _check_ids(vector_ids, "vector_ids")
         if len(vector_ids) == 0:
             return 0
@@ -168,6 +176,10 @@ class VectorIndex:
                 if np.count_nonzero(id_map < 0) > COMPACT_FRACTION * len(id_map):
                     self._rebuild()
             return removed
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ValueError("this vector index is memory-mapped read-only; load it without mmap to change it")
 
     # -- reads --------------------------------------------------------------------------------
     def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -124,4 +124,5 @@ class KnowledgeBase:
         if not self.settings.faiss_path.is_file():
             log.warning("no vector index at %s; dense retrieval is off", self.settings.faiss_path)
             return None
-        return VectorIndex.load(self.settings.faiss_path, embedder=self.embedder.identity)  # refuses another's index
+        # Memory-mapped: serving processes (kgqa serve --workers N) share one copy in the page cache.
+        return VectorIndex.load(self.settings.faiss_path, embedder=self.embedder.identity, mmap=True)  # refuses another's index

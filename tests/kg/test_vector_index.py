@@ -112,6 +112,20 @@ def test_save_load_round_trip(filled, tmp_path: Path):
     assert [p.name for p in path.parent.iterdir()] == ["passages.faiss"]
 
 
+@pytest.mark.parametrize("threshold", [10_000, 100], ids=["flat", "hnsw"])
+def test_a_memory_mapped_index_searches_alike_and_refuses_changes(tmp_path: Path, threshold: int):
+    vectors, ids = unit_vectors(300, seed=3), np.arange(300, dtype=np.int64)
+    index = VectorIndex.create(DIM, hnsw_threshold=threshold)
+    index.add(ids, vectors)
+    mapped = VectorIndex.load(index.save(tmp_path / "passages.faiss"), hnsw_threshold=threshold, mmap=True)
+    assert mapped.kind == index.kind and mapped.read_only
+    np.testing.assert_array_equal(mapped.search(vectors[:5], 3)[1], index.search(vectors[:5], 3)[1])
+    with pytest.raises(ValueError, match="memory-mapped read-only"):
+        mapped.add(np.array([999]), vectors[:1])
+    with pytest.raises(ValueError, match="memory-mapped read-only"):
+        mapped.remove(ids[:1])
+
+
 def test_failed_save_keeps_the_old_file_and_leaves_no_temp(filled, tmp_path: Path, monkeypatch):
     import faiss
 
