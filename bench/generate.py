@@ -1,9 +1,10 @@
 """Generation speed: the onnx and transformers backends and other variants (bench/lm_variants.py) against
 plain fp32 ``generate`` (same run, same greedy answers), time to first token with a 512-token evidence prompt,
-and batched vs one-at-a-time throughput of each backend.
+and batched vs one-at-a-time throughput of each backend. Variant ``llamacpp`` runs the bundled GGUF itself
+(its Q4_1 weights, which the others run dequantised to fp32) on llama.cpp in process, prompt cache off.
 With ``--device cuda``: flash (SDPA) vs eager attention on random-weight models built from configs.
 
-    python bench/generate.py [--tokens 32] [--variants plain,onnx,transformers,int8,bf16] [--device cuda]
+    python bench/generate.py [--tokens 32] [--variants plain,onnx,transformers,llamacpp,int8,bf16] [--device cuda]
 
 Prints a table and writes bench/results/generate.json.
 """
@@ -122,6 +123,39 @@ def measure_variant(settings: Settings, name: str, tokens: int, repeats: int) ->
     return result
 
 
+def llamacpp_generator(settings: Settings, *, slots: int):
+    """The llama.cpp backend on the bundled GGUF, its prompt cache off so every prompt is prefilled anew."""
+    from kgqa.assets import bundled_gguf_path
+    from models.lm.llamacpp import LlamaCppGenerator
+
+    generator = LlamaCppGenerator(settings.with_overrides(lm_path=str(bundled_gguf_path())), slots=slots,
+                                  cache_prompts=False)
+    generator.warm_up()
+    return generator
+
+
+def measure_llamacpp(settings: Settings, tokens: int, repeats: int) -> dict:
+    """``measure_variant``'s numbers on llama.cpp, timed around the generator's calls (its own thread hand-off included)."""
+    from kgqa.assets import resolve_lm
+    from models.lm.loader import load_tokenizer
+
+    gen = llamacpp_generator(settings, slots=1)
+    long_messages = long_prompt(load_tokenizer(resolve_lm(settings)))
+    short = rag_messages(*RAG[0])
+    gen.generate(short, max_new_tokens=4)  # warm-up
+    ttft_runs = [gen.generate(long_messages, max_new_tokens=1) for _ in range(repeats)]
+    ttft = statistics.median(g.total_s for g in ttft_runs)
+    prefill = statistics.median(gen.generate(short, max_new_tokens=1).total_s for _ in range(repeats))
+    full = statistics.median(gen.generate(short, max_new_tokens=tokens, min_new_tokens=tokens).total_s
+                             for _ in range(repeats))
+    answers = [gen.generate(rag_messages(q, ps), max_new_tokens=24).text for q, ps in RAG]
+    gen.close()
+    prompt_tokens = ttft_runs[0].prompt_tokens
+    return {"variant": "llamacpp", "prompt_tokens_ttft": prompt_tokens, "ttft_s": ttft,
+            "prefill_tok_s": prompt_tokens / ttft, "decode_tok_s": (tokens - 1) / max(full - prefill, 1e-9),
+            "answers": answers}
+
+
 def measure_cached_instructions(variant: Variant, long_inputs, repeats: int) -> dict:
     """TTFT when the cache holds another question's prompt: only the shared instructions are reused."""
     other = encode(variant.lm, rag_messages(*RAG[1]))["input_ids"][0].tolist()
@@ -140,7 +174,10 @@ def measure_concurrency(settings: Settings, tokens: int, backend: str, fixed: bo
     """
     from models.lm.local_generator import LocalGenerator
 
-    gen = LocalGenerator(settings.with_overrides(batch_size=4), backend=backend, device="cpu")
+    if backend == "llamacpp":
+        gen = llamacpp_generator(settings, slots=4)
+    else:
+        gen = LocalGenerator(settings.with_overrides(batch_size=4), backend=backend, device="cpu")
     conversations = [rag_messages(q, ps) for q, ps in RAG]
     knobs = {"max_new_tokens": tokens, "min_new_tokens": tokens if fixed else 0}
     gen.generate(conversations[0], max_new_tokens=2)
@@ -162,7 +199,10 @@ def run_cpu(args) -> dict:
     import torch
 
     settings = Settings()
-    variants = [measure_variant(settings, name, args.tokens, args.repeats) for name in args.variants.split(",")]
+    load_at_start = os.getloadavg()
+    print(f"load average at start: {load_at_start[0]:.2f} {load_at_start[1]:.2f} {load_at_start[2]:.2f}")
+    variants = [measure_llamacpp(settings, args.tokens, args.repeats) if name == "llamacpp"
+                else measure_variant(settings, name, args.tokens, args.repeats) for name in args.variants.split(",")]
     base = variants[0]
     for v in variants:
         v["decode_vs_baseline"] = v["decode_tok_s"] / base["decode_tok_s"]
@@ -182,7 +222,7 @@ def run_cpu(args) -> dict:
         print(f"4 concurrent ({c['backend']}, {length}): sequential {c['sequential_tok_s']:.1f} tok/s, batched "
               f"{c['batched_tok_s']:.1f} tok/s, ratio {c['ratio']:.2f}x, same answers {c['same_answers']}")
     return {"device": "cpu", "cpu": platform.processor() or _cpu_model(), "threads": torch.get_num_threads(),
-            "load_avg_at_end": os.getloadavg(), "tokens": args.tokens, "variants": variants,
+            "load_avg_at_start": load_at_start, "load_avg_at_end": os.getloadavg(), "tokens": args.tokens, "variants": variants,
             "concurrency": concurrency}
 
 
@@ -198,9 +238,9 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per decode measurement")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--variants", default="plain,onnx,transformers,int8",
+    parser.add_argument("--variants", default="plain,onnx,transformers,llamacpp,int8",
                         help="bench/lm_variants.py names; the first one is the baseline")
-    parser.add_argument("--concurrency", default="onnx,transformers", help="backends whose batching to measure")
+    parser.add_argument("--concurrency", default="onnx,transformers,llamacpp", help="backends whose batching to measure")
     parser.add_argument("--answer-tokens", type=int, default=64, help="answer length for the concurrency runs")
     args = parser.parse_args()
     if args.device == "cuda":
