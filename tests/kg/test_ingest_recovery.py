@@ -52,7 +52,11 @@ SEED = 20240611
 # embedded in memory only, saved in the index but not flagged, flagged. The kills after
 # them come at random moments.
 PAUSES = ["parsed:1", "sql-written:1", "sql-committed:1", "embedded:1", "index-saved:1", "flagged:1"]
-RANDOM_KILL_S = (2.0, 16.0)  # a rerun starts in ~6 s on a busy 2-core machine, then repairs and parses
+# A random kill waits for a random number of the run's own points (1 to 5: within the work of
+# its first batch), then a random delay, so it lands in real work however fast the machine is
+# (a wall-clock moment missed every run on an idle machine, where a rerun finishes in seconds).
+RANDOM_POINTS = (1, 5)
+RANDOM_DELAY_S = (0.0, 0.5)
 RUN_TIMEOUT_S = 180
 
 
@@ -139,16 +143,27 @@ class KilledRuns:
         self.kill(process)
         return pause
 
-    def killed_after(self, delay_s: float) -> str | None:
-        """Run for ``delay_s`` seconds, then kill it; the last point it passed ("startup": none), or None
-        when it finished first."""
+    def killed_at_random(self, rng: random.Random) -> str | None:
+        """Run past a random number of its points plus a random delay, then kill it; the last point it
+        passed, or None when it finished first."""
+        wanted, delay_s = rng.randint(*RANDOM_POINTS), rng.uniform(*RANDOM_DELAY_S)
         process, log = self.start("trace")
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+
+        def points() -> list[str]:
+            return [line.split()[2] for line in log.read_text().splitlines() if line.startswith("ingest point ")]
+
+        while len(points()) < wanted:
+            if process.poll() is not None:
+                assert process.returncode == 0, log.read_text()[-2000:]
+                return None
+            assert time.monotonic() < deadline, "the run never reached its points"
+            time.sleep(0.02)
         try:
             process.wait(timeout=delay_s)
         except subprocess.TimeoutExpired:
             self.kill(process)
-            points = [line.split()[2] for line in log.read_text().splitlines() if line.startswith("ingest point ")]
-            return f"{points[-1]} +{delay_s:.1f}s" if points else f"startup +{delay_s:.1f}s"
+            return f"{points()[-1]} +{delay_s:.1f}s"
         assert process.returncode == 0, log.read_text()[-2000:]
         return None
 
@@ -178,7 +193,7 @@ def test_ten_kills_and_reruns_end_in_the_clean_run_bit_for_bit(tmp_path, sample_
         assert runs.runs < 3 * KILLS, f"only {len(landed)} kills landed in {runs.runs} runs: {landed}"
         pause = next(pauses, None)
         if pause is None:  # a run that finishes before its moment comes is simply a finished run
-            point = runs.killed_after(rng.uniform(*RANDOM_KILL_S))
+            point = runs.killed_at_random(rng)
         elif pause == "flagged:1":  # a run that dies right after a checkpoint keeps what it embedded
             before = _embedded_count(killed.data_dir / "kgqa.db")
             point = runs.paused_and_killed(pause)

@@ -287,7 +287,6 @@ def test_a_fooled_model_cannot_get_an_instruction_into_the_answer(qa_engine, ans
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="a sentence naming the question's subject counts as about it in any article")
 def test_a_plain_statement_in_another_article_does_not_answer_for_the_subject(qa_engine, answers):
     """Zembla's article saying Testland has 48,213,977 people must not answer for Testland, whose own says 2,450,000."""
     (false_statement,) = [i for i in INJECTIONS if i.style == PLAIN_FALSE]
