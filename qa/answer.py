@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from kgqa.records import AnswerSentence, Citation, FactHit, LinkedEntity
 from qa.budget import Evidence, fact_line
 from qa.claims import (
+    REASON_WORDS,
     ClaimVerifier,
     EvidenceSentence,
     QuestionFrame,
     Verdict,
     evidence_sentences,
-    REASON_WORDS,
     frame_question,
     names,
 )
@@ -114,7 +114,7 @@ class AnswerBuilder:
     def _accept(self, text: str, verdict: Verdict) -> tuple[AnswerSentence, Citation]:
         self.shown.append((text, verdict))
         source = verdict.sentence
-        citation = self.composer._citation(self.grounding.evidence, source.item_id, verdict.score, source)
+        citation = self.composer.citation(self.grounding.evidence, source.item_id, verdict.score, source)
         return AnswerSentence(text=text, citations=[source.item_id], supported=True,
                               support=round(float(verdict.score), 4)), citation
 
@@ -240,7 +240,7 @@ class AnswerComposer:
             sentences.append(AnswerSentence(text=text, citations=[source.item_id], supported=True,
                                             support=round(float(verdict.score), 4)))
             if source.item_id not in citations:
-                citations[source.item_id] = self._citation(evidence, source.item_id, verdict.score, source)
+                citations[source.item_id] = self.citation(evidence, source.item_id, verdict.score, source)
         order = sorted(citations, key=lambda cid: (not cid.startswith("F"), int(cid.lstrip("F"))))
         return GroundedAnswer(
             answer=" ".join(with_markers(s.text, s.citations) for s in sentences),
@@ -255,12 +255,12 @@ class AnswerComposer:
         text = f"The knowledge base does not say: “{question.strip()}”. The closest sources are listed below."
         return GroundedAnswer(
             answer=text, sentences=[AnswerSentence(text=text, citations=[], supported=False, support=0.0)],
-            citations=[self._citation(evidence, cid, None) for cid in ids],
+            citations=[self.citation(evidence, cid, None) for cid in ids],
             abstained=True, abstain_reason=reason, dropped=list(dropped),
         )
 
     @staticmethod
-    def _citation(evidence: Evidence, cid: str, support: float | None,
+    def citation(evidence: Evidence, cid: str, support: float | None,
                   sentence: EvidenceSentence | None = None) -> Citation:
         located = {} if sentence is None else {
             "sentence": sentence.text, "sentence_start": sentence.start, "sentence_end": sentence.end,

@@ -290,7 +290,7 @@ class _Reading:
     sentence: EvidenceSentence
     words: list[str]  # folded tokens in order (numbers kept)
     content: set[str]
-    about_subject: bool
+    mentions_subject: bool  # its own article, or a sentence naming the subject
     relation_hits: dict[str, tuple[float, int]]  # relation word -> (similarity, token position)
     title_words: set[str]
     question_similarity: float
@@ -347,7 +347,7 @@ class ClaimVerifier:
         """
         if self.thresholds.own_article_only and frame.subject_titles:
             return reading.own_article
-        return reading.about_subject
+        return reading.mentions_subject
 
     def relation_share(self, frame: QuestionFrame, reading: _Reading, *, match: float | None = None) -> float:
         """Share of the question's relation words the sentence speaks of (1.0 when it names none).

@@ -16,8 +16,8 @@ from kgqa.records import PassageHit, QAResult, StreamEvent, Timings
 from kgqa.settings import Settings
 from models.lm.generator import Generator
 from qa.answer import AnswerBuilder, AnswerComposer, GroundedAnswer
-from qa.claims import ClaimVerifier
 from qa.budget import Evidence, evidence_budget, select_evidence
+from qa.claims import ClaimVerifier
 from qa.prompt import build_messages
 from qa.sentences import split_sentences
 from qa.tuning import CANDIDATES, MAX_ANSWER_SENTENCES, MIN_DENSE_WITHOUT_ENTITY

@@ -26,28 +26,28 @@ from kg.dump_reader import RawPage
 from kg.errors import DatabaseUnreachable, IngestRunning
 from kg.infobox import InfoboxFact
 from kg.ingest import ingest_dump
-from kg.page_parser import ParsedPage
 from kg.parse_pool import RedirectItem, storable
 from kg.passages import PassageDraft
 from kg.queries import get_passage, resolve_entity
-from kg.store import (TITLE_CHARS, Alias, Page, Passage, Redirect, Triple, ingest_lock, init_db, make_engine,
-                      open_knowledge_base, session_factory)
+from kg.store import (
+    TITLE_CHARS,
+    Alias,
+    Page,
+    Passage,
+    Redirect,
+    Triple,
+    ingest_lock,
+    init_db,
+    make_engine,
+    open_knowledge_base,
+    session_factory,
+)
 from kg.writer import BatchWritten, link_redirects, next_vector_id, write_batch
 from kgqa.errors import KnowledgeBaseMissing
 from kgqa.settings import PROJECT_ROOT, Settings
 from tests.helpers.databases import free_port
 from tests.helpers.kg_dumps import page_xml, write_dump
-
-
-def article(page_id: int, title: str, rev_id: int, passages: list[tuple[str, str]], *, facts=(), links=None,
-            categories=(), aliases=()) -> ParsedPage:
-    """An article as the parser hands it to the writer; passages are (section path, text), one section each."""
-    drafts = [PassageDraft(section_ordinal=n, ordinal=n, section=section, text=text)
-              for n, (section, text) in enumerate(passages)]
-    return ParsedPage(page_id=page_id, title=title, rev_id=rev_id, timestamp="2024-01-01T00:00:00Z",
-                      is_disambiguation=False, passages=drafts, aliases=[(title, "title"), *aliases],
-                      facts=list(facts), links=dict(links or {}), categories=list(categories))
-
+from tests.helpers.tiny_kb import article
 
 ALABAMA = article(303, "Alabama", 1001, [
     ("", "Alabama is a state in the southeastern region of the United States."),
