@@ -1,7 +1,16 @@
-"""Ingestion speed on the sample dump: parsing (one process vs all cores), embedding vs the plain
-sentence-transformers baseline (same run), end-to-end pages/s, and peak memory.
+"""Ingestion speed: end-to-end ingest against the embedder alone on the same passages, in one run.
 
-    python bench/ingest.py [--passages 512] [--limit N]
+For each dump (the sample, whose articles are long, and a dump of short pages made
+from the sample's paragraphs, ``bench/short_pages.py``) it ingests from scratch into
+a temporary folder, then embeds exactly the passages that ingest stored, with the
+same warm ``Embedder`` and the same chunking, and reports both rates and their ratio:
+the share of the embedder's own speed that the whole pipeline (reading, parsing,
+revision checks, SQL writes, index saves, the graph at the end) keeps. Pairs run
+back to back so both halves see the same machine load; ``--repeats`` alternates more.
+It also times parsing (one process against all cores) and the Embedder against plain
+sentence-transformers ``encode``.
+
+    python bench/ingest.py [--short-pages 3000] [--repeats 1] [--passages 512]
 
 Prints a table and writes bench/results/ingest.json.
 """
@@ -13,6 +22,7 @@ import json
 import multiprocessing
 import os
 import resource
+import sqlite3
 import sys
 import tempfile
 import time
@@ -22,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bench.short_pages import write_short_page_dump  # noqa: E402
 from kg.dump_reader import iter_pages  # noqa: E402
 from kg.page_parser import is_list_page, parse_page  # noqa: E402
 from kgqa import assets  # noqa: E402
@@ -30,23 +41,40 @@ from kgqa.settings import Settings  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest.json"
 
 
+class TimedEmbedder:
+    """The real embedder, with the time spent inside ``encode_documents`` added up."""
+
+    def __init__(self, embedder) -> None:
+        self.inner = embedder
+        self.identity, self.batch_size = embedder.identity, embedder.batch_size
+        self.seconds = 0.0
+
+    def encode_documents(self, texts):
+        started = time.perf_counter()
+        try:
+            return self.inner.encode_documents(texts)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
 def articles(dump: Path, limit: int | None):
     pages = [p for p in iter_pages(dump) if p.ns == 0 and p.redirect is None and not is_list_page(p.title)]
     return pages[:limit] if limit else pages
 
 
-def time_parse(pages, workers: int) -> tuple[float, list]:
+def time_parse(pages, workers: int) -> float:
     started = time.perf_counter()
     if workers == 1:
-        parsed = [parse_page(p) for p in pages]
+        for page in pages:
+            parse_page(page)
     else:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            parsed = list(pool.imap(parse_page, pages, chunksize=2))
-    return time.perf_counter() - started, parsed
+            list(pool.imap(parse_page, pages, chunksize=2))
+    return time.perf_counter() - started
 
 
-def compare_embedding(settings: Settings, texts: list[str], embedder) -> dict:
-    """Plain ``model.encode(texts, batch_size=64)`` against the pipeline's Embedder, same texts, same run."""
+def compare_plain_encode(settings: Settings, texts: list[str], embedder) -> dict:
+    """Plain ``SentenceTransformer.encode(texts, batch_size=64)`` against the pipeline's Embedder, same texts."""
     import numpy as np
     from sentence_transformers import SentenceTransformer
 
@@ -59,74 +87,100 @@ def compare_embedding(settings: Settings, texts: list[str], embedder) -> dict:
     started = time.perf_counter()
     fast = embedder.encode_documents(texts)
     fast_s = time.perf_counter() - started
-    queries = base[: min(100, len(base))]  # each passage as a query over the whole set
-    top_base = np.argsort(-(queries @ base.T), axis=1)[:, :10]
-    top_fast = np.argsort(-(fast[: len(queries)] @ fast.T), axis=1)[:, :10]
+    queries = min(100, len(base))  # each passage as a query over the whole set
+    top_base = np.argsort(-(base[:queries] @ base.T), axis=1)[:, :10]
+    top_fast = np.argsort(-(fast[:queries] @ fast.T), axis=1)[:, :10]
     overlap = float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_base, top_fast)]))
-    return {"passages": len(texts), "baseline_passages_per_s": len(texts) / base_s,
-            "fast_passages_per_s": len(texts) / fast_s, "ratio": base_s / fast_s, "top10_overlap": overlap,
-            "backend": getattr(embedder, "backend", "?")}
+    return {"passages": len(texts), "plain_passages_per_s": len(texts) / base_s,
+            "embedder_passages_per_s": len(texts) / fast_s, "speedup": base_s / fast_s, "top10_overlap": overlap,
+            "backend": embedder.backend}
 
 
-def end_to_end(settings: Settings, dump: Path, limit: int | None, embedder) -> dict:
+def ingest_and_embed(settings: Settings, dump: Path, embedder) -> dict:
+    """Ingest ``dump`` from scratch, then embed the very passages it stored; both timed on a warm embedder."""
     from kg.ingest import ingest_dump
+    from kg.vectors import EMBED_CHUNK
+    from models.embedding.embedder import document_text
 
     with tempfile.TemporaryDirectory(prefix="kgqa-bench-") as folder:
-        run_settings = settings.with_overrides(data_dir=Path(folder) / "data")
+        run_settings = settings.with_overrides(data_dir=Path(folder) / "data", models_dir=settings.models_dir,
+                                               database_url="")
         run_settings.data_dir.mkdir(parents=True)
-        if settings.models_dir.is_dir():  # reuse prepared embedder files
-            (run_settings.data_dir / "models").symlink_to(settings.models_dir.resolve())
+        timed = TimedEmbedder(embedder)
         started = time.perf_counter()
-        summary = ingest_dump(run_settings, dump, limit=limit, progress=False, embedder=embedder)
-        elapsed = time.perf_counter() - started
-    read = summary.pages + summary.redirects + summary.skipped + summary.unchanged
-    return {"pages_read": read, "articles": summary.pages, "passages": summary.passages, "seconds": elapsed,
-            "pages_per_s": read / elapsed, "articles_per_s": summary.pages / elapsed}
+        summary = ingest_dump(run_settings, dump, progress=False, embedder=timed)
+        ingest_s = time.perf_counter() - started
+        with sqlite3.connect(run_settings.data_dir / "kgqa.db") as db:
+            texts = [document_text(*row) for row in
+                     db.execute("SELECT title, section, text FROM passages ORDER BY vector_id")]
+    step = max(EMBED_CHUNK, embedder.batch_size)
+    started = time.perf_counter()
+    for start in range(0, len(texts), step):
+        embedder.encode_documents(texts[start:start + step])
+    embed_s = time.perf_counter() - started
+    pipeline = summary.passages / ingest_s
+    alone = len(texts) / embed_s
+    return {"pages_read": summary.pages + summary.redirects + summary.skipped + summary.unchanged,
+            "articles": summary.pages, "passages": summary.passages, "ingest_s": ingest_s,
+            "ingest_pages_per_s": summary.pages / ingest_s, "ingest_passages_per_s": pipeline,
+            "embedding_share_of_ingest": timed.seconds / ingest_s,
+            "embedder_alone_s": embed_s, "embedder_alone_passages_per_s": alone, "ratio": pipeline / alone}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--passages", type=int, default=512, help="passages embedded by both encoders")
-    parser.add_argument("--limit", type=int, default=None, help="articles parsed (default: all)")
-    parser.add_argument("--e2e-pages", type=int, default=None, help="dump pages ingested end to end (default: all)")
+    parser.add_argument("--short-pages", type=int, default=3000, help="pages in the short-page dump (0: skip it)")
+    parser.add_argument("--repeats", type=int, default=1, help="ingest/embed pairs per dump")
+    parser.add_argument("--passages", type=int, default=512, help="passages for the plain-encode comparison (0: skip)")
     args = parser.parse_args()
     settings = Settings()
-    dump = assets.sample_dump_path(settings)
-    from models.embedding.embedder import Embedder, document_text
+    sample = assets.sample_dump_path(settings)
+    from models.embedding.embedder import Embedder
 
-    pages = articles(dump, args.limit)
-    one_s, parsed = time_parse(pages, 1)
-    workers = os.cpu_count() or 1
-    many_s, _ = time_parse(pages, workers)
-    texts = [document_text(p.title, d.section, d.text) for p in parsed for d in p.passages][: args.passages]
     embedder = Embedder(settings)
     embedder.warm_up()
-    embedding = compare_embedding(settings, texts, embedder)
-    e2e = end_to_end(settings, dump, args.e2e_pages, embedder)
-    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
-    result = {
-        "cpu_count": workers, "articles": len(pages),
-        "parse_pages_per_s_1_process": len(pages) / one_s, f"parse_pages_per_s_{workers}_workers": len(pages) / many_s,
-        "embedding": embedding, "end_to_end": e2e,
-        "peak_rss_mb": peak_mb,
-    }
-    rows = [
-        ("parse, 1 process (articles/s)", f"{result['parse_pages_per_s_1_process']:.1f}"),
-        (f"parse, {workers} workers (articles/s)", f"{len(pages) / many_s:.1f}"),
-        ("embed, plain encode (passages/s)", f"{embedding['baseline_passages_per_s']:.1f}"),
-        (f"embed, Embedder [{embedding['backend']}] (passages/s)", f"{embedding['fast_passages_per_s']:.1f}"),
-        ("embed speed-up (same run)", f"{embedding['ratio']:.2f}x"),
-        ("embed top-10 overlap", f"{embedding['top10_overlap']:.3f}"),
-        ("end-to-end (pages read/s)", f"{e2e['pages_per_s']:.1f}"),
-        ("end-to-end (articles/s)", f"{e2e['articles_per_s']:.1f}"),
-        ("peak RSS, main process (MB)", f"{peak_mb:.0f}"),
-    ]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value:>10}")
+    result: dict = {"cpu_count": os.cpu_count(), "embedder_backend": embedder.backend, "dumps": {}}
+    with tempfile.TemporaryDirectory(prefix="kgqa-short-") as folder:
+        dumps = {"sample": sample}
+        if args.short_pages:
+            dumps[f"short pages ({args.short_pages})"] = write_short_page_dump(
+                sample, Path(folder) / "short.xml.bz2", args.short_pages)
+        for name, dump in dumps.items():
+            runs = [ingest_and_embed(settings, dump, embedder) for _ in range(args.repeats)]
+            result["dumps"][name] = {"runs": runs, "load_average": os.getloadavg()}
+    pages = articles(sample, None)
+    workers = os.cpu_count() or 1
+    result["parse_articles_per_s"] = {"1 process": len(pages) / time_parse(pages, 1),
+                                      f"{workers} workers": len(pages) / time_parse(pages, workers)}
+    if args.passages:
+        parsed = [parse_page(p) for p in pages]
+        from models.embedding.embedder import document_text
+
+        texts = [document_text(p.title, d.section, d.text) for p in parsed for d in p.passages][: args.passages]
+        result["plain_encode"] = compare_plain_encode(settings, texts, embedder)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print_table(result)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     print(f"wrote {RESULTS}")
+
+
+def print_table(result: dict) -> None:
+    print(f"{'dump':<22} {'passages':>8} {'ingest s':>9} {'ingest p/s':>10} {'embed share':>11} "
+          f"{'embedder alone p/s':>18} {'ratio':>6}")
+    for name, entry in result["dumps"].items():
+        for run in entry["runs"]:
+            print(f"{name:<22} {run['passages']:>8} {run['ingest_s']:>9.1f} {run['ingest_passages_per_s']:>10.1f} "
+                  f"{run['embedding_share_of_ingest']:>11.2f} {run['embedder_alone_passages_per_s']:>18.1f} "
+                  f"{run['ratio']:>6.2f}")
+    for name, rate in result["parse_articles_per_s"].items():
+        print(f"parse, {name}: {rate:.1f} articles/s")
+    plain = result.get("plain_encode")
+    if plain:
+        print(f"embedder [{plain['backend']}] {plain['embedder_passages_per_s']:.1f} passages/s against plain "
+              f"encode {plain['plain_passages_per_s']:.1f}/s ({plain['speedup']:.2f}x), "
+              f"top-10 overlap {plain['top10_overlap']:.3f}")
+    print(f"peak RSS, main process: {result['peak_rss_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
@@ -29,6 +30,9 @@ from kg.store import Entity, IngestRun, ingest_lock, init_db, make_engine, sessi
 from kg.vectors import PassageVectors, pause_point
 from kg.writer import link_redirects, next_vector_id, write_batch
 from kgqa.settings import Settings
+
+if TYPE_CHECKING:
+    from models.embedding.embedder import PassageEncoder
 
 BATCH_PAGES = 32  # pages per SQL transaction
 WINDOW_PER_WORKER = 16  # pages in flight per worker process
@@ -76,19 +80,7 @@ def _ingest(settings: Settings, engine, dump_path: Path, pages: Iterator[RawPage
     """The run itself, under the ingest lock."""
     init_db(engine)
     sessions = session_factory(engine)
-    if embedder is None:
-        from models.embedding.embedder import Embedder
-
-        embedder = Embedder(settings)
-    vectors = PassageVectors(settings, embedder, sessions)
-    summary = IngestSummary()
-    summary.repaired = vectors.reconcile()
     resume_after = _resume_point(sessions, dump_path) if resume else 0
-    with sessions() as session:
-        run = IngestRun(dump=str(dump_path.resolve()))
-        session.add(run)
-        session.commit()
-        run_id = run.id
 
     def source() -> Iterator[RawPage]:
         if first is None:
@@ -103,18 +95,55 @@ def _ingest(settings: Settings, engine, dump_path: Path, pages: Iterator[RawPage
 
     worker_count = workers if workers is not None else (os.cpu_count() or 1)
     feed = Feed(settings, source() if limit != 0 else iter(()), WINDOW_PER_WORKER * max(worker_count, 1), resume_after)
+    return _write_all(settings, sessions, str(dump_path.resolve()), parsed_stream(feed, worker_count), feed,
+                      started, progress=progress, embedder=embedder)
+
+
+def ingest_parsed(settings: Settings, items: Iterable[ParsedPage | RedirectItem], *, source: str,
+                  progress: bool = False, embedder: PassageEncoder | None = None) -> IngestSummary:
+    """Write pages already parsed (``bench/scale.py`` makes them) through the same batches, vectors and finish
+    as a dump ingest; ``source`` names them in the run record."""
+    started = time.monotonic()
+    settings.index_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    try:
+        with ingest_lock(engine):
+            init_db(engine)
+            return _write_all(settings, session_factory(engine), source, iter(items), None, started,
+                              progress=progress, embedder=embedder)
+    finally:
+        engine.dispose()
+
+
+def _write_all(settings: Settings, sessions, source: str, items: Iterator[ParsedPage | RedirectItem],
+               feed: Feed | None, started: float, *, progress: bool, embedder) -> IngestSummary:
+    """Batches of parsed items to SQL and the index, then the finish; the run record says how it went."""
+    if embedder is None:
+        from models.embedding.embedder import Embedder
+
+        embedder = Embedder(settings)
+    vectors = PassageVectors(settings, embedder, sessions)
+    summary = IngestSummary()
+    summary.repaired = vectors.reconcile()
+    with sessions() as session:
+        run = IngestRun(dump=source)
+        session.add(run)
+        session.commit()
+        run_id = run.id
     bar = _progress_bar(progress)
     status, error = "failed", ""
+    read = 0
     try:
         batch: list[ParsedPage | RedirectItem] = []
-        for item in parsed_stream(feed, worker_count):
+        for item in items:
             batch.append(item)
+            read += 1
             if len(batch) >= BATCH_PAGES:
                 _write_batch(sessions, vectors, batch, summary, run_id)
-                bar.update(feed.read - bar.n)
+                bar.update((feed.read if feed else read) - bar.n)
                 batch = []
         _write_batch(sessions, vectors, batch, summary, run_id)
-        bar.update(feed.read - bar.n)
+        bar.update((feed.read if feed else read) - bar.n)
         status = "done"
     except BaseException as exc:
         error = str(exc) if isinstance(exc, DumpError) else f"{type(exc).__name__}: {exc}"
@@ -122,7 +151,8 @@ def _ingest(settings: Settings, engine, dump_path: Path, pages: Iterator[RawPage
     finally:
         bar.close()
         vectors.checkpoint(force=True)
-        summary.unchanged, summary.skipped = feed.unchanged, feed.skipped
+        if feed is not None:
+            summary.unchanged, summary.skipped = feed.unchanged, feed.skipped
         _finish(settings, sessions, run_id, summary, status, error, started)
     return summary
 
@@ -146,7 +176,7 @@ def _write_batch(sessions, vectors: PassageVectors, batch, summary: IngestSummar
         session.commit()
     pause_point("sql-committed")
     vectors.remove(written.removed_vectors)
-    vectors.embed_pending(written.article_ids)
+    vectors.embed(written.new_passages)  # straight from the batch: no re-read
     vectors.checkpoint()
 
 

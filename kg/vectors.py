@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import select, update
@@ -27,6 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kg.store import Passage
 from kgqa.settings import Settings
+
+if TYPE_CHECKING:
+    from models.embedding.embedder import PassageEncoder
 
 CHECKPOINT_SECONDS = 5.0  # the most embedding a killed run loses, while saving the index is cheap
 SAVE_COST_SHARE = 0.1  # a large index saves only once the embedding since the last save took 10x its save time
@@ -57,7 +61,7 @@ def pause_point(name: str) -> None:
 class PassageVectors:
     """The index being written by one ingest run, with the embedder that fills it."""
 
-    def __init__(self, settings: Settings, embedder, sessions: sessionmaker) -> None:
+    def __init__(self, settings: Settings, embedder: PassageEncoder, sessions: sessionmaker) -> None:
         self.settings = settings
         self.embedder = embedder
         self.sessions = sessions
@@ -115,18 +119,24 @@ class PassageVectors:
 
     def embed_pending(self, page_ids: list[int] | None = None) -> int:
         """Embed unflagged passages (of these pages, or all) not yet in the in-memory index, in vector id
-        order, checkpointing as it goes."""
-        from models.embedding.embedder import document_text
-
+        order, checkpointing as it goes. Used by repair; a run embeds what it wrote with ``embed``."""
         query = select(Passage.vector_id, Passage.title, Passage.section, Passage.text).where(
             Passage.embedded.is_(False)).order_by(Passage.vector_id)
         if page_ids is not None:
             query = query.where(Passage.page_id.in_(page_ids))
         pending = set(self.unsaved)
         with self.sessions() as session:
-            rows = [row for row in session.execute(query) if row[0] not in pending]
-        for start in range(0, len(rows), EMBED_CHUNK):
-            chunk = rows[start:start + EMBED_CHUNK]
+            rows = [tuple(row) for row in session.execute(query) if row[0] not in pending]
+        return self.embed(rows)
+
+    def embed(self, rows: list[tuple[int, str, str, str]]) -> int:
+        """Embed committed, unflagged passages given as (vector id, title, section, text) and add them to the
+        in-memory index, ``EMBED_CHUNK`` at a time, checkpointing as it goes."""
+        from models.embedding.embedder import document_text
+
+        step = max(EMBED_CHUNK, self.embedder.batch_size)  # a GPU's batch is larger than a checkpoint's chunk
+        for start in range(0, len(rows), step):
+            chunk = rows[start:start + step]
             vectors = self.embedder.encode_documents([document_text(t, s, x) for _, t, s, x in chunk])
             ids = np.asarray([row[0] for row in chunk], dtype=np.int64)
             self.index.add(ids, vectors)

@@ -35,7 +35,9 @@ class BatchWritten:
     """What one batch changed: rows written, and the vectors of replaced passages to drop from the index."""
 
     removed_vectors: list[int] = field(default_factory=list)
-    article_ids: list[int] = field(default_factory=list)  # articles written, whose passages need embedding
+    article_ids: list[int] = field(default_factory=list)  # articles written
+    # (vector id, title, section, text) of every passage written, for the embedder: no re-read from SQL
+    new_passages: list[tuple[int, str, str, str]] = field(default_factory=list)
     pages: int = 0
     redirects: int = 0
     passages: int = 0
@@ -110,6 +112,7 @@ def write_batch(session: Session, items: Sequence[ParsedPage | RedirectItem], fi
             session.execute(insert(model), values)
     written.pages, written.redirects = len(articles), len(rows[Redirect])
     written.passages, written.triples = len(rows[Passage]), len(rows[Triple])
+    written.new_passages = [(row["vector_id"], row["title"], row["section"], row["text"]) for row in rows[Passage]]
     return written
 
 

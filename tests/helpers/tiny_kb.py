@@ -36,6 +36,7 @@ class HashingEmbedder:
     """
 
     dim = DIM
+    batch_size = 1
 
     def __init__(self) -> None:
         self.encoded: list[str] = []

@@ -38,6 +38,7 @@ class SeededEmbedder:
     def __init__(self, name: str, dim: int) -> None:
         self.identity = EmbedderIdentity(name=name, dim=dim, fingerprint=hashlib.sha256(name.encode()).hexdigest())
         self.dim = dim
+        self.batch_size = 1
         self.encoded = 0
 
     def warm_up(self) -> None:

@@ -155,3 +155,54 @@ def test_broken_fast_backend_falls_back_to_torch(project_settings: Settings, mon
     strict = Embedder(project_settings.with_overrides(device="cpu"), backend="onnx-int8")
     with pytest.raises(RuntimeError, match="exporter unavailable"):
         strict.warm_up()
+
+
+class _RecordingSentenceTransformer:
+    """Stands in for sentence-transformers on a CUDA machine: records how it is loaded and called."""
+
+    calls: dict = {}
+
+    def __init__(self, folder: str, device: str, local_files_only: bool) -> None:
+        self.calls.clear()
+        self.calls["device"] = device
+
+    def half(self):
+        self.calls["half"] = True
+        return self
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return 384
+
+    def encode(self, texts, batch_size, **_options):
+        self.calls["batch_size"] = batch_size
+        return np.full((len(texts), 384), 384 ** -0.5, dtype=np.float32)
+
+
+@pytest.mark.parametrize(("device", "half", "batch_size"), [("cuda", True, 256), ("cpu", None, 1)])
+def test_torch_backend_runs_fp16_large_batches_on_cuda_only(monkeypatch, project_settings: Settings,
+                                                            device, half, batch_size):
+    import sentence_transformers
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", _RecordingSentenceTransformer)
+    embedder = Embedder(project_settings.with_overrides(device=device), backend="torch")
+    vectors = embedder.encode_documents(["one passage", "another passage"])
+    assert vectors.shape == (2, 384) and embedder.device == device and embedder.batch_size == batch_size
+    assert _RecordingSentenceTransformer.calls == {"device": device, "batch_size": batch_size,
+                                                   **({"half": True} if half else {})}
+
+
+def test_onnx_backend_runs_on_cpu_one_text_at_a_time(project_settings: Settings):
+    embedder = Embedder(project_settings)
+    embedder.warm_up()
+    assert embedder.backend == "onnx-int8" and embedder.device == "cpu" and embedder.batch_size == 1
+
+
+@pytest.mark.gpu
+def test_cuda_fp16_batches_agree_with_cpu_vectors(project_settings: Settings):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    texts = [document_text("Alabama", "", q) for q in QUESTIONS] * 40  # several GPU batches of mixed length
+    gpu = Embedder(project_settings.with_overrides(device="cuda"), backend="torch").encode_documents(texts)
+    cpu = Embedder(project_settings.with_overrides(device="cpu"), backend="torch").encode_documents(texts)
+    assert np.min(np.sum(gpu * cpu, axis=1)) > 0.999
