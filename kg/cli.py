@@ -84,19 +84,28 @@ def show_command(ctx: click.Context, entity: str, as_json: bool, max_links: int)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="File (default: stdout for jsonl).")
 @click.pass_context
 def export_command(ctx: click.Context, fmt: str, output: Path | None) -> None:
-    """Write the whole graph as GraphML or JSON lines."""
+    """Write the whole graph, page links included, as GraphML or JSON lines (which streams the links)."""
     from kg.export import export_graphml, export_jsonl
-    from kg.graph import load_graph
+    from kg.graph import build_graph, link_edges, load_graph
+    from kg.store import open_knowledge_base, session_factory
 
     settings = _settings(ctx)
-    graph = load_graph(settings)
-    if fmt == "graphml":
-        path = output or settings.data_dir / "graph.graphml"
-        export_graphml(graph, path)
-        click.echo(f"wrote {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges to {path}", err=True)
-    elif output is None:
-        export_jsonl(graph, sys.stdout)
-    else:
-        with output.open("w", encoding="utf-8") as handle:
-            lines = export_jsonl(graph, handle)
-        click.echo(f"wrote {lines} lines to {output}", err=True)
+    engine = open_knowledge_base(settings)
+    try:
+        with session_factory(engine)() as session:
+            if fmt == "graphml":
+                graph = build_graph(session, links=True)
+                path = output or settings.data_dir / "graph.graphml"
+                export_graphml(graph, path)
+                click.echo(f"wrote {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges to {path}",
+                           err=True)
+                return
+            graph = load_graph(settings)
+            if output is None:
+                export_jsonl(graph, sys.stdout, link_edges(session))
+                return
+            with output.open("w", encoding="utf-8") as handle:
+                lines = export_jsonl(graph, handle, link_edges(session))
+            click.echo(f"wrote {lines} lines to {output}", err=True)
+    finally:
+        engine.dispose()

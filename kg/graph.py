@@ -1,8 +1,14 @@
-"""The knowledge graph as a NetworkX ``MultiDiGraph``: built from the SQL triples, persisted as a pickle.
+"""The fact graph as a NetworkX ``MultiDiGraph``: built from the SQL triples, persisted as a pickle.
 
 SQL is the source of truth (queryable piecemeal, scales); the pickle is a
 fast-loading snapshot stamped with the SQL state it was built from, so a stale
 snapshot (say, after a killed run) is rebuilt instead of trusted.
+
+The snapshot holds entities, aliases, infobox facts and categories, not the page
+links: Wikipedia has about 25 per article, hundreds of millions in all, and
+NetworkX spends hundreds of bytes on each edge. Retrieval reads links from the
+memory-mapped CSR graph (``kg.link_graph``); exports stream them from SQL
+(``link_edges``), and ``build_graph(links=True)`` puts them in for a small graph.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import networkx as nx
@@ -19,7 +26,7 @@ from sqlalchemy.orm import Session
 from kg.store import Alias, Entity, Redirect, Triple, open_knowledge_base, session_factory
 from kgqa.settings import Settings
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: page links left out of the snapshot
 
 
 def sql_stamp(session: Session) -> tuple:
@@ -30,8 +37,8 @@ def sql_stamp(session: Session) -> tuple:
             session.scalar(select(func.count()).select_from(Entity)))
 
 
-def build_graph(session: Session) -> nx.MultiDiGraph:
-    """Entities with aliases; infobox, ``links_to`` and ``in_category`` edges with provenance.
+def build_graph(session: Session, *, links: bool = False) -> nx.MultiDiGraph:
+    """Entities with aliases; infobox and ``in_category`` edges (``links_to`` too with ``links``), with provenance.
 
     Link and fact objects are resolved through redirects; an object that is not an
     ingested article becomes a ``missing`` node, a literal value a ``literal`` node.
@@ -39,37 +46,64 @@ def build_graph(session: Session) -> nx.MultiDiGraph:
     order included, which decides which of two same-keyed edges stays).
     """
     graph = nx.MultiDiGraph()
-    titles: dict[int, str] = {}
+    titles = _entity_titles(session)
     for entity_id, title, dab in session.execute(select(Entity.entity_id, Entity.title, Entity.is_disambiguation)
                                                       .order_by(Entity.entity_id)):
-        titles[entity_id] = title
         graph.add_node(title, kind="entity", entity_id=entity_id, aliases=[], is_disambiguation=dab)
     for entity_id, alias in session.execute(select(Alias.entity_id, Alias.alias).order_by(Alias.id)):
         if entity_id in titles and alias != titles[entity_id]:
             graph.nodes[titles[entity_id]]["aliases"].append(alias)
-    known = set(titles.values())
-    redirects = {title: target for title, target in session.execute(select(Redirect.title, Redirect.target)
-                                                                            .order_by(Redirect.page_id))
-                 if target in known}
+    redirects = _redirects(session, set(titles.values()))
+    kinds = [Triple.kind != "links_to"] if not links else []
+    for subject, obj, attrs in _edges(session, titles, redirects, *kinds):
+        if obj not in graph:
+            graph.add_node(obj, kind=object_kind(attrs["kind"], attrs["object_is_title"]))
+        del attrs["object_is_title"]
+        graph.add_edge(subject, obj, key=attrs["predicate"], **attrs)
+    return graph
+
+
+def object_kind(triple_kind: str, names_a_page: bool) -> str:
+    """The node an edge's object becomes when it is not an ingested article."""
+    if not names_a_page:
+        return "literal"
+    return "category" if triple_kind == "in_category" else "missing"
+
+
+def link_edges(session: Session) -> Iterator[tuple[str, str, dict]]:
+    """Every ``links_to`` edge as (subject title, object title, attributes), streamed from SQL in id order.
+
+    ``attributes["object_is_title"]`` is always true here: a link names a page.
+    """
+    titles = _entity_titles(session)
+    yield from _edges(session, titles, _redirects(session, set(titles.values())), Triple.kind == "links_to")
+
+
+def _entity_titles(session: Session) -> dict[int, str]:
+    return {entity_id: title for entity_id, title in session.execute(select(Entity.entity_id, Entity.title)
+                                                                     .order_by(Entity.entity_id))}
+
+
+def _redirects(session: Session, known: set[str]) -> dict[str, str]:
+    """Redirect title -> target, for targets that are ingested articles."""
+    return {title: target for title, target in session.execute(select(Redirect.title, Redirect.target)
+                                                                     .order_by(Redirect.page_id))
+            if target in known}
+
+
+def _edges(session: Session, titles: dict[int, str], redirects: dict[str, str], *where) -> Iterator[tuple[str, str, dict]]:
+    """The triples as edges, objects resolved through redirects; rows streamed in id order."""
     rows = session.execute(select(Triple.id, Triple.subject_id, Triple.predicate, Triple.object_title,
                                   Triple.object_literal, Triple.kind, Triple.page_id, Triple.rev_id,
-                                  Triple.field, Triple.passage_id).order_by(Triple.id))
+                                  Triple.field, Triple.passage_id).where(*where).order_by(Triple.id)
+                           .execution_options(yield_per=10_000))
     for tid, subject_id, predicate, obj_title, literal, kind, page_id, rev_id, field, passage in rows:
         subject = titles.get(subject_id)
         if subject is None:
             continue
-        if obj_title:
-            obj = redirects.get(obj_title, obj_title)
-            if obj not in graph:
-                graph.add_node(obj, kind="category" if kind == "in_category" else "missing")
-        else:
-            obj = literal
-            if obj not in graph:
-                graph.add_node(obj, kind="literal")
-        graph.add_edge(subject, obj, key=predicate,
-                       predicate=predicate, kind=kind, triple_id=tid, page_id=page_id, rev_id=rev_id,
-                       field=field, passage_id=passage)
-    return graph
+        obj = redirects.get(obj_title, obj_title) if obj_title else literal
+        yield subject, obj, dict(predicate=predicate, kind=kind, triple_id=tid, page_id=page_id, rev_id=rev_id,
+                                 field=field, passage_id=passage, object_is_title=bool(obj_title))
 
 
 def save_graph(graph: nx.MultiDiGraph, stamp: tuple, path: Path) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from kg.dump_reader import RawPage, iter_pages
 from kg.errors import DumpError
 from kg.graph import rebuild_graph
+from kg.link_graph import load_link_graph
 from kg.page_parser import ParsedPage
 from kg.parse_pool import Feed, RedirectItem, parsed_stream
 from kg.store import Entity, IngestRun, ingest_lock, init_db, make_engine, session_factory
@@ -52,6 +53,7 @@ class IngestSummary:
     skipped: int = 0  # other namespaces and list pages
     disambiguation: int = 0
     repaired: dict = field(default_factory=dict)
+    stages: dict = field(default_factory=dict)  # seconds per stage: writing and embedding, then each finishing step
 
 
 def ingest_dump(settings: Settings, dump_path: Path, *, limit: int | None = None, resume: bool = False,
@@ -151,6 +153,7 @@ def _write_all(settings: Settings, sessions, source: str, items: Iterator[Parsed
     finally:
         bar.close()
         vectors.checkpoint(force=True)
+        summary.stages["write and embed"] = round(time.monotonic() - started, 3)
         if feed is not None:
             summary.unchanged, summary.skipped = feed.unchanged, feed.skipped
         _finish(settings, sessions, run_id, summary, status, error, started)
@@ -181,8 +184,16 @@ def _write_batch(sessions, vectors: PassageVectors, batch, summary: IngestSummar
 
 
 def _finish(settings, sessions, run_id, summary, status, error, started) -> None:
-    """Link redirects, refresh the graph snapshot and close the run record, whatever happened."""
+    """Link redirects, refresh the graph snapshot and the link graph, close the run record, whatever happened."""
     pause_point("finishing")
+    stage = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal stage
+        now = time.monotonic()
+        summary.stages[name] = round(now - stage, 3)
+        stage = now
+
     with sessions() as session:
         link_redirects(session)
         run = session.get(IngestRun, run_id)
@@ -190,7 +201,11 @@ def _finish(settings, sessions, run_id, summary, status, error, started) -> None
         run.finished_at = datetime.now(timezone.utc)
         session.commit()
         summary.entities = session.scalar(select(func.count()).select_from(Entity)) or 0
+        lap("redirects")
         rebuild_graph(settings, session)
+        lap("fact graph")
+        load_link_graph(settings, session)  # built now, so a server's first load only maps it
+        lap("link graph")
     summary.elapsed_s = round(time.monotonic() - started, 3)
 
 

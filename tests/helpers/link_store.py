@@ -65,7 +65,7 @@ def networkx_link_graph(session) -> nx.Graph:
     entities, undirected, each pair weighted by the number of its links (one per direction)."""
     from kg.graph import build_graph
 
-    knowledge_graph = build_graph(session)
+    knowledge_graph = build_graph(session, links=True)
     entities = {node for node, attrs in knowledge_graph.nodes(data=True) if attrs.get("kind") == "entity"}
     graph = nx.Graph()
     graph.add_nodes_from(entities)

@@ -133,11 +133,11 @@ def test_graph_nodes_and_edges(session, graph):
     assert sum(1 for _, kind in graph.nodes(data="kind") if kind == "entity") == entities
     assert graph.nodes["Category:Member states of the African Union"]["kind"] == "category"
     kinds = {attrs["kind"] for _, _, attrs in graph.edges(data=True)}
-    assert kinds == {"infobox", "links_to", "in_category"}
+    assert kinds == {"infobox", "in_category"}  # links live in the CSR link graph and stream from SQL
     assert all(attrs["page_id"] and attrs["rev_id"] for _, _, attrs in graph.edges(data=True))
 
 
-def test_cli_show_stats_export(sample_kb, tmp_path):
+def test_cli_show_stats_export(sample_kb, session, tmp_path):
     from app.cli import main
 
     runner = CliRunner()
@@ -152,6 +152,10 @@ def test_cli_show_stats_export(sample_kb, tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {"type": "edge", "subject": "Algeria", "object": "Algiers"}.items() <= next(
         r for r in rows if r.get("subject") == "Algeria" and r.get("predicate") == "capital").items()
+    links = [r for r in rows if r.get("kind") == "links_to"]  # streamed from SQL, every one of them
+    assert len(links) == session.scalar(select(func.count()).select_from(Triple).where(Triple.kind == "links_to"))
+    nodes = {r["id"] for r in rows if r["type"] == "node"}
+    assert all(r["subject"] in nodes and r["object"] in nodes for r in rows if r["type"] == "edge")
     graphml = tmp_path / "g.graphml"
     assert runner.invoke(main, ["kg", "export", "--format", "graphml", "-o", str(graphml)],
                          obj={"settings": sample_kb}).exit_code == 0
