@@ -17,15 +17,9 @@ folder is rebuilt in a temporary folder and swapped in under a file lock.
 from __future__ import annotations
 
 import bisect
-import fcntl
 import itertools
-import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +28,7 @@ import scipy.sparse as sp
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from kg.mapped_arrays import load_current, open_arrays, save_arrays
 from kg.store import Entity, Redirect, Triple
 from kgqa.settings import Settings
 
@@ -41,7 +36,6 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: nodes in title order
 CHUNK_ROWS = 200_000  # link rows read from SQL per chunk
-STAMP_FILE = "stamp.json"
 ARRAYS = ("ids", "indptr", "indices", "weights", "title_bytes", "title_offsets")
 HUB_ROW = 4096  # longer rows are binary-searched by ``adjacency`` rather than read whole
 
@@ -246,51 +240,20 @@ def link_graph_dir(settings: Settings) -> Path:
 
 
 def save_link_graph(graph: LinkGraph, stamp: dict, folder: Path) -> None:
-    """Write the arrays and the stamp into a temporary folder beside ``folder``, then swap it in.
-
-    Callers hold the exclusive lock (``load_link_graph`` does), so readers never see a half-swapped folder.
-    """
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in folder.parent.glob(f".{folder.name}-*"):  # from a build that was killed
-        shutil.rmtree(leftover, ignore_errors=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{folder.name}-new-", dir=folder.parent))
-    try:
-        building.chmod(0o755)  # readable by every server process, like the files in it
-        for name in ARRAYS:
-            np.save(building / f"{name}.npy", getattr(graph, name))
-        (building / STAMP_FILE).write_text(json.dumps(stamp))
-        old = None
-        if folder.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}-old-", dir=folder.parent))
-            os.replace(folder, old / folder.name)
-        os.replace(building, folder)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)  # processes that mapped it keep their mappings
+    """Write the arrays and the stamp into a temporary folder beside ``folder``, then swap it in (under the lock)."""
+    save_arrays({name: getattr(graph, name) for name in ARRAYS}, stamp, folder)
 
 
 def open_link_graph(folder: Path) -> LinkGraph:
-    """The saved arrays of ``folder``, memory-mapped read-only.
-
-    Each field is a plain ndarray view of its ``np.memmap`` (its ``base``): slicing a
-    memmap costs several times more, and expansion slices rows by the hundred.
-    """
-    graph = LinkGraph(**{name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in ARRAYS})
+    """The saved arrays of ``folder``, memory-mapped read-only (plain ndarray views: expansion slices rows by
+    the hundred)."""
+    graph = LinkGraph(**open_arrays(folder, ARRAYS))
     n = len(graph.ids)
     if not (len(graph.indptr) == len(graph.title_offsets) == n + 1
             and len(graph.indices) == len(graph.weights) == (graph.indptr[-1] if n else 0)
             and len(graph.title_bytes) == graph.title_offsets[-1]):
         raise ValueError(f"link graph arrays in {folder} do not fit together")
     return graph
-
-
-def saved_stamp(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / STAMP_FILE).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def load_link_graph(settings: Settings, session: Session) -> LinkGraph:
@@ -301,48 +264,9 @@ def load_link_graph(settings: Settings, session: Session) -> LinkGraph:
     folder = link_graph_dir(settings)
     stamp = link_stamp(session)
     try:
-        with _folder_lock(folder, exclusive=False):
-            graph = _open_if_current(folder, stamp)
-        if graph is None:
-            with _folder_lock(folder, exclusive=True):
-                graph = _open_if_current(folder, stamp)  # another process may have rebuilt it meanwhile
-                if graph is None:
-                    log.info("building the link graph in %s", folder)
-                    save_link_graph(build_link_graph(session), stamp, folder)
-                    graph = open_link_graph(folder)
-        return graph
+        return load_current(folder, stamp, open_link_graph,
+                            lambda: save_link_graph(build_link_graph(session), stamp, folder), "the link graph")
     except OSError as exc:
         log.warning("link graph folder %s unusable (%s); building the graph in memory", folder, exc)
         return build_link_graph(session)
 
-
-def _open_if_current(folder: Path, stamp: dict) -> LinkGraph | None:
-    if saved_stamp(folder) != stamp:
-        return None
-    try:
-        return open_link_graph(folder)
-    except (OSError, ValueError) as exc:  # a file missing or cut short: rebuild
-        log.warning("link graph in %s unreadable (%s)", folder, exc)
-        return None
-
-
-@contextmanager
-def _folder_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
-    """A lock file beside ``folder``: shared to read it, exclusive to replace it.
-
-    Where the lock file cannot be made (a read-only index), readers go on without it: nothing can replace the folder.
-    """
-    try:
-        if exclusive:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(folder.parent / f"{folder.name}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
-    except OSError:
-        if exclusive:
-            raise
-        yield
-        return
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(descriptor)  # releases the lock

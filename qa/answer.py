@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from kgqa.records import AnswerSentence, Citation, FactHit, LinkedEntity
+from kgqa.text import content_words, numbers
+from kgqa.text import words as all_words
 from qa.budget import Evidence, fact_line
 from qa.claims import (
     REASON_WORDS,
@@ -29,8 +31,6 @@ from qa.claims import (
 )
 from qa.sentences import markers_in, split_sentences, strip_markers, with_markers
 from qa.tuning import CLOSEST_SOURCES, SNIPPET_CHARS, TOPIC_COVERAGE_FLOOR
-from retrieval.text import content_words, numbers
-from retrieval.text import words as all_words
 
 _REFUSAL = re.compile(
     r"\b(do not know|don't know|not sure|no information|not (?:mentioned|provided|contain|stated|say)|"

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kgqa.records import LinkedEntity
+from kgqa.text import STOPWORDS, content_words, fold, numbers
+from kgqa.text import words as all_words
 from qa.budget import Evidence, fact_line
 from qa.sentences import sentence_spans, strip_markers
 from qa.tuning import SAME_MEANING, Thresholds
-from retrieval.text import STOPWORDS, content_words, fold, numbers
-from retrieval.text import words as all_words
 
 # Closed-class words that carry no relation: question words, auxiliaries, pronouns.
 # (Grammar, not vocabulary about any topic.)

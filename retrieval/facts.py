@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 
 from kgqa.records import FactHit, LinkedEntity
-from retrieval.text import content_words, fold, words
+from kgqa.text import content_words, fold, words
 
 # Question words -> predicate words they ask for. Vocabulary, not answers.
 CUES: dict[str, tuple[str, ...]] = {

@@ -1,18 +1,21 @@
-"""Everything retrieval reads, loaded once per process: SQL store, passage catalog, BM25, FAISS, graph, aliases.
+"""Everything retrieval reads, loaded once per process: SQL store, passage catalog, BM25, FAISS, graph, linker.
 
 ``__init__`` only stores settings; ``warm_up()`` loads (idempotent, thread-safe).
+The catalog, BM25, link graph and FAISS index are memory-mapped files under
+``index/`` (rebuilt from SQL when stale), so processes serving one knowledge base
+share one copy; aliases are looked up in SQL, question by question.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from kgqa.settings import Settings
 from kg.store import open_knowledge_base, session_factory
-from retrieval.catalog import PassageCatalog, PassageRef
+from retrieval.catalog import PassageCatalog
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ class KnowledgeBase:
     def __init__(self, settings: Settings, *, embedder=None):
         self.settings = settings
         self.embedder = embedder
-        self.catalog = PassageCatalog([])
+        self.catalog = PassageCatalog()
         self.sparse = None
         self.vector_index = None
         self.linker = None
@@ -55,11 +58,9 @@ class KnowledgeBase:
     def _load(self) -> None:
         self._sessions = session_factory(open_knowledge_base(self.settings, require_passages=True))
         with self.session() as session:
-            refs, texts = self._read_passages(session)
-            self.catalog = PassageCatalog(refs)
-            self.sparse = self._build_sparse(refs, texts)
+            self.catalog, self.sparse = self._load_sparse(session)
             link_graph = self._load_link_graph(session)
-            self.linker = self._build_linker(session, link_graph)
+        self.linker = self._build_linker(self._sessions, link_graph)
         from retrieval.graph_expansion import GraphExpander
 
         self.expander = GraphExpander(link_graph)
@@ -69,29 +70,16 @@ class KnowledgeBase:
             self.embedder = Embedder(self.settings)
         self.vector_index = self._load_vectors()
         self.embedder.warm_up()
-        log.info("knowledge base loaded: %d passages, %d aliases", len(refs), len(self.linker))
+        log.info("knowledge base loaded: %d passages, %d linked entities", len(self.catalog), len(link_graph))
 
-    @staticmethod
-    def _read_passages(session) -> tuple[list[PassageRef], list[str]]:
-        from sqlalchemy import select
-
-        from kg.store import Passage
-
-        refs, texts = [], []
-        rows = session.execute(
-            select(Passage.id, Passage.vector_id, Passage.page_id, Passage.title, Passage.section,
-                   Passage.ordinal, Passage.text).order_by(Passage.page_id, Passage.ordinal)
-        )
-        for pid, vid, page_id, title, section, ordinal, text in rows:
-            refs.append(PassageRef(pid, vid, page_id, title, section or "", ordinal))
-            texts.append(f"{title} {section or ''} {text}")  # the title makes "Alabama" find Alabama's passages
-        return refs, texts
-
-    @staticmethod
-    def _build_sparse(refs: Sequence[PassageRef], texts: Sequence[str]):
+    def _load_sparse(self, session) -> tuple[PassageCatalog, object]:
+        """The catalog and BM25 index under ``index/bm25/``, memory-mapped (shared by processes), rebuilt when stale."""
+        from kg.sparse_index import load_sparse_index
         from retrieval.sparse import SparseIndex
 
-        return SparseIndex().build([r.passage_id for r in refs], texts)
+        arrays = load_sparse_index(self.settings, session)
+        catalog = PassageCatalog(arrays)
+        return catalog, SparseIndex().open(arrays, catalog.passage_id)
 
     def _load_link_graph(self, session):
         """The CSR link graph under ``index/links/``, memory-mapped (shared by processes), rebuilt when stale."""
@@ -100,23 +88,16 @@ class KnowledgeBase:
         return load_link_graph(self.settings, session)
 
     @staticmethod
-    def _build_linker(session, link_graph):
-        import numpy as np
-        from sqlalchemy import select
-
+    def _build_linker(sessions, link_graph):
         from kg.queries import normalize_alias
-        from kg.store import Alias, Entity, wikipedia_url
-        from retrieval.linking import AliasEntry, EntityLinker
+        from kg.store import wikipedia_url
+        from retrieval.linking import EntityLinker, sql_alias_lookup
 
-        rows = session.execute(
-            select(Alias.norm, Alias.alias, Alias.entity_id, Entity.title, Alias.source, Entity.is_disambiguation)
-            .join(Entity, Entity.entity_id == Alias.entity_id)
-        )
-        entries = [AliasEntry(*row) for row in rows]
-        degrees = link_graph.degrees()  # distinct linked articles, unweighted
-        linked = np.flatnonzero(degrees)
-        popularity = dict(zip(link_graph.ids[linked].tolist(), degrees[linked].astype(float).tolist()))
-        return EntityLinker(entries, normalize_alias, wikipedia_url, popularity=popularity)
+        def popularity(entry) -> float:  # distinct linked articles (the unweighted degree); 0 outside the graph
+            node = link_graph.node(entry.title)
+            return 0.0 if node is None else float(link_graph.indptr[node + 1] - link_graph.indptr[node])
+
+        return EntityLinker(sql_alias_lookup(sessions), normalize_alias, wikipedia_url, popularity=popularity)
 
     def _load_vectors(self):
         from kg.vector_index import VectorIndex

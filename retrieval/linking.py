@@ -1,22 +1,25 @@
 """Entity linking: find the question's mentions of knowledge-graph entities by title or alias.
 
 Spans of the question are folded with the same ``normalize_alias`` that
-ingestion used for the ``aliases`` table, looked up, and chosen longest first
-without overlaps, so "Animal Farm" wins over "Animal" and "Farm".
+ingestion used for the ``aliases`` table, looked up (all spans of a question in
+one query: the table is indexed by the folded name, and is never held in memory),
+and chosen longest first without overlaps, so "Animal Farm" wins over "Animal" and "Farm".
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from kgqa.records import LinkedEntity
-from retrieval.text import STOPWORDS
+from kgqa.text import STOPWORDS
 
 _TOKEN = re.compile(r"[^\W_]+(?:[-'’.&/][^\W_]+)*\.?", re.UNICODE)
 # Which kind of alias wins when one name points at several entities.
 _SOURCE_RANK = {"title": 0, "redirect": 1, "bold": 2, "disambiguator": 3}
+MAX_SPAN_TOKENS = 10  # longer spans are not looked up
+LOOKUP_NAMES = 5000  # names per query: far below SQLite's 32766 bound parameters
 
 
 @dataclass(frozen=True)
@@ -31,56 +34,91 @@ class AliasEntry:
     is_disambiguation: bool = False
 
 
+AliasLookup = Callable[[Collection[str]], Iterable[AliasEntry]]  # folded names -> the alias rows with those names
+
+
+def sql_alias_lookup(sessions) -> AliasLookup:
+    """Alias rows from the SQL store, by folded name, in one ``IN`` query (``sessions`` opens a session).
+
+    Only a question of thousands of words takes more than one query (``LOOKUP_NAMES`` names each).
+    """
+
+    def lookup(norms: Collection[str]) -> list[AliasEntry]:
+        from sqlalchemy import select
+
+        from kg.store import Alias, Entity
+
+        names = sorted(norms)
+        entries: list[AliasEntry] = []
+        with sessions() as session:
+            for at in range(0, len(names), LOOKUP_NAMES):
+                rows = session.execute(
+                    select(Alias.norm, Alias.alias, Alias.entity_id, Entity.title, Alias.source,
+                           Entity.is_disambiguation)
+                    .join(Entity, Entity.entity_id == Alias.entity_id)
+                    .where(Alias.norm.in_(names[at : at + LOOKUP_NAMES]))
+                )
+                entries += [AliasEntry(*row) for row in rows]
+        return entries
+
+    return lookup
+
+
 class EntityLinker:
-    """Longest-match-first linker over an in-memory alias dictionary."""
+    """Longest-match-first linker; the question's spans are looked up with ``lookup``.
+
+    ``popularity`` scores an entity (by its alias row): among the rows of one name, the
+    most popular entity wins after disambiguation pages and the alias source.
+    """
 
     def __init__(
         self,
-        aliases: Iterable[AliasEntry],
+        lookup: AliasLookup,
         normalize: Callable[[str], str],
         url_for: Callable[[str], str],
         *,
-        popularity: dict[int, float] | None = None,
-        max_span_tokens: int = 10,
+        popularity: Callable[[AliasEntry], float] | None = None,
+        max_span_tokens: int = MAX_SPAN_TOKENS,
     ):
+        self._lookup = lookup
         self._normalize = normalize
         self._url_for = url_for
-        self._popularity = popularity or {}
-        self._by_norm: dict[str, list[AliasEntry]] = {}
-        longest = 1
-        for entry in aliases:
-            if not entry.norm:
-                continue
-            self._by_norm.setdefault(entry.norm, []).append(entry)
-            longest = max(longest, len(entry.norm.split()))
-        self._max_span = min(longest, max_span_tokens)
-        for norm, entries in self._by_norm.items():
-            entries.sort(key=self._preference)
+        self._popularity = popularity or (lambda entry: 0.0)
+        self._max_span = max_span_tokens
 
     def _preference(self, entry: AliasEntry) -> tuple:
         return (
             entry.is_disambiguation,
             _SOURCE_RANK.get(entry.source, 9),
-            -self._popularity.get(entry.entity_id, 0.0),
+            -self._popularity(entry),
             entry.entity_id,
         )
 
-    def __len__(self) -> int:
-        return len(self._by_norm)
+    def _best_by_norm(self, norms: Collection[str]) -> dict[str, AliasEntry]:
+        """The preferred alias row of each folded name that the alias table holds."""
+        wanted = [norm for norm in norms if norm]
+        found: dict[str, list[AliasEntry]] = {}
+        for entry in self._lookup(wanted) if wanted else ():
+            found.setdefault(entry.norm, []).append(entry)
+        return {norm: min(entries, key=self._preference) for norm, entries in found.items()}
 
     def link(self, question: str) -> list[LinkedEntity]:
         """Entities mentioned in ``question``, in order of appearance, one per entity."""
         tokens = [(m.start(), m.end(), m.group().rstrip(".") or m.group()) for m in _TOKEN.finditer(question)]
         all_lower = question == question.lower()
-        candidates: list[tuple[int, int, AliasEntry, str]] = []  # (start token, length, entry, mention)
+        spans = {}  # (start token, length) -> (mention, folded)
         for start in range(len(tokens)):
             for length in range(min(self._max_span, len(tokens) - start), 0, -1):
-                span = tokens[start : start + length]
-                mention = question[span[0][0] : span[-1][1]].rstrip(".")
-                entries = self._by_norm.get(self._normalize(mention))
-                if entries and self._plausible(span, all_lower):
-                    candidates.append((start, length, entries[0], mention))
-                    break  # the longest match starting here is enough
+                mention = question[tokens[start][0] : tokens[start + length - 1][1]].rstrip(".")
+                spans[start, length] = (mention, self._normalize(mention))
+        best = self._best_by_norm({norm for _mention, norm in spans.values()})
+        candidates: list[tuple[int, int, AliasEntry, str]] = []  # (start token, length, entry, mention)
+        for (start, length), (mention, norm) in spans.items():  # longest first from each start
+            if candidates and candidates[-1][0] == start:
+                continue  # the longest match starting here is enough
+            entry = best.get(norm)
+            if entry is not None and self._plausible(tokens[start : start + length], all_lower):
+                candidates.append((start, length, entry, mention))
         candidates.sort(key=lambda c: (-c[1], c[0]))
         taken: set[int] = set()
         chosen: list[tuple[int, AliasEntry, str]] = []

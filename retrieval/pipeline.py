@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kgqa.records import FactHit, LinkedEntity, PassageHit
+from kgqa.text import content_words
 from retrieval.facts import load_facts, predicate_match, rank_facts
-from retrieval.text import content_words
 from retrieval.fusion import reciprocal_rank_fusion
 
 Mode = Literal["dense", "sparse", "hybrid", "graph"]

@@ -1,56 +1,77 @@
 """BM25 over passages with ``bm25s``: sparse scores computed in milliseconds at 100k passages.
 
-The index keeps only what ranking needs (a passage key per document); texts
-stay in the SQL store.
+A knowledge base's index is built once from SQL (kg/sparse_index.py) and
+memory-mapped here (``open``), so server processes share one copy; ``build``
+indexes texts in memory, for small corpora. Either way the index keeps only what
+ranking needs (a key per document); texts stay in the SQL store.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from retrieval.text import content_words
+from kg.mapped_arrays import PackedStrings
+from kg.sparse_index import B, EMPTY, K1, SparseArrays
+from kgqa.text import content_words
 
 
 class SparseIndex:
     """A BM25 index whose documents are identified by caller-chosen string keys."""
 
-    def __init__(self, *, k1: float = 1.2, b: float = 0.75):
+    def __init__(self, *, k1: float = K1, b: float = B):
         self.k1 = k1
         self.b = b
         self._retriever = None
-        self._keys: list[str] = []
+        self._size = 0
+        self._key: Callable[[int], str] = lambda at: ""
+        self._word_ids: Callable[[list[str]], list[int]] = lambda words: []
 
     @property
     def size(self) -> int:
-        return len(self._keys)
+        return self._size
 
     def build(self, keys: Sequence[str], texts: Sequence[str]) -> "SparseIndex":
-        """Index ``texts`` (one per key); an empty corpus gives an index that finds nothing."""
+        """Index ``texts`` (one per key) in memory; an empty corpus gives an index that finds nothing."""
         import bm25s
 
         if len(keys) != len(texts):
             raise ValueError(f"{len(keys)} keys for {len(texts)} texts")
-        self._keys = list(keys)
-        if not self._keys:
+        keys = list(keys)
+        self._size, self._key = len(keys), keys.__getitem__
+        if not keys:
             self._retriever = None
             return self
-        tokens = [content_words(text) or ["<empty>"] for text in texts]
+        tokens = [content_words(text) or [EMPTY] for text in texts]
         retriever = bm25s.BM25(k1=self.k1, b=self.b)
         retriever.index(tokens, show_progress=False)
-        self._retriever = retriever
+        self._retriever, self._word_ids = retriever, retriever.get_tokens_ids
+        return self
+
+    def open(self, arrays: SparseArrays, key: Callable[[int], str]) -> "SparseIndex":
+        """The saved index of ``arrays``, memory-mapped; ``key`` names the document at a position."""
+        import bm25s
+
+        if arrays.scores["num_docs"] == 0:
+            self._retriever, self._size = None, 0
+            return self
+        retriever = bm25s.BM25(k1=self.k1, b=self.b)
+        retriever.scores = dict(arrays.scores)  # what bm25s.BM25.load_scores(mmap=True) maps
+        retriever.nonoccurrence_array = None  # Lucene BM25 has none (only BM25L and BM25+ do)
+        words = PackedStrings(arrays.vocab_bytes, arrays.vocab_offsets)
+        self._retriever, self._size, self._key = retriever, arrays.scores["num_docs"], key
+        self._word_ids = lambda terms: [at for at in map(words.find, terms) if at is not None]
         return self
 
     def search(self, query: str, k: int = 10) -> list[tuple[str, float]]:
         """The best ``k`` documents as (key, BM25 score), score > 0 only, best first."""
+        from bm25s.selection import topk
+
         terms = content_words(query)
         if self._retriever is None or not terms or k <= 0:
             return []
-        k = min(k, len(self._keys))
-        positions, scores = self._retriever.retrieve(
-            [terms], k=k, show_progress=False, n_threads=1
-        )
-        return [
-            (self._keys[int(pos)], float(score))
-            for pos, score in zip(positions[0], scores[0])
-            if score > 0
-        ]
+        ids = self._word_ids(terms)  # repeated words count again, unknown ones not at all, as bm25s does
+        if not ids:
+            return []
+        scores = self._retriever.get_scores_from_ids(ids)
+        top_scores, positions = topk(scores, min(k, self._size), sorted=True)
+        return [(self._key(int(at)), float(score)) for at, score in zip(positions, top_scores) if score > 0]

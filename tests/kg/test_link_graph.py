@@ -8,13 +8,13 @@ import scipy.sparse as sp
 
 from kg.link_graph import (
     ARRAYS,
-    STAMP_FILE,
     LinkGraph,
     _DirectedPairs,
     build_link_graph,
     link_graph_dir,
     load_link_graph,
 )
+from kg.mapped_arrays import STAMP_FILE
 from kg.store import Entity, Triple
 from tests.helpers.link_store import link_store, networkx_link_graph, random_link_store
 

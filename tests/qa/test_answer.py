@@ -11,11 +11,11 @@ import hashlib
 import numpy as np
 
 from kgqa.records import FactHit, LinkedEntity, PassageHit
+from kgqa.text import content_words
 from qa.answer import AnswerComposer, topic_coverage
 from qa.budget import Evidence
 from qa.claims import ClaimVerifier, evidence_sentences, frame_question
 from qa.tuning import Thresholds
-from retrieval.text import content_words
 
 SYNONYMS = {"wrote": "author", "people": "population", "born": "birth", "teacher": "taught"}
 

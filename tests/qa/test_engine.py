@@ -87,7 +87,7 @@ def test_streamed_text_equals_the_non_streamed_text(engine):
 def assert_every_sentence_stands_on_its_cited_sentence(engine, result):
     """Each shown sentence cites one evidence sentence, at the offsets it claims, holding what it adds."""
     from kg.queries import get_passage
-    from retrieval.text import content_words
+    from kgqa.text import content_words
 
     cited = {c.id: c for c in result.citations}
     question_words = set(content_words(result.question))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from kg.store import init_db, make_engine
@@ -31,15 +32,20 @@ def test_warm_up_loads_every_component_once(kb):
 def test_the_catalog_knows_every_passage_by_id_vector_and_page_in_reading_order(kb):
     assert len(kb.catalog) == PASSAGES
     alabama = kb.catalog.of_title("Alabama")
-    assert [(ref.passage_id, ref.section) for ref in alabama] == [
-        ("303:1001:0:0", ""), ("303:1001:1:1", "Geography"), ("303:1001:2:2", "History")]
+    assert [(ref.passage_id, ref.page_id, ref.ordinal) for ref in alabama] == [
+        ("303:1001:0:0", 303, 0), ("303:1001:1:1", 303, 1), ("303:1001:2:2", 303, 2)]
     for ref in alabama:
         assert kb.catalog.by_id[ref.passage_id] == ref == kb.catalog.by_vector[ref.vector_id]
-    assert kb.catalog.of_title("Atlantis") == []
+    assert kb.catalog.of_title("Atlantis") == [] and kb.catalog.of_page(404) == []
+    assert "303:9:9:9" not in kb.catalog.by_id and -1 not in kb.catalog.by_vector
+    with pytest.raises(KeyError):
+        kb.catalog.by_vector[10**12]
+    assert sorted(kb.catalog.by_id) == sorted(kb.catalog.passage_id(at) for at in range(PASSAGES))
 
 
 def test_the_sparse_index_holds_every_passage_and_finds_one_by_its_title(kb):
     assert kb.sparse.size == PASSAGES
+    assert isinstance(kb.sparse._retriever.scores["data"].base, np.memmap)  # shared, not a copy
     keys = [key for key, _ in kb.sparse.search("Huntsville convention", 3)]
     assert keys[0] == "303:1001:2:2"
     # the title is indexed with the text: Einstein's Nobel passage never says "Albert"

@@ -20,10 +20,20 @@ ROWS = [
 ]
 
 
-def linker() -> EntityLinker:
-    entries = [AliasEntry(fold(a), a, eid, title, source) for a, _, eid, title, source in ROWS]
-    return EntityLinker(entries, fold, lambda t: "https://en.wikipedia.org/wiki/" + t.replace(" ", "_"),
-                        popularity={8: 5.0, 7: 1.0})
+ENTRIES = [AliasEntry(fold(a), a, eid, title, source) for a, _, eid, title, source in ROWS]
+
+
+def linker(asked: list | None = None) -> EntityLinker:
+    """A linker over ``ENTRIES``; each lookup's names are appended to ``asked``."""
+
+    def lookup(norms):
+        if asked is not None:
+            asked.append(set(norms))
+        return [entry for entry in ENTRIES if entry.norm in norms]
+
+    popularity = {8: 5.0, 7: 1.0}
+    return EntityLinker(lookup, fold, lambda t: "https://en.wikipedia.org/wiki/" + t.replace(" ", "_"),
+                        popularity=lambda entry: popularity.get(entry.entity_id, 0.0))
 
 
 def test_longest_match_wins_over_its_parts():
@@ -46,3 +56,11 @@ def test_stopwords_and_lowercase_common_words_in_a_cased_question_are_not_mentio
 def test_ambiguous_alias_prefers_the_more_linked_entity_and_each_entity_once():
     linked = linker().link("Mercury and Mercury again")
     assert [e.entity_id for e in linked] == [8]
+
+
+def test_a_question_is_one_lookup_of_its_spans_and_a_question_without_words_none():
+    asked: list[set[str]] = []
+    assert [e.title for e in linker(asked).link("Who wrote Animal Farm?")] == ["Animal Farm"]
+    assert asked == [{"who", "who wrote", "who wrote animal", "who wrote animal farm", "wrote", "wrote animal",
+                      "wrote animal farm", "animal", "animal farm", "farm"}]
+    assert linker(asked).link("?!") == [] and len(asked) == 1

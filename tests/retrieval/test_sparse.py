@@ -1,5 +1,5 @@
 from retrieval.sparse import SparseIndex
-from retrieval.text import content_words, fold, numbers
+from kgqa.text import content_words, fold, numbers
 
 DOCS = {
     "alabama:0": "Alabama is a state in the Southeastern United States. Its capital is Montgomery.",

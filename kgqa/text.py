@@ -1,5 +1,8 @@
 """Shared lexical helpers: one tokenizer for BM25, fact ranking and attribution.
 
+They live at the bottom layer so that the BM25 index built at ingest (kg/sparse_index.py)
+and the queries retrieval runs against it tokenize alike.
+
 A light plural folding stands in for a stemmer so that "capitals" meets
 "capital" without another dependency; it is the same on both sides of every
 comparison, which is all that matters.
@@ -49,3 +52,32 @@ def content_words(text: str) -> list[str]:
 def numbers(text: str) -> set[str]:
     """Numbers as written, without thousands separators, so "1,819" meets "1819"."""
     return {n.replace(",", "") for n in _NUMBER.findall(text)}
+
+
+class ContentWordCoder:
+    """``content_words`` as vocabulary ids, folded once per distinct raw word: how a whole corpus is indexed.
+
+    ``vocab`` maps each content word to its id, in order of first appearance. Folding is
+    memoised by raw word, which makes encoding several times faster than calling
+    ``content_words`` on each text, with the same words out.
+    """
+
+    def __init__(self) -> None:
+        self.vocab: dict[str, int] = {}
+        self._raw: dict[str, int] = {}  # raw word -> id, or -1 where the folded word is dropped
+
+    def encode(self, text: str) -> list[int]:
+        ids = []
+        for raw in _WORD.findall(text):
+            at = self._raw.get(raw)
+            if at is None:
+                word = fold(raw)
+                at = self.id(word) if word not in STOPWORDS and len(word) > 1 else -1
+                self._raw[raw] = at
+            if at >= 0:
+                ids.append(at)
+        return ids
+
+    def id(self, word: str) -> int:
+        """The id of ``word`` (given one if new)."""
+        return self.vocab.setdefault(word, len(self.vocab))
