@@ -27,6 +27,7 @@ from kg.graph import rebuild_graph
 from kg.link_graph import load_link_graph
 from kg.page_parser import ParsedPage
 from kg.parse_pool import Feed, RedirectItem, parsed_stream
+from kg.sparse_index import load_sparse_index
 from kg.store import Entity, IngestRun, ingest_lock, init_db, make_engine, session_factory
 from kg.vectors import PassageVectors, pause_point
 from kg.writer import link_redirects, next_vector_id, write_batch
@@ -206,6 +207,8 @@ def _finish(settings, sessions, run_id, summary, status, error, started) -> None
         lap("fact graph")
         load_link_graph(settings, session)  # built now, so a server's first load only maps it
         lap("link graph")
+        load_sparse_index(settings, session)  # BM25 and the passage catalog, likewise
+        lap("bm25")
     summary.elapsed_s = round(time.monotonic() - started, 3)
 
 
