@@ -1,15 +1,34 @@
 """The FAISS passage index: int64 vector ids (``passages.vector_id``) to normalised vectors.
 
-Small corpora use an exact flat inner-product index; past ``HNSW_THRESHOLD``
-vectors the index is rebuilt as HNSW (see ``bench/embed.py`` for the measurement
-behind the threshold). Both sit inside ``IndexIDMap2`` so ids survive and
-vectors can be reconstructed.
+Small corpora use an exact flat inner-product index inside ``IndexIDMap2`` (ids
+survive, vectors can be reconstructed). Past ``IVF_THRESHOLD`` vectors the index
+turns into a compressed IVF index: an inverted file over ``nlist`` k-means
+centroids whose lists hold 8-bit scalar-quantised vectors (``IndexIVFScalarQuantizer``,
+SQ8, not by residual), 384 bytes a 384-d vector instead of 1,536. Measured with
+``bench/vector_index.py`` (2 shared cores, 384-d clustered unit vectors):
 
-HNSW cannot delete a node, so ``remove`` on an HNSW index writes -1 over the
-id in the id map (a tombstone). Searches pass a selector that skips negative
-ids, so removed vectors are never returned; the tombstones live in the FAISS
-file itself, and once they pass ``COMPACT_FRACTION`` of the index it is rebuilt
-without them.
+- IVF-SQ8 keeps recall@10 vs exact search >= 0.9 at a few hundred microseconds a
+  query; IVF-PQ (PQ48, PQ96x4fs: 66-68 bytes a vector) reached only 0.24-0.67
+  recall@10 at any nprobe, and a refinement stage costs the bytes PQ saved.
+- HNSW over SQ8 adds ~4,000 vectors/s on 2 cores (a 3M-passage index would take
+  12+ minutes and slows as it grows) where IVF-SQ8 adds tens of thousands/s; and
+  its graph is read into memory on an mmap load (~60 MB anonymous at 200k vectors)
+  where an IVF index maps entirely (``IO_FLAG_MMAP_IFC`` maps the quantizer and the
+  ``ArrayInvertedLists``: RSS +2 MB after loading a 200k-vector index).
+So the float HNSW tier is gone: indexes go flat -> IVF-SQ8. HNSW files saved by
+earlier versions still load and search; an add past the threshold rebuilds them as IVF.
+
+The IVF index stores its own ids (no ``IndexIDMap2``, whose reverse hash map every
+process would build) and deletes for real. Its coarse quantizer is trained on the
+vectors present when the threshold is crossed, and retrained (``_nlist_for``) each
+time the index outgrows it by ~4x, so ingestion never trains on an ordinary add.
+A retrain keeps the scalar quantizer, so every stored code stays bit-identical:
+vectors are decoded, reassigned to the new lists and re-encoded to the same bytes.
+
+A flat or HNSW index is an ``IndexIDMap2``. HNSW cannot delete a node, so ``remove``
+on an HNSW index writes -1 over the id in the id map (a tombstone). Searches pass a
+selector that skips negative ids, so removed vectors are never returned; once
+tombstones pass ``COMPACT_FRACTION`` of the index it is rebuilt without them.
 
 The index records which embedder made its vectors (``EmbedderIdentity``) in
 ``<index file>.json`` beside it, saved with it. ``load(path, embedder=...)``
@@ -38,9 +57,19 @@ from models.embedding.identity import EmbedderIdentity
 logger = logging.getLogger(__name__)
 
 # Vectors. Single-query flat search costs ~1.4 ms per 10k vectors on one busy CPU core
-# (bench/embed.py), so past ~20k it eats the 25 ms retrieval budget and HNSW takes over.
-HNSW_THRESHOLD = 20_000
-HNSW_M = 32  # graph neighbours per node
+# (bench/embed.py), so past ~20k it eats the 25 ms retrieval budget and IVF-SQ8 takes over.
+IVF_THRESHOLD = 20_000
+IVF_NPROBE = 32  # lists searched a query: see the recall table in bench/results/vector_index.json
+IVF_LISTS_PER_SQRT = 2  # nlist ~ 2 sqrt(n), a power of two: ~1 ms queries at 3M vectors
+IVF_MAX_LISTS = 65_536
+IVF_TRAIN_PER_LIST = 40  # k-means sample: vectors per centroid (faiss warns below 39)
+# The scalar quantizer's per-dimension range is the training sample's min..max widened by this
+# share each side, so later vectors are rarely clipped: trained on 3k of 12k clustered 32-d vectors,
+# the worst score error fell from 0.098 (no margin) to 0.028 (0.1), recall@10 0.937 -> 0.943.
+IVF_SQ_RANGE_MARGIN = 0.1
+IVF_TRAIN_ITERATIONS = 10  # k-means iterations; more changed recall@10 by < 0.005
+# HNSW: only for indexes saved by earlier versions, which still load, search and shrink.
+HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 256  # at 20k clustered vectors: recall@10 0.97 in 0.8 ms (128: 0.93 in 0.5 ms)
 COMPACT_FRACTION = 0.25  # rebuild an HNSW index once this share of it is tombstones
@@ -55,38 +84,39 @@ class VectorIndex:
     """A thread-safe id-mapped FAISS index: many concurrent searches, one writer at a time."""
 
     def __init__(self, index, *, embedder: EmbedderIdentity | None = None,
-                 hnsw_threshold: int = HNSW_THRESHOLD, read_only: bool = False) -> None:
-        """Wrap an existing ``IndexIDMap2``; use ``create`` or ``load`` instead of calling this."""
+                 ivf_threshold: int = IVF_THRESHOLD, read_only: bool = False) -> None:
+        """Wrap an existing ``IndexIDMap2`` or ``IndexIVFScalarQuantizer``; use ``create`` or ``load`` instead."""
         import faiss
 
-        if not isinstance(index, faiss.IndexIDMap2):
-            raise TypeError(f"expected faiss.IndexIDMap2, got {type(index).__name__}")
+        if not isinstance(index, (faiss.IndexIDMap2, faiss.IndexIVFScalarQuantizer)):
+            raise TypeError(f"expected faiss.IndexIDMap2 or IndexIVFScalarQuantizer, got {type(index).__name__}")
         if embedder is not None and embedder.dim != index.d:
             raise ValueError(f"a {index.d}-d index cannot hold the vectors of {embedder}")
         self._index = index
         self._embedder = embedder
-        self.hnsw_threshold = hnsw_threshold
+        self.ivf_threshold = ivf_threshold
         self.read_only = read_only  # memory-mapped: searches only
         self._lock = ReadWriteLock()
         self._write_lock = threading.Lock()  # serialises save() with writers
+        self._ivf_ids: _IdRegistry | None = None  # the writer's id set of an IVF index, built at its first write
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def create(cls, dim: int, *, embedder: EmbedderIdentity | None = None,
-               hnsw_threshold: int = HNSW_THRESHOLD) -> "VectorIndex":
-        """An empty flat index (for ``embedder``'s vectors, recorded at save); it turns into HNSW by itself
+               ivf_threshold: int = IVF_THRESHOLD) -> "VectorIndex":
+        """An empty flat index (for ``embedder``'s vectors, recorded at save); it turns into IVF-SQ8 by itself
         when it grows past the threshold."""
         if not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
-        return cls(_new_id_map(_flat(int(dim))), embedder=embedder, hnsw_threshold=hnsw_threshold)
+        return cls(_new_id_map(_flat(int(dim))), embedder=embedder, ivf_threshold=ivf_threshold)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, embedder: EmbedderIdentity | None = None,
-             hnsw_threshold: int = HNSW_THRESHOLD, mmap: bool = False) -> "VectorIndex":
+             ivf_threshold: int = IVF_THRESHOLD, mmap: bool = False) -> "VectorIndex":
         """Read a saved index and its embedder record; with ``embedder``, refuse an index another one built.
 
-        ``mmap`` maps the vectors (flat or HNSW) from the file instead of copying them
-        (``IO_FLAG_MMAP_IFC``): page cache that every process serving the same index shares,
+        ``mmap`` maps the vectors (flat, HNSW or the IVF lists) from the file instead of copying
+        them (``IO_FLAG_MMAP_IFC``): page cache that every process serving the same index shares,
         for a read-only index (``add``/``remove`` refuse).
         """
         import faiss
@@ -95,7 +125,7 @@ class VectorIndex:
         if not path.is_file():
             raise FileNotFoundError(f"no vector index at {path}")
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0)
-        if not isinstance(index, faiss.IndexIDMap2):
+        if not isinstance(index, (faiss.IndexIDMap2, faiss.IndexIVFScalarQuantizer)):
             raise ValueError(f"{path} holds a {type(index).__name__}, not an id-mapped index")
         recorded = _read_embedder_record(path)
         if recorded is not None and recorded.dim != index.d:
@@ -105,7 +135,7 @@ class VectorIndex:
             if recorded is None:
                 logger.warning("the vector index %s records no embedder (saved before indexes recorded one); "
                                "taking it as built by %s, recorded at its next save", path, embedder)
-        return cls(index, embedder=recorded or embedder, hnsw_threshold=hnsw_threshold, read_only=mmap)
+        return cls(index, embedder=recorded or embedder, ivf_threshold=ivf_threshold, read_only=mmap)
 
     # -- properties ---------------------------------------------------------------------------
     @property
@@ -119,18 +149,27 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
-        """"flat" or "hnsw": which FAISS index sits inside the id map."""
-        return "hnsw" if _is_hnsw(self._index) else "flat"
+        """"flat", "ivf" (IVF-SQ8) or "hnsw" (an index saved by an earlier version)."""
+        return _kind(self._index)
+
+    @property
+    def nlist(self) -> int:
+        """Inverted lists of an IVF index (0 for flat and HNSW)."""
+        return self._index.nlist if self.kind == "ivf" else 0
 
     @property
     def ntotal(self) -> int:
         """Live vectors (tombstones excluded)."""
         with self._lock.reading():
+            if self.kind == "ivf":
+                return int(self._index.ntotal)
             return int(np.count_nonzero(self._id_map_view() >= 0))
 
     def ids(self) -> np.ndarray:
-        """The live vector ids, int64, in insertion order."""
+        """The live vector ids, int64: in insertion order (flat, HNSW) or ascending (IVF)."""
         with self._lock.reading():
+            if self.kind == "ivf":
+                return np.sort(_ivf_ids(self._index))
             id_map = self._id_map_view()
             return id_map[id_map >= 0].copy()
 
@@ -148,10 +187,15 @@ class VectorIndex:
         if len(np.unique(vector_ids)) != len(vector_ids):
             raise ValueError("vector_ids contains duplicates")
         with self._write_lock, self._lock.writing():
-            taken = np.isin(vector_ids, self._id_map_view())
+            taken = self._present(vector_ids)
             if taken.any():
                 raise ValueError(f"vector ids already in the index: {vector_ids[taken][:10].tolist()}")
-            if self.kind == "flat" and self._index.ntotal + len(vector_ids) > self.hnsw_threshold:
+            if self.kind == "ivf":
+                self._index.add_with_ids(vectors, vector_ids)
+                self._ivf_ids.add(vector_ids)
+                if _nlist_for(self._index.ntotal) >= 2 * self._index.nlist:
+                    self._retrain()
+            elif self._index.ntotal + len(vector_ids) > self.ivf_threshold:
                 self._rebuild(extra_ids=vector_ids, extra_vectors=vectors)
             else:
                 self._index.add_with_ids(vectors, vector_ids)
@@ -165,6 +209,10 @@ class VectorIndex:
         import faiss
 
         with self._write_lock, self._lock.writing():
+            if self.kind == "ivf":
+                removed = int(self._index.remove_ids(faiss.IDSelectorBatch(vector_ids)))
+                self._registry().discard(vector_ids)
+                return removed
             if self.kind == "flat":
                 return int(self._index.remove_ids(faiss.IDSelectorBatch(vector_ids)))
             id_map = self._id_map_view()
@@ -199,8 +247,10 @@ class VectorIndex:
         return scores, ids
 
     def reconstruct(self, vector_id: int) -> np.ndarray:
-        """The stored vector of one id (KeyError if absent)."""
+        """The stored vector of one id (KeyError if absent); SQ8-decoded for an IVF index."""
         with self._lock.reading():
+            if self.kind == "ivf":
+                return _ivf_reconstruct(self._index, int(vector_id))
             if vector_id < 0 or vector_id not in self._id_map_view():
                 raise KeyError(vector_id)
             return self._index.reconstruct(int(vector_id))
@@ -237,7 +287,7 @@ class VectorIndex:
 
     # -- internals ----------------------------------------------------------------------------
     def _id_map_view(self) -> np.ndarray:
-        """A writable numpy view of the id map (no copy)."""
+        """A writable numpy view of the id map of a flat or HNSW index (no copy)."""
         import faiss
 
         n = self._index.id_map.size()
@@ -245,11 +295,24 @@ class VectorIndex:
             return np.zeros(0, dtype=np.int64)
         return faiss.rev_swig_ptr(self._index.id_map.data(), n)
 
+    def _registry(self) -> _IdRegistry:
+        if self._ivf_ids is None:
+            self._ivf_ids = _IdRegistry(_ivf_ids(self._index))
+        return self._ivf_ids
+
+    def _present(self, vector_ids: np.ndarray) -> np.ndarray:
+        if self.kind == "ivf":
+            return self._registry().contains(vector_ids)
+        return np.isin(vector_ids, self._id_map_view())
+
     def _search_params(self):
         import faiss
 
-        if self.kind == "flat":
+        kind = self.kind
+        if kind == "flat":
             return None
+        if kind == "ivf":
+            return faiss.SearchParametersIVF(nprobe=IVF_NPROBE)
         if np.any(self._id_map_view() < 0):
             # Tombstones carry id -1; the selector sees the mapped ids and keeps only real ones.
             # Passed as a keyword, the params object keeps the selector alive.
@@ -257,7 +320,8 @@ class VectorIndex:
         return faiss.SearchParametersHNSW(efSearch=HNSW_EF_SEARCH)
 
     def _rebuild(self, extra_ids: np.ndarray | None = None, extra_vectors: np.ndarray | None = None):
-        """Rebuild the inner index without tombstones, as flat or HNSW by size (caller holds the write lock)."""
+        """Rebuild a flat or HNSW index without tombstones, as flat or IVF-SQ8 by size (caller holds the
+        write lock); IVF trains on these vectors."""
         id_map = self._id_map_view()
         live = np.flatnonzero(id_map >= 0)
         ids = id_map[live].copy()
@@ -266,11 +330,34 @@ class VectorIndex:
         if extra_ids is not None:
             ids = np.concatenate([ids, extra_ids])
             vectors = np.concatenate([vectors, extra_vectors])
-        inner = _hnsw(self.dim) if len(ids) > self.hnsw_threshold else _flat(self.dim)
-        rebuilt = _new_id_map(inner)
-        if len(ids):
-            rebuilt.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(ids) > self.ivf_threshold:
+            rebuilt = _ivf_sq8(self.dim, _nlist_for(len(ids)), vectors)
+            rebuilt.add_with_ids(vectors, ids)
+            self._ivf_ids = _IdRegistry(ids)
+            logger.info("vector index: %d vectors, now IVF-SQ8 with %d lists", len(ids), rebuilt.nlist)
+        else:
+            rebuilt = _new_id_map(_flat(self.dim))
+            if len(ids):
+                rebuilt.add_with_ids(vectors, ids)
         self._index = rebuilt
+
+    def _retrain(self) -> None:
+        """Re-cluster an IVF index that outgrew its lists (caller holds the write lock).
+
+        The scalar quantizer is kept, so each vector decodes and re-encodes to the same code;
+        only its list changes. Lists are moved one at a time, so the float copy held at once
+        is the k-means sample plus one list.
+        """
+        old = self._index
+        nlist = _nlist_for(old.ntotal)
+        sample = _ivf_sample(old, nlist * IVF_TRAIN_PER_LIST)
+        new = _ivf_sq8(self.dim, nlist, sample, sq=old.sq)
+        for list_ids, codes in _ivf_lists(old):
+            if len(list_ids):
+                new.add_with_ids(old.sq.decode(codes), list_ids.copy())
+        self._index = new
+        logger.info("vector index: %d vectors, re-clustered into %d lists", new.ntotal, nlist)
 
 
 def embedder_record_path(index_path: str | os.PathLike) -> Path:
@@ -323,15 +410,6 @@ def _flat(dim: int):
     return faiss.IndexFlatIP(dim)
 
 
-def _hnsw(dim: int):
-    import faiss
-
-    index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    index.hnsw.efSearch = HNSW_EF_SEARCH
-    return index
-
-
 def _new_id_map(inner):
     import faiss
 
@@ -339,10 +417,132 @@ def _new_id_map(inner):
     return faiss.IndexIDMap2(inner)
 
 
-def _is_hnsw(index) -> bool:
+def _kind(index) -> str:
     import faiss
 
-    return isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW)
+    if isinstance(index, faiss.IndexIVF):
+        return "ivf"
+    return "hnsw" if isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW) else "flat"
+
+
+def _nlist_for(n: int) -> int:
+    """Inverted lists for ``n`` vectors: the power of two nearest ``IVF_LISTS_PER_SQRT * sqrt(n)``,
+    with at least ``IVF_TRAIN_PER_LIST`` vectors to train each centroid."""
+    target = IVF_LISTS_PER_SQRT * np.sqrt(max(n, 1))
+    nlist = 2 ** round(float(np.log2(target)))
+    while nlist > 1 and nlist * IVF_TRAIN_PER_LIST > n:
+        nlist //= 2
+    return int(min(nlist, IVF_MAX_LISTS))
+
+
+def _ivf_sq8(dim: int, nlist: int, train_vectors: np.ndarray, sq=None):
+    """An empty IVF-SQ8 index (codes not by residual, so they do not depend on the lists), its
+    centroids trained on a sample of ``train_vectors``; with ``sq``, that scalar quantizer is kept."""
+    import faiss
+
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                          faiss.METRIC_INNER_PRODUCT, False)
+    index.cp.niter = IVF_TRAIN_ITERATIONS
+    index.cp.max_points_per_centroid = IVF_TRAIN_PER_LIST
+    sample = train_vectors
+    if len(sample) > nlist * IVF_TRAIN_PER_LIST:
+        picks = np.random.default_rng(0).choice(len(sample), nlist * IVF_TRAIN_PER_LIST, replace=False)
+        sample = train_vectors[np.sort(picks)]
+    if sq is None:
+        index.sq.rangestat_arg = IVF_SQ_RANGE_MARGIN
+        index.train(sample)
+    else:
+        clustering = faiss.Clustering(dim, nlist, index.cp)
+        clustering.train(sample, quantizer)
+        index.sq = sq
+        index.is_trained = True
+    return index  # the python wrapper keeps ``quantizer`` alive with the index
+
+
+def _ivf_lists(index) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Each non-empty inverted list as (ids, codes (n, code_size) uint8): views, valid while the
+    index is unchanged."""
+    import faiss
+
+    invlists = index.invlists
+    code_size = invlists.code_size
+    for list_no in range(index.nlist):
+        n = invlists.list_size(list_no)
+        if n == 0:
+            continue
+        ids = faiss.rev_swig_ptr(invlists.get_ids(list_no), n)
+        codes = faiss.rev_swig_ptr(invlists.get_codes(list_no), n * code_size).reshape(n, code_size)
+        yield ids, codes
+
+
+def _ivf_ids(index) -> np.ndarray:
+    parts = [ids.copy() for ids, _ in _ivf_lists(index)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _ivf_sample(index, n: int) -> np.ndarray:
+    """About ``n`` decoded vectors drawn uniformly from an IVF-SQ8 index, one list at a time."""
+    share = min(1.0, n / max(index.ntotal, 1))
+    rng = np.random.default_rng(0)
+    parts = []
+    for _, codes in _ivf_lists(index):
+        picked = codes[rng.random(len(codes)) < share]
+        if len(picked):
+            parts.append(index.sq.decode(np.ascontiguousarray(picked)))
+    return np.concatenate(parts) if parts else np.zeros((0, index.d), dtype=np.float32)
+
+
+def _ivf_reconstruct(index, vector_id: int) -> np.ndarray:
+    for ids, codes in _ivf_lists(index):
+        hit = np.flatnonzero(ids == vector_id)
+        if len(hit):
+            return index.sq.decode(np.ascontiguousarray(codes[hit[:1]]))[0]
+    raise KeyError(vector_id)
+
+
+class _IdRegistry:
+    """The writer's set of an IVF index's ids, 8 bytes an id: a sorted array plus the ids added and
+    removed since it was last merged (merged once they reach an eighth of it), so checking a
+    batch of new ids costs a binary search, not a scan of the index."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self._base = np.sort(ids)
+        self._added: set[int] = set()
+        self._removed: set[int] = set()
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        pos = np.minimum(np.searchsorted(self._base, ids), max(len(self._base) - 1, 0))
+        in_base = (self._base[pos] == ids) if len(self._base) else np.zeros(len(ids), dtype=bool)
+        return np.array([(hit and i not in self._removed) or i in self._added
+                         for i, hit in zip(ids.tolist(), in_base.tolist())], dtype=bool)
+
+    def add(self, ids: np.ndarray) -> None:
+        for i in ids.tolist():
+            if i in self._removed:
+                self._removed.discard(i)
+            else:
+                self._added.add(i)
+        self._maybe_merge()
+
+    def discard(self, ids: np.ndarray) -> None:
+        present = self.contains(ids)
+        for i in ids[present].tolist():
+            if i in self._added:
+                self._added.discard(i)
+            else:
+                self._removed.add(i)
+        self._maybe_merge()
+
+    def _maybe_merge(self) -> None:
+        if len(self._added) + len(self._removed) > max(4096, len(self._base) // 8):
+            base = self._base
+            if self._removed:
+                base = base[~np.isin(base, np.fromiter(self._removed, dtype=np.int64))]
+            added = np.fromiter(self._added, dtype=np.int64, count=len(self._added))
+            self._base = np.sort(np.concatenate([base, added]))
+            self._added.clear()
+            self._removed.clear()
 
 
 def _check_vectors(vectors: np.ndarray, dim: int, name: str) -> np.ndarray:

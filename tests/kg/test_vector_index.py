@@ -1,4 +1,6 @@
-"""VectorIndex: id mapping, flat and HNSW search, removal, atomic persistence, input checks, threads."""
+"""VectorIndex: id mapping, flat search, legacy HNSW files, removal, atomic persistence, input checks, threads.
+
+The compressed (IVF-SQ8) index has its own tests in ``test_vector_index_ivf.py``."""
 
 from __future__ import annotations
 
@@ -60,13 +62,22 @@ def test_remove_flat(filled):
     assert index.search(vectors[:1], 1)[1][0, 0] == 1000
 
 
-def test_grows_into_hnsw_and_removal_uses_tombstones(tmp_path: Path):
+def legacy_hnsw(tmp_path: Path, ids: np.ndarray, vectors: np.ndarray) -> Path:
+    """An HNSW index file as earlier versions saved it: IndexIDMap2 over IndexHNSWFlat."""
+    import faiss
+
+    inner = faiss.IndexHNSWFlat(DIM, 32, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexIDMap2(inner)
+    index.add_with_ids(vectors, ids)
+    path = tmp_path / "legacy.faiss"
+    faiss.write_index(index, str(path))
+    return path
+
+
+def test_a_legacy_hnsw_index_loads_searches_and_removes_with_tombstones(tmp_path: Path):
     vectors = unit_vectors(400, seed=1)
     ids = np.arange(400, dtype=np.int64) * 3
-    index = VectorIndex.create(DIM, hnsw_threshold=150)
-    index.add(ids[:100], vectors[:100])
-    assert index.kind == "flat"
-    index.add(ids[100:], vectors[100:])
+    index = VectorIndex.load(legacy_hnsw(tmp_path, ids, vectors), ivf_threshold=1000)
     assert index.kind == "hnsw" and index.ntotal == 400
     _, found = index.search(vectors[:20], 1)
     assert found[:, 0].tolist() == ids[:20].tolist()
@@ -81,25 +92,36 @@ def test_grows_into_hnsw_and_removal_uses_tombstones(tmp_path: Path):
         index.reconstruct(int(removed[0]))
 
     path = index.save(tmp_path / "index.faiss")
-    loaded = VectorIndex.load(path, hnsw_threshold=150)
+    loaded = VectorIndex.load(path, ivf_threshold=1000)
     assert loaded.kind == "hnsw" and loaded.ntotal == 350
     np.testing.assert_array_equal(np.sort(loaded.ids()), np.sort(ids[50:]))
     _, found = loaded.search(vectors[:50], 10)
     assert not np.isin(found, removed).any()
+    mapped = VectorIndex.load(path, mmap=True)
+    np.testing.assert_array_equal(mapped.search(vectors[50:60], 5)[1], loaded.search(vectors[50:60], 5)[1])
 
     loaded.add(removed[:5], vectors[:5])  # re-adding a tombstoned id works
     assert loaded.search(vectors[:1], 1)[1][0, 0] == removed[0]
 
 
-def test_many_tombstones_compact_the_index():
+def test_many_tombstones_compact_a_legacy_hnsw_index(tmp_path: Path):
     vectors = unit_vectors(300, seed=2)
     ids = np.arange(300, dtype=np.int64)
-    index = VectorIndex.create(DIM, hnsw_threshold=100)
-    index.add(ids, vectors)
-    index.remove(ids[:200])  # 2/3 tombstones: rebuilt, and small enough to be flat again
+    index = VectorIndex.load(legacy_hnsw(tmp_path, ids, vectors), ivf_threshold=1000)
+    index.remove(ids[:200])  # 2/3 tombstones: rebuilt, and small enough to be flat
     assert index.kind == "flat" and index.ntotal == 100
     _, found = index.search(vectors[200:210], 1)
     assert found[:, 0].tolist() == ids[200:210].tolist()
+
+
+def test_a_legacy_hnsw_index_grown_past_the_threshold_becomes_ivf(tmp_path: Path):
+    vectors = unit_vectors(700, seed=4)
+    ids = np.arange(700, dtype=np.int64)
+    index = VectorIndex.load(legacy_hnsw(tmp_path, ids[:400], vectors[:400]), ivf_threshold=500)
+    index.remove(ids[:10])
+    index.add(ids[400:], vectors[400:])
+    assert index.kind == "ivf" and index.ntotal == 690
+    np.testing.assert_array_equal(index.ids(), ids[10:])
 
 
 def test_save_load_round_trip(filled, tmp_path: Path):
@@ -112,12 +134,12 @@ def test_save_load_round_trip(filled, tmp_path: Path):
     assert [p.name for p in path.parent.iterdir()] == ["passages.faiss"]
 
 
-@pytest.mark.parametrize("threshold", [10_000, 100], ids=["flat", "hnsw"])
+@pytest.mark.parametrize("threshold", [10_000, 100], ids=["flat", "ivf"])
 def test_a_memory_mapped_index_searches_alike_and_refuses_changes(tmp_path: Path, threshold: int):
     vectors, ids = unit_vectors(300, seed=3), np.arange(300, dtype=np.int64)
-    index = VectorIndex.create(DIM, hnsw_threshold=threshold)
+    index = VectorIndex.create(DIM, ivf_threshold=threshold)
     index.add(ids, vectors)
-    mapped = VectorIndex.load(index.save(tmp_path / "passages.faiss"), hnsw_threshold=threshold, mmap=True)
+    mapped = VectorIndex.load(index.save(tmp_path / "passages.faiss"), ivf_threshold=threshold, mmap=True)
     assert mapped.kind == index.kind and mapped.read_only
     np.testing.assert_array_equal(mapped.search(vectors[:5], 3)[1], index.search(vectors[:5], 3)[1])
     with pytest.raises(ValueError, match="memory-mapped read-only"):
@@ -200,7 +222,7 @@ def test_concurrent_searches_and_writes_stay_consistent():
     """Readers run while a writer adds and removes; every answer is an id that was live and correct."""
     vectors = unit_vectors(1200, seed=3)
     ids = np.arange(1200, dtype=np.int64)
-    index = VectorIndex.create(DIM, hnsw_threshold=600)
+    index = VectorIndex.create(DIM, ivf_threshold=600)
     index.add(ids[:500], vectors[:500])
     errors: list[BaseException] = []
     stop = threading.Event()
@@ -219,7 +241,7 @@ def test_concurrent_searches_and_writes_stay_consistent():
     for thread in threads:
         thread.start()
     try:
-        for start in range(500, 1200, 100):  # crosses the HNSW threshold mid-way
+        for start in range(500, 1200, 100):  # crosses the IVF threshold mid-way
             index.add(ids[start:start + 100], vectors[start:start + 100])
             index.remove(ids[start:start + 20])
     finally:
@@ -227,4 +249,4 @@ def test_concurrent_searches_and_writes_stay_consistent():
         for thread in threads:
             thread.join()
     assert not errors, errors[0]
-    assert index.kind == "hnsw" and index.ntotal == 1200 - 7 * 20
+    assert index.kind == "ivf" and index.ntotal == 1200 - 7 * 20
