@@ -221,6 +221,16 @@ def build_tiny_kb(data_dir: Path, embedder=None) -> Settings:
     return settings
 
 
+@pytest.fixture
+def tiny_store(tmp_path):
+    """Settings and sessions of a tiny store whose passages are written but not embedded yet."""
+    settings = tiny_settings(tmp_path / "data")
+    sessions = open_store(settings)
+    write_tiny_kb(sessions)
+    yield settings, sessions
+    sessions.kw["bind"].dispose()
+
+
 @pytest.fixture(scope="module")
 def tiny_kb(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A tiny knowledge base, read-only for the tests of a module; test modules import this fixture."""

@@ -15,7 +15,7 @@ from kg.vector_index import VectorIndex
 from kg.vectors import PassageVectors, consistency
 from models.embedding.embedder import document_text
 from tests.helpers.tiny_kb import (
-    ALABAMA, PAGES, HashingEmbedder, open_store, tiny_settings, write_article, write_tiny_kb,
+    ALABAMA, PAGES, HashingEmbedder, tiny_store, write_article,  # noqa: F401 (fixture)
 )
 
 PASSAGES = sum(len(page.passages) for page in PAGES)
@@ -23,13 +23,8 @@ CONSISTENT = {"orphan_vectors": 0, "flagged_without_vector": 0, "unembedded_pass
 
 
 @pytest.fixture
-def store(tmp_path):
-    """Settings and sessions of a tiny store whose passages are written but not embedded yet."""
-    settings = tiny_settings(tmp_path / "data")
-    sessions = open_store(settings)
-    write_tiny_kb(sessions)
-    yield settings, sessions
-    sessions.kw["bind"].dispose()
+def store(tiny_store):
+    return tiny_store
 
 
 def saved_index(settings) -> VectorIndex | None:

@@ -1,5 +1,4 @@
 from retrieval.sparse import SparseIndex
-from kgqa.text import content_words, fold, numbers
 
 DOCS = {
     "alabama:0": "Alabama is a state in the Southeastern United States. Its capital is Montgomery.",
@@ -31,8 +30,3 @@ def test_stopword_only_or_empty_queries_find_nothing():
     assert index.search("", k=3) == []
     assert SparseIndex().build([], []).search("Alabama", k=3) == []
 
-
-def test_text_helpers():
-    assert fold("Capitals") == "capital" and fold("cities") == "city" and fold("Orwell's") == "orwell"
-    assert "the" not in content_words("the capital of Alabama")
-    assert numbers("founded in 1,819 and 3.5 km") == {"1819", "3.5"}

@@ -1,0 +1,18 @@
+from kgqa.text import ContentWordCoder, content_words, fold, numbers
+
+TEXTS = ["The capitals of the United States' states", "Orwell's Animal Farm (1945): animals, ANIMALS and cities",
+         "a I to", "", "Café déjà-vu naïve CAFÉ 3.5 km, 1,819 people"]
+
+
+def test_text_helpers():
+    assert fold("Capitals") == "capital" and fold("cities") == "city" and fold("Orwell's") == "orwell"
+    assert "the" not in content_words("the capital of Alabama")
+    assert numbers("founded in 1,819 and 3.5 km") == {"1819", "3.5"}
+
+
+def test_the_coder_gives_content_words_as_ids_of_one_vocabulary():
+    coder = ContentWordCoder()
+    encoded = [coder.encode(text) for text in TEXTS * 2]  # the second time from its memo
+    words = list(coder.vocab)
+    assert [[words[at] for at in ids] for ids in encoded] == [content_words(text) for text in TEXTS * 2]
+    assert coder.encode("a I to") == [] and coder.id("<empty>") == len(words)
