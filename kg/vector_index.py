@@ -78,6 +78,9 @@ _MAX_ID = np.iinfo(np.int64).max
 # query wait on each other, which on a busy machine made a 10k flat search 40x slower.
 # Concurrent requests still run in parallel, each on its own thread.
 SMALL_BATCH = 4
+# Adds of up to this many vectors run on the calling thread too: 64 at a time (as ingestion adds)
+# into a 512-list IVF-SQ8 index, 57k vectors/s on one thread vs 10k/s on two, on a busy 2-core machine.
+SMALL_ADD = 1024
 
 
 class VectorIndex:
@@ -191,14 +194,16 @@ class VectorIndex:
             if taken.any():
                 raise ValueError(f"vector ids already in the index: {vector_ids[taken][:10].tolist()}")
             if self.kind == "ivf":
-                self._index.add_with_ids(vectors, vector_ids)
+                with _single_threaded(len(vector_ids) <= SMALL_ADD):
+                    self._index.add_with_ids(vectors, vector_ids)
                 self._ivf_ids.add(vector_ids)
                 if _nlist_for(self._index.ntotal) >= 2 * self._index.nlist:
                     self._retrain()
             elif self._index.ntotal + len(vector_ids) > self.ivf_threshold:
                 self._rebuild(extra_ids=vector_ids, extra_vectors=vectors)
             else:
-                self._index.add_with_ids(vectors, vector_ids)
+                with _single_threaded(len(vector_ids) <= SMALL_ADD):
+                    self._index.add_with_ids(vectors, vector_ids)
 
     def remove(self, vector_ids: np.ndarray) -> int:
         """Remove these ids (unknown ids are ignored); returns how many were removed."""
