@@ -1,7 +1,7 @@
-"""Embedding and vector-index benchmark: fast embedder vs plain sentence-transformers, flat vs HNSW,
-and whether a passage's vector depends on the passages embedded with it.
+"""Embedding benchmark: fast embedder vs plain sentence-transformers, and whether a passage's vector
+depends on the passages embedded with it (the vector index has its own: ``bench/vector_index.py``).
 
-    python bench/embed.py [--kb DATA_DIR] [--passages 256] [--sizes 10000,50000,100000]
+    python bench/embed.py [--kb DATA_DIR] [--passages 256]
 
 Prints tables and writes ``bench/results/embed.json``. ``compare_embedding`` is
 importable (the ingestion benchmark reuses it). All ratios come from one run.
@@ -140,46 +140,10 @@ def batch_independence(embedder: Embedder, texts: list[str], seed: int = 0) -> d
             for name, other in arrangements.items()}
 
 
-def compare_index_kinds(sizes: list[int], dim: int = 384, queries: int = 200, k: int = 10) -> list[dict]:
-    """Flat vs HNSW on clustered synthetic unit vectors: build time, p50 search latency, recall@10 vs exact."""
-    import faiss
-
-    from retrieval import vector_index as vi
-
-    rng = np.random.default_rng(0)
-    rows = []
-    for n in sizes:
-        centres = rng.standard_normal((max(16, n // 100), dim)).astype(np.float32)
-        data = centres[rng.integers(0, len(centres), n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
-        data /= np.linalg.norm(data, axis=1, keepdims=True)
-        probe = data[rng.integers(0, n, queries)] + 0.3 * rng.standard_normal((queries, dim)).astype(np.float32)
-        probe /= np.linalg.norm(probe, axis=1, keepdims=True)
-        ids = np.arange(n, dtype=np.int64)
-        exact = None
-        for kind in ("flat", "hnsw"):
-            index = vi.VectorIndex(faiss.IndexIDMap2(vi._flat(dim) if kind == "flat" else vi._hnsw(dim)),
-                                   hnsw_threshold=max(sizes) + 1)
-            _, build_s, _ = _timed(lambda: index.add(ids, data))
-            latencies = []
-            found = np.empty((queries, k), dtype=np.int64)
-            for i in range(queries):
-                start = time.perf_counter()
-                found[i] = index.search(probe[i:i + 1], k)[1][0]
-                latencies.append((time.perf_counter() - start) * 1000)
-            exact = found if kind == "flat" else exact
-            recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, exact)]))
-            rows.append({"n": n, "kind": kind, "build_s": build_s, "search_p50_ms": statistics.median(latencies),
-                         "recall_at_10": recall})
-            print(f"{n:>9,} {kind:5s} build {build_s:7.1f}s  search p50 {rows[-1]['search_p50_ms']:7.2f} ms"
-                  f"  recall@10 {recall:.3f}", flush=True)
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kb", type=Path, help="data folder of a built knowledge base (real passages)")
     parser.add_argument("--passages", type=int, default=256)
-    parser.add_argument("--sizes", default="10000,50000,100000", help="synthetic index sizes; '' skips")
     args = parser.parse_args()
     settings = Settings(data_dir=args.kb) if args.kb else Settings()
     texts = sample_passages(settings, args.passages)
@@ -194,11 +158,9 @@ def main() -> None:
     for name, row in independence.items():
         print(f"{name:>9} vs together: identical rows {row['identical_rows']}/{row['rows']}"
               f"  max |diff| {row['max_abs_diff']:.2e}  cosine min {row['cosine_min']:.6f}", flush=True)
-    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    index_rows = compare_index_kinds(sizes) if sizes else []
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"machine": platform.platform(), "embedding": embed,
-                                   "batch_independence": independence, "index": index_rows},
+                                   "batch_independence": independence},
                                   indent=2))
     print(f"\nwrote {RESULTS}")
 

@@ -31,10 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from kg import vector_index as vi  # noqa: E402
-from kg.vector_index import VectorIndex  # noqa: E402
+from kg import vector_index as vi
+from kg.vector_index import VectorIndex
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vector_index.json"
 DIM = 384

@@ -169,12 +169,24 @@ class VectorIndex:
             return int(np.count_nonzero(self._id_map_view() >= 0))
 
     def ids(self) -> np.ndarray:
-        """The live vector ids, int64: in insertion order (flat, HNSW) or ascending (IVF)."""
+        """The live vector ids, int64: in insertion order (flat, HNSW) or list by list (IVF)."""
         with self._lock.reading():
             if self.kind == "ivf":
-                return np.sort(_ivf_ids(self._index))
+                return _ivf_ids(self._index)
             id_map = self._id_map_view()
             return id_map[id_map >= 0].copy()
+
+    def max_id(self) -> int:
+        """The largest live id, -1 when empty; cheap for the writer of an IVF index (ingestion asks
+        before every SQL batch)."""
+        with self._lock.reading():
+            if self.kind == "ivf" and self._ivf_ids is not None:
+                return self._ivf_ids.max_id()
+            if self.kind == "ivf":
+                live = _ivf_ids(self._index)
+            else:
+                live = self._id_map_view()
+            return int(live.max()) if len(live) else -1
 
     def __len__(self) -> int:
         return self.ntotal
@@ -538,6 +550,14 @@ class _IdRegistry:
             else:
                 self._removed.add(i)
         self._maybe_merge()
+
+    def max_id(self) -> int:
+        """The largest id held (-1 when none), without merging: walks back over removed ids only."""
+        best = max(self._added, default=-1)
+        for i in self._base[::-1]:
+            if int(i) not in self._removed:
+                return max(best, int(i))
+        return best
 
     def _maybe_merge(self) -> None:
         if len(self._added) + len(self._removed) > max(4096, len(self._base) // 8):

@@ -89,8 +89,7 @@ class PassageVectors:
             self.dirty = True
 
     def max_id(self) -> int:
-        ids = self.index.ids()
-        return int(ids.max()) if len(ids) else -1
+        return self.index.max_id()
 
     def remove(self, vector_ids: list[int]) -> None:
         if vector_ids:

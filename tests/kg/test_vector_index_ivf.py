@@ -127,7 +127,7 @@ def test_removal_is_real_and_ids_can_return(tmp_path: Path):
     assert index.search(vectors[:1], 1)[1][0, 0] == removed[0]
     assert index.remove(removed[:5]) == 5 and index.remove(removed[:5]) == 0
     loaded = VectorIndex.load(index.save(tmp_path / "passages.faiss"))
-    np.testing.assert_array_equal(loaded.ids(), np.sort(ids[100:]))
+    np.testing.assert_array_equal(np.sort(loaded.ids()), np.sort(ids[100:]))
 
 
 def test_save_and_memory_mapped_load_search_alike(big, queries, tmp_path: Path):
@@ -141,7 +141,7 @@ def test_save_and_memory_mapped_load_search_alike(big, queries, tmp_path: Path):
         scores, found = loaded.search(queries, 10)
         np.testing.assert_array_equal(found, expected)
         np.testing.assert_array_equal(scores, expected_scores)
-    np.testing.assert_array_equal(mapped.ids(), np.sort(ids))
+    np.testing.assert_array_equal(np.sort(mapped.ids()), np.sort(ids))
     with pytest.raises(ValueError, match="memory-mapped read-only"):
         mapped.add(np.array([1], dtype=np.int64), vectors[:1])
     copied.add(np.array([1], dtype=np.int64), vectors[:1])  # a copied load stays writable
@@ -178,3 +178,16 @@ def test_nlist_grows_with_the_square_root_and_never_outruns_its_training_sample(
     assert vi._nlist_for(3_000_000) == 4_096
     for n in (1, 50, 700, 20_000, 10**6):
         assert vi._nlist_for(n) * vi.IVF_TRAIN_PER_LIST <= max(n, vi.IVF_TRAIN_PER_LIST)
+
+
+def test_max_id_follows_adds_and_removals(tmp_path: Path):
+    index, ids, vectors = grown(1_000, threshold=500, seed=6)
+    assert index.max_id() == ids.max()
+    index.remove(ids[-3:])
+    assert index.max_id() == ids[-4]
+    index.add(np.array([10**6], dtype=np.int64), vectors[:1])
+    assert index.max_id() == 10**6
+    index.remove(np.array([10**6], dtype=np.int64))
+    assert index.max_id() == ids[-4]
+    assert VectorIndex.load(index.save(tmp_path / "passages.faiss"), mmap=True).max_id() == ids[-4]
+    assert VectorIndex.create(DIM).max_id() == -1
