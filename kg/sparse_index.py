@@ -74,6 +74,16 @@ class SparseArrays:
     def __len__(self) -> int:
         return len(self.vector_ids)
 
+    @classmethod
+    def empty(cls) -> "SparseArrays":
+        """The arrays of a knowledge base without passages."""
+        none, strings, offsets = np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(1, np.int64)
+        return cls(vector_ids=none, page_ids=none, ordinals=none.astype(np.int32), id_bytes=strings,
+                   id_offsets=offsets, id_order=none, vector_order=none, title_bytes=strings, title_offsets=offsets,
+                   title_pages=none, vocab_bytes=strings, vocab_offsets=offsets,
+                   scores={"data": np.zeros(0, np.float32), "indices": np.zeros(0, np.int32), "indptr": offsets,
+                           "num_docs": 0})
+
 
 def sparse_dir(settings: Settings) -> Path:
     return settings.index_dir / "bm25"

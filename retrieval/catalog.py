@@ -30,17 +30,12 @@ class PassageCatalog:
     """Lookups by passage id, FAISS vector id, page and page title (a page's passages in reading order)."""
 
     def __init__(self, arrays: SparseArrays | None = None):
-        empty = np.zeros(0, dtype=np.int64)
-        self._vector_ids = arrays.vector_ids if arrays is not None else empty
-        self._page_ids = arrays.page_ids if arrays is not None else empty
-        self._ordinals = arrays.ordinals if arrays is not None else empty
-        self._vector_order = arrays.vector_order if arrays is not None else empty
-        no_strings = (np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64))
-        self._ids = PackedStrings(*((arrays.id_bytes, arrays.id_offsets) if arrays is not None else no_strings),
-                                  order=arrays.id_order if arrays is not None else empty)
-        self._titles = PackedStrings(*((arrays.title_bytes, arrays.title_offsets) if arrays is not None
-                                       else no_strings))
-        self._title_pages = arrays.title_pages if arrays is not None else empty
+        arrays = SparseArrays.empty() if arrays is None else arrays
+        self._vector_ids, self._page_ids, self._ordinals = arrays.vector_ids, arrays.page_ids, arrays.ordinals
+        self._vector_order = arrays.vector_order
+        self._ids = PackedStrings(arrays.id_bytes, arrays.id_offsets, order=arrays.id_order)
+        self._titles = PackedStrings(arrays.title_bytes, arrays.title_offsets)
+        self._title_pages = arrays.title_pages
         self.by_id: Mapping[str, PassageRef] = _Lookup(self._ids.find, self.ref, self._ids.__getitem__, len(self))
         self.by_vector: Mapping[int, PassageRef] = _Lookup(
             self._position_of_vector, self.ref, lambda at: int(self._vector_ids[at]), len(self))

@@ -13,7 +13,9 @@ from kg.sparse_index import ARRAYS, build_sparse_index, load_sparse_index, open_
 from kg.store import Passage
 from retrieval.catalog import PassageCatalog
 from retrieval.sparse import SparseIndex
-from tests.helpers.tiny_kb import ALABAMA, PAGES, article, tiny_store, write_article  # noqa: F401 (fixture)
+from tests.helpers.tiny_kb import (  # noqa: F401 (fixture)
+    ALABAMA, PAGES, article, open_store, tiny_store, write_article,
+)
 
 PASSAGES = sum(len(page.passages) for page in PAGES)
 QUERIES = ["Huntsville convention", "Albert", "capital of Alabama capital", "Orwell novella farm animals",
@@ -122,3 +124,14 @@ def test_a_broken_file_is_rebuilt_and_an_unwritable_folder_builds_for_this_proce
     write_article(sessions, article(9001, "Atlantis", 1, [("", "Atlantis is a fictional island.")]))
     index, catalog = mapped(settings, sessions)
     assert len(catalog) == PASSAGES + 1 and index.search("fictional island", 1)[0][0] == "9001:1:0:0"
+
+
+def test_a_store_without_passages_gives_an_index_that_finds_nothing(tmp_path):
+    from tests.helpers.tiny_kb import tiny_settings
+
+    settings = tiny_settings(tmp_path / "data")
+    sessions = open_store(settings)
+    index, catalog = mapped(settings, sessions)
+    assert index.size == len(catalog) == len(PassageCatalog()) == 0
+    assert index.search("Alabama", 5) == [] and catalog.of_title("Alabama") == [] and 0 not in catalog.by_vector
+    sessions.kw["bind"].dispose()
