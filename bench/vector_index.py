@@ -10,11 +10,13 @@ p50/p95 and recall@10 against exact search at each nprobe. Prints tables and wri
 ``bench/results/vector_index.json`` (keeping the sizes an earlier run measured), with the machine's
 load average (2 shared cores) around each size.
 
-Synthetic vectors: Gaussian clusters (``PER_CLUSTER`` vectors each) in a random 384-d basis whose
-variance spectrum decays like MiniLM's (top 10/64/128 principal components: 29/68/82% of the
-variance, real sample 27/70/86%), shifted off the origin and normalised; ``SPREAD`` sets the
-nearest-neighbour cosine at the sample's size near the real sample's (median 0.72). Queries are
-held-out vectors of the same distribution.
+Synthetic vectors (``--data``) live in a random 384-d basis whose variance spectrum decays like
+MiniLM's (top 10/64/128 principal components: 29/68/82% of the variance; the real sample's 27/70/86%),
+shifted off the origin and normalised. ``topics``: topics, subtopic clusters of lognormal sizes
+around them, vectors around those. ``clusters``: equal clusters of 50 around independent centres,
+the harder case for IVF. Spreads put the median nearest-neighbour cosine at 2,661 vectors near
+the real sample's (0.72). Queries are held-out vectors of the same distribution; ``--kb`` adds the
+real sample's own vectors (held-out passages as queries).
 """
 
 from __future__ import annotations
@@ -39,29 +41,58 @@ DIM = 384
 CHUNK = 64  # kg/vectors.py EMBED_CHUNK
 QUERIES = 200
 K = 10
-PER_CLUSTER = 50
-SPREAD = 0.7
+PER_TOPIC = 2_000  # vectors per topic, on average
+PER_CLUSTER = 50  # vectors per subtopic cluster, on average; sizes vary lognormally:
+CLUSTER_SIZE_SIGMA = 1.5  # a few clusters of thousands, many of a handful, as topics are in Wikipedia
+SUBTOPIC_SPREAD = 0.7
+SPREAD = 1.0
+CLUSTERS_SPREAD = 0.7
 SPECTRUM_POWER, SPECTRUM_OFFSET = 1.3, 10
 
 
-def passage_like(n: int, seed: int = 0) -> np.ndarray:
-    """``n`` unit vectors with the structure described in the module docstring (float32)."""
+def _space() -> tuple[np.ndarray, np.ndarray]:
+    """The 384-d basis scaled by the MiniLM-like spectrum, and the offset from the origin."""
     basis_rng = np.random.default_rng(1234)  # one space for every size
     q, _ = np.linalg.qr(basis_rng.standard_normal((DIM, DIM)))
     spectrum = (np.arange(DIM) + SPECTRUM_OFFSET) ** -SPECTRUM_POWER
     scale = (q * np.sqrt(spectrum / spectrum.sum())).T.astype(np.float32)
     shift = basis_rng.standard_normal(DIM).astype(np.float32)
     shift *= 0.2 / np.linalg.norm(shift)
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((max(8, n // PER_CLUSTER), DIM), dtype=np.float32) @ scale
+    return scale, shift
+
+
+def _finish(centres: np.ndarray, weights: np.ndarray | None, spread: float, n: int, rng) -> np.ndarray:
+    scale, shift = _space()
     out = np.empty((n, DIM), dtype=np.float32)
     for start in range(0, n, 100_000):
         m = min(n, start + 100_000) - start
-        block = centres[rng.integers(0, len(centres), m)]
-        block += SPREAD * (rng.standard_normal((m, DIM), dtype=np.float32) @ scale)
-        block += shift
+        picks = rng.choice(len(centres), m, p=None if weights is None else weights / weights.sum())
+        block = centres[picks] + spread * (rng.standard_normal((m, DIM), dtype=np.float32) @ scale) + shift
         out[start:start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
+
+
+def topic_vectors(n: int, seed: int = 0) -> np.ndarray:
+    """Topics, subtopic clusters of lognormal sizes around them, vectors around those (float32)."""
+    scale, _ = _space()
+    rng = np.random.default_rng(seed)
+    topics = rng.standard_normal((max(4, n // PER_TOPIC), DIM), dtype=np.float32) @ scale
+    n_clusters = max(8, n // PER_CLUSTER)
+    centres = topics[rng.integers(0, len(topics), n_clusters)]
+    centres += SUBTOPIC_SPREAD * (rng.standard_normal((n_clusters, DIM), dtype=np.float32) @ scale)
+    return _finish(centres, rng.lognormal(0.0, CLUSTER_SIZE_SIGMA, n_clusters), SPREAD, n, rng)
+
+
+def cluster_vectors(n: int, seed: int = 0) -> np.ndarray:
+    """Equal-sized clusters of ``PER_CLUSTER`` around independent centres, no larger structure: the
+    harder set, as neighbours scatter over many IVF lists (float32)."""
+    scale, _ = _space()
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(8, n // PER_CLUSTER), DIM), dtype=np.float32) @ scale
+    return _finish(centres, None, CLUSTERS_SPREAD, n, rng)
+
+
+GENERATORS = {"topics": topic_vectors, "clusters": cluster_vectors}
 
 
 def nn_median(vectors: np.ndarray) -> float:
@@ -147,17 +178,18 @@ def measure(name: str, index: VectorIndex, queries: np.ndarray, exact: np.ndarra
             "bytes_per_vector": path.stat().st_size / index.ntotal, **extra, **mapped_process(path, queries)}
     path.unlink()
     rows = []
-    for nprobe in (nprobes if index.kind == "ivf" else [0]):
-        vi.IVF_NPROBE = nprobe
+    for pinned in ([*nprobes, None] if index.kind == "ivf" else [None]):
+        vi.IVF_NPROBE = pinned  # None: the index's own rule
         found, latencies = timed_searches(index, queries)
-        rows.append({**base, "nprobe": nprobe, "search_p50_ms": statistics.median(latencies),
+        rows.append({**base, "nprobe": index.nprobe, "default_nprobe": pinned is None, "search_p50_ms": statistics.median(latencies),
                      "search_p95_ms": float(np.percentile(latencies, 95)),
                      "recall_at_10": recall(found, exact) if exact is not None else 1.0, "found": found})
     return rows
 
 
 def print_row(row: dict) -> None:
-    print(f"{row['n']:>9,} {row['kind']:4s} {row['nlist']:>6} {row['nprobe']:>6} {row['add_per_s']:>9,.0f}"
+    nprobe = f"{row['nprobe']}{'*' if row.get('default_nprobe') and row['kind'] == 'ivf' else ''}"
+    print(f"{row['n']:>9,} {row['kind']:4s} {row['nlist']:>6} {nprobe:>6} {row['add_per_s']:>9,.0f}"
           f" {row['train_s']:>7.1f} {row['bytes_per_vector']:>7.0f} {row['load_s']:>6.2f}"
           f" {row['private_mb_added']:>8.0f} {row['shared_file_mb']:>8.0f}"
           f" {row['search_p50_ms']:>7.2f} {row['search_p95_ms']:>7.2f} {row['recall_at_10']:>6.3f}", flush=True)
@@ -167,8 +199,8 @@ HEADER = (f"{'n':>9} {'kind':4s} {'nlist':>6} {'nprobe':>6} {'add/s':>9} {'train
           f" {'load s':>6} {'priv MB':>8} {'file MB':>8} {'p50 ms':>7} {'p95 ms':>7} {'R@10':>6}")
 
 
-def run_size(n: int, nprobes: list[int], workdir: Path) -> list[dict]:
-    data = passage_like(n + QUERIES, seed=n)
+def run_size(n: int, data_kind: str, nprobes: list[int], workdir: Path) -> list[dict]:
+    data = GENERATORS[data_kind](n + QUERIES, seed=n)
     vectors, queries = data[:n], np.ascontiguousarray(data[n:])
     del data
     ids = np.arange(n, dtype=np.int64)
@@ -207,7 +239,8 @@ def real_sample(kb: Path, nprobes: list[int], workdir: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
-    parser.add_argument("--nprobes", default="8,16,32,64")
+    parser.add_argument("--nprobes", default="16,32,64,128")
+    parser.add_argument("--data", choices=sorted(GENERATORS), default="topics")
     parser.add_argument("--kb", type=Path, default=Path("/tmp/kb-sample"), help="a built knowledge base ('' skips)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench-vector-index"))
     args = parser.parse_args()
@@ -215,18 +248,23 @@ def main() -> None:
     nprobes = [int(x) for x in args.nprobes.split(",")]
     default_nprobe = vi.IVF_NPROBE
     result = {"machine": platform.platform(), "cpus": os.cpu_count(), "load_average_start": load_average(),
-              "ivf_threshold": vi.IVF_THRESHOLD, "default_nprobe": default_nprobe, "chunk": CHUNK,
-              "synthetic_nn_median_cosine_at_2661": nn_median(passage_like(2661, seed=1)), "sizes": {}}
-    print(f"load average {result['load_average_start']}; synthetic nn-median cosine at 2,661 vectors "
-          f"{result['synthetic_nn_median_cosine_at_2661']:.3f}\n{HEADER}", flush=True)
+              "ivf_threshold": vi.IVF_THRESHOLD, "chunk": CHUNK,
+              "nn_median_cosine_at_2661": {kind: nn_median(make(2661, seed=1)) for kind, make in GENERATORS.items()},
+              "sizes": {}}
+    print(f"load average {result['load_average_start']}; nn-median cosine at 2,661 vectors "
+          f"{result['nn_median_cosine_at_2661']} (real sample 0.72); * = the index's own nprobe\n{HEADER}",
+          flush=True)
     if args.kb and str(args.kb) and (args.kb / "index" / "passages.faiss").is_file():
         result["real_sample"] = real_sample(args.kb, nprobes, args.workdir)
     if RESULTS.is_file():  # sizes measured by an earlier run (one run per size keeps each under 10 minutes)
-        result["sizes"] = json.loads(RESULTS.read_text()).get("sizes", {})
+        previous = json.loads(RESULTS.read_text())
+        result["sizes"] = previous.get("sizes", {})
+        if result.get("real_sample") is None:
+            result["real_sample"] = previous.get("real_sample")
     for n in [int(x) for x in args.sizes.split(",") if x.strip()]:
         started = load_average()
-        rows = run_size(n, nprobes, args.workdir)
-        result["sizes"][str(n)] = [{**row, "load_average_start": started, "load_average_end": load_average()}
+        rows = run_size(n, args.data, nprobes, args.workdir)
+        result["sizes"][f"{args.data}:{n}"] = [{**row, "load_average_start": started, "load_average_end": load_average()}
                                    for row in rows]
         vi.IVF_NPROBE = default_nprobe
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -4,17 +4,23 @@ Small corpora use an exact flat inner-product index inside ``IndexIDMap2`` (ids
 survive, vectors can be reconstructed). Past ``IVF_THRESHOLD`` vectors the index
 turns into a compressed IVF index: an inverted file over ``nlist`` k-means
 centroids whose lists hold 8-bit scalar-quantised vectors (``IndexIVFScalarQuantizer``,
-SQ8, not by residual), 384 bytes a 384-d vector instead of 1,536. Measured with
-``bench/vector_index.py`` (2 shared cores, 384-d clustered unit vectors):
+SQ8, not by residual), ~395 bytes a 384-d vector on disk instead of 1,544.
+Measured with ``bench/vector_index.py`` (2 shared cores, 384-d unit vectors with a
+MiniLM-like spectrum; figures in ``bench/results/vector_index.json``):
 
-- IVF-SQ8 keeps recall@10 vs exact search >= 0.9 at a few hundred microseconds a
-  query; IVF-PQ (PQ48, PQ96x4fs: 66-68 bytes a vector) reached only 0.24-0.67
-  recall@10 at any nprobe, and a refinement stage costs the bytes PQ saved.
-- HNSW over SQ8 adds ~4,000 vectors/s on 2 cores (a 3M-passage index would take
-  12+ minutes and slows as it grows) where IVF-SQ8 adds tens of thousands/s; and
-  its graph is read into memory on an mmap load (~60 MB anonymous at 200k vectors)
-  where an IVF index maps entirely (``IO_FLAG_MMAP_IFC`` maps the quantizer and the
-  ``ArrayInvertedLists``: RSS +2 MB after loading a 200k-vector index).
+- At 1M vectors IVF-SQ8 answers one query in 0.5-3 ms (nprobe 16-128) against 68 ms
+  for exact flat search, with recall@10 vs exact 0.985 on topic-structured vectors and
+  0.80-0.89 (nprobe 32-64) on the hardest set, equal clusters of 50 with no larger
+  structure; the real sample's own vectors: 0.99 at nprobe 16.
+- Ingestion-style adds (64 at a time) run at ~24k vectors/s at 1M (~14k/s counting
+  the re-clusterings, 27 s in all to 1M); IVF-PQ (PQ48, PQ96x4fs: 66-68 bytes a
+  vector) reached only 0.24-0.67 recall@10 at any nprobe at 200k, and a refinement
+  stage costs the bytes PQ saved.
+- HNSW over SQ8 added ~4,000 vectors/s on 2 cores at 200k (a 3M-passage index would
+  take 12+ minutes, slowing as it grows), and an mmap load reads its graph into memory
+  (~60 MB anonymous at 200k) where an IVF index maps entirely: ``IO_FLAG_MMAP_IFC``
+  maps the quantizer and the ``ArrayInvertedLists`` (1M vectors: load 0.04 s, 7 MB of
+  private memory; the 390 MB of lists are shared page cache, touched as searches go).
 So the float HNSW tier is gone: indexes go flat -> IVF-SQ8. HNSW files saved by
 earlier versions still load and search; an add past the threshold rebuilds them as IVF.
 
@@ -56,18 +62,26 @@ from models.embedding.identity import EmbedderIdentity
 
 logger = logging.getLogger(__name__)
 
-# Vectors. Single-query flat search costs ~1.4 ms per 10k vectors on one busy CPU core
-# (bench/embed.py), so past ~20k it eats the 25 ms retrieval budget and IVF-SQ8 takes over.
+# Vectors. Single-query flat search costs ~0.7-1.4 ms per 10k vectors on one busy CPU core
+# (bench/embed.py, bench/vector_index.py), so past ~20k it eats the retrieval budget and IVF-SQ8 takes over.
 IVF_THRESHOLD = 20_000
-IVF_NPROBE = 32  # lists searched a query: see the recall table in bench/results/vector_index.json
-IVF_LISTS_PER_SQRT = 2  # nlist ~ 2 sqrt(n), a power of two: ~1 ms queries at 3M vectors
+# Lists searched a query: a 16th of them, between 32 and 128 (None: that rule; an int pins it). On
+# 384-d vectors in uniform clusters of 50 (the hardest synthetic set, bench/vector_index.py) recall@10
+# vs exact was 0.96 at 100k vectors (512 lists, nprobe 32) and 0.80 / 0.89 at 1M (2048 lists,
+# nprobe 32 / 64); on topic-structured vectors 0.98 at 300k from nprobe 16.
+IVF_NPROBE: int | None = None
+IVF_NPROBE_SHARE = 16
+IVF_NPROBE_MIN, IVF_NPROBE_MAX = 32, 128  # 128 of 4096 lists at 3M vectors: ~94k codes, a few ms
+IVF_LISTS_PER_SQRT = 2  # nlist ~ 2 sqrt(n), a power of two: 2048 lists at 1M, 4096 at 3M
 IVF_MAX_LISTS = 65_536
 IVF_TRAIN_PER_LIST = 40  # k-means sample: vectors per centroid (faiss warns below 39)
 # The scalar quantizer's per-dimension range is the training sample's min..max widened by this
 # share each side, so later vectors are rarely clipped: trained on 3k of 12k clustered 32-d vectors,
 # the worst score error fell from 0.098 (no margin) to 0.028 (0.1), recall@10 0.937 -> 0.943.
 IVF_SQ_RANGE_MARGIN = 0.1
-IVF_TRAIN_ITERATIONS = 10  # k-means iterations; more changed recall@10 by < 0.005
+# k-means iterations (faiss's IVF default): re-clustering 524k vectors into 2048 lists took 23 s
+# (bench/vector_index.py at 1M); the next, 2.1M into 4096, should take a few times that.
+IVF_TRAIN_ITERATIONS = 10
 # HNSW: only for indexes saved by earlier versions, which still load, search and shrink.
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
@@ -159,6 +173,15 @@ class VectorIndex:
     def nlist(self) -> int:
         """Inverted lists of an IVF index (0 for flat and HNSW)."""
         return self._index.nlist if self.kind == "ivf" else 0
+
+    @property
+    def nprobe(self) -> int:
+        """Lists an IVF search visits (0 for flat and HNSW)."""
+        if self.kind != "ivf":
+            return 0
+        if IVF_NPROBE is not None:
+            return IVF_NPROBE
+        return min(self._index.nlist, max(IVF_NPROBE_MIN, min(IVF_NPROBE_MAX, self._index.nlist // IVF_NPROBE_SHARE)))
 
     @property
     def ntotal(self) -> int:
@@ -329,7 +352,7 @@ class VectorIndex:
         if kind == "flat":
             return None
         if kind == "ivf":
-            return faiss.SearchParametersIVF(nprobe=IVF_NPROBE)
+            return faiss.SearchParametersIVF(nprobe=self.nprobe)
         if np.any(self._id_map_view() < 0):
             # Tombstones carry id -1; the selector sees the mapped ids and keeps only real ones.
             # Passed as a keyword, the params object keeps the selector alive.
