@@ -8,10 +8,11 @@ SQ8, not by residual), ~395 bytes a 384-d vector on disk instead of 1,544.
 Measured with ``bench/vector_index.py`` (2 shared cores, 384-d unit vectors with a
 MiniLM-like spectrum; figures in ``bench/results/vector_index.json``):
 
-- At 1M vectors IVF-SQ8 answers one query in 0.5-3 ms (nprobe 16-128) against 68 ms
-  for exact flat search, with recall@10 vs exact 0.985 on topic-structured vectors and
-  0.80-0.89 (nprobe 32-64) on the hardest set, equal clusters of 50 with no larger
-  structure; the real sample's own vectors: 0.99 at nprobe 16.
+- At 1M vectors (2048 lists, nprobe 128 by the rule below) IVF-SQ8 answers one query
+  in 3-4 ms p50 against 68 ms for exact flat search, with recall@10 vs exact 0.985 on
+  topic-structured vectors and 0.946 on the hardest set, equal clusters of 50 with no
+  larger structure (0.80 at nprobe 32, 0.89 at 64); at 100k (512 lists, nprobe 32)
+  0.985 / 0.960 in 0.4 ms; the real sample's own 2.5k vectors: 0.99 at nprobe 16.
 - Ingestion-style adds (64 at a time) run at ~24k vectors/s at 1M (~14k/s counting
   the re-clusterings, 27 s in all to 1M); IVF-PQ (PQ48, PQ96x4fs: 66-68 bytes a
   vector) reached only 0.24-0.67 recall@10 at any nprobe at 200k, and a refinement
@@ -66,12 +67,12 @@ logger = logging.getLogger(__name__)
 # (bench/embed.py, bench/vector_index.py), so past ~20k it eats the retrieval budget and IVF-SQ8 takes over.
 IVF_THRESHOLD = 20_000
 # Lists searched a query: a 16th of them, between 32 and 128 (None: that rule; an int pins it). On
-# 384-d vectors in uniform clusters of 50 (the hardest synthetic set, bench/vector_index.py) recall@10
-# vs exact was 0.96 at 100k vectors (512 lists, nprobe 32) and 0.80 / 0.89 at 1M (2048 lists,
-# nprobe 32 / 64); on topic-structured vectors 0.98 at 300k from nprobe 16.
+# 384-d vectors in equal clusters of 50 (the hardest synthetic set, bench/vector_index.py) recall@10
+# vs exact was 0.96 at 100k vectors (512 lists, nprobe 32) and 0.80 / 0.89 / 0.946 at 1M (2048 lists,
+# nprobe 32 / 64 / 128, p50 1.1 / 2.3 / 3.8 ms); on topic-structured vectors 0.985 from nprobe 16.
 IVF_NPROBE: int | None = None
 IVF_NPROBE_SHARE = 16
-IVF_NPROBE_MIN, IVF_NPROBE_MAX = 32, 128  # 128 of 4096 lists at 3M vectors: ~94k codes, a few ms
+IVF_NPROBE_MIN, IVF_NPROBE_MAX = 32, 128  # 128 of 4096 lists at 3M vectors: ~94k codes, ~6 ms by the 1M figures
 IVF_LISTS_PER_SQRT = 2  # nlist ~ 2 sqrt(n), a power of two: 2048 lists at 1M, 4096 at 3M
 IVF_MAX_LISTS = 65_536
 IVF_TRAIN_PER_LIST = 40  # k-means sample: vectors per centroid (faiss warns below 39)
