@@ -59,6 +59,17 @@ def retrieval_command(ctx, questions: Path, report_dir, limit, k: int, modes: st
     _show(markdown, paths)
 
 
+@eval_group.command("tune-fusion")
+@_QUESTIONS
+@_REPORT_DIR
+@_LIMIT
+@click.pass_context
+def tune_fusion_command(ctx, questions: Path, report_dir, limit) -> None:
+    """Choose graph mode's fusion weights and gates on a DEV question set (never the test set)."""
+    _, markdown, paths = runs.run_fusion_tuning(_settings(ctx), questions, report_dir=report_dir, limit=limit)
+    _show(markdown, paths)
+
+
 @eval_group.command("qa")
 @_QUESTIONS
 @_REPORT_DIR

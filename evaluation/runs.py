@@ -68,6 +68,25 @@ def run_retrieval_eval(settings: Settings, questions_path: Path, *, report_dir: 
     return result, markdown, paths
 
 
+def run_fusion_tuning(settings: Settings, questions_path: Path, *, report_dir: Path | None = None,
+                      limit: int | None = None, pipeline=None, progress: bool = True):
+    """Grid-search graph mode's fusion settings on a DEV question set; writes report.json and report.md."""
+    from evaluation.fusion_tuning import collect, tune, tuning_markdown
+    from retrieval.knowledge_base import KnowledgeBase
+    from retrieval.pipeline import RetrievalPipeline
+
+    questions = load_questions(questions_path, limit=limit)
+    if pipeline is None:
+        kb = KnowledgeBase(settings)
+        kb.warm_up()
+        pipeline = RetrievalPipeline(kb)
+    result = tune(collect(pipeline, questions, progress=progress), progress=progress)
+    result["meta"] = report.run_metadata(settings, questions_path)
+    report_dir = Path(report_dir) if report_dir else report.default_report_dir(settings, "fusion")
+    markdown = tuning_markdown(result)
+    return result, markdown, report.write_report(report_dir, result, markdown)
+
+
 def _embedding_similarity(settings: Settings):
     from models.embedding.embedder import Embedder
 

@@ -33,3 +33,30 @@ def reciprocal_rank_fusion(
             found_by.setdefault(item, []).append(name)
     order = sorted(scores, key=lambda item: -scores[item])  # stable: first-seen order breaks ties
     return [(item, scores[item], found_by[item]) for item in order]
+
+
+def boosted_fusion(
+    base: Mapping[str, Sequence[Hashable]],
+    boosts: Mapping[str, Sequence[Hashable]],
+    *,
+    weights: Mapping[str, float],
+    depth: int,
+    k: int = RRF_K,
+) -> list[tuple[Hashable, float, list[str]]]:
+    """RRF of ``base``, then weighted RRF with ``boosts`` that may only reorder the base fusion's top ``depth``.
+
+    A boost ranking keeps only the items the base rankings' fusion already has in its
+    first ``depth`` places (in the boost's own order), so it can promote a candidate
+    the base rankers agree on but never bring in one they missed; a boost with
+    nothing left, or weight 0, leaves the base order exactly as it was.
+    """
+    if depth < 0:
+        raise ValueError(f"depth must be >= 0, got {depth}")
+    fused_base = reciprocal_rank_fusion(base, k=k)
+    allowed = {item for item, _, _ in fused_base[:depth]}
+    kept = {name: [item for item in ranking if item in allowed] for name, ranking in boosts.items()
+            if weights.get(name, 1.0) > 0}
+    kept = {name: ranking for name, ranking in kept.items() if ranking}
+    if not kept:
+        return fused_base
+    return reciprocal_rank_fusion({**base, **kept}, weights=weights, k=k)

@@ -1,8 +1,10 @@
 """The retrieval pipeline: link entities, run dense and sparse search, expand over the graph, fuse, fetch.
 
 Modes, for evaluation and ablation: ``dense``, ``sparse``, ``hybrid`` (RRF of
-both) and ``graph`` (hybrid plus a third ranking from Personalized PageRank
-over the linked entities' neighbourhood; the default for answering).
+both) and ``graph`` (the default for answering): hybrid reordered by two gated
+boosts, Personalized PageRank over the linked entities' neighbourhood and the
+passages stating the facts asked for (see retrieval/tuning.py for the gates and
+the weights chosen on the dev split).
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from typing import Literal
 from kgqa.records import FactHit, LinkedEntity, PassageHit
 from kgqa.text import content_words
 from retrieval.facts import load_facts, predicate_match, rank_facts
-from retrieval.fusion import reciprocal_rank_fusion
+from retrieval.fusion import boosted_fusion, reciprocal_rank_fusion
+from retrieval.tuning import GRAPH_FUSION, GraphFusion
 
 Mode = Literal["dense", "sparse", "hybrid", "graph"]
 MODES = ("dense", "sparse", "hybrid", "graph")
 POOL = 100  # candidates each ranker contributes to fusion (and the dense pool graph ranking reads)
 GRAPH_ENTITIES = 8  # PPR entities whose passages join the graph ranking
 PASSAGES_PER_ENTITY = 40
+FACTS_FOR_PASSAGES = 3  # the best-ranked facts whose passages may join the fact ranking
 
 
 @dataclass
@@ -34,14 +38,45 @@ class Retrieval:
     retrieve_s: float = 0.0
     best_dense: float = 0.0  # top cosine of the question with any passage
     best_sparse: float = 0.0  # top BM25 score
+    rankings: Rankings | None = None  # what was fused (dense and sparse modes: None)
+
+
+@dataclass
+class Rankings:
+    """The rankings graph mode fuses for one question (passage ids, best first), kept apart so fusion can be tuned."""
+
+    dense: list[str]
+    sparse: list[str]
+    graph: list[str] = field(default_factory=list)  # empty when no entity is linked
+    # (relation match in (0, 1], passages of the subject stating the fact) per asked-for fact, best fact first
+    fact_passages: list[tuple[float, list[str]]] = field(default_factory=list)
+
+    def facts(self, least_match: float) -> list[str]:
+        """The fact ranking: passages of the facts whose relation matches the question at least ``least_match``."""
+        ranking: list[str] = []
+        for match, passages in self.fact_passages:
+            if match >= least_match:
+                ranking += [pid for pid in passages if pid not in ranking]
+        return ranking
+
+
+def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION) -> list[tuple[str, float, list[str]]]:
+    """Graph mode's fusion: hybrid's RRF, reordered within its top ``fusion.depth`` by the gated boosts."""
+    return boosted_fusion(
+        {"dense": rankings.dense, "sparse": rankings.sparse},
+        {"graph": rankings.graph, "facts": rankings.facts(fusion.fact_match)},
+        weights={"graph": fusion.graph_weight, "facts": fusion.facts_weight},
+        depth=fusion.depth,
+    )
 
 
 class RetrievalPipeline:
     """Composes the loaded knowledge base's components; stateless per call, so thread-safe."""
 
-    def __init__(self, kb, *, pool: int = POOL):
+    def __init__(self, kb, *, pool: int = POOL, fusion: GraphFusion = GRAPH_FUSION):
         self.kb = kb
         self.pool = pool
+        self.fusion = fusion
 
     def link(self, question: str) -> list[LinkedEntity]:
         return self.kb.linker.link(question)
@@ -60,24 +95,26 @@ class RetrievalPipeline:
         dense_hits = dense.search(query_vector, self.pool) if query_vector is not None else []
         dense_ranking = [catalog.by_vector[v].passage_id for v, _ in dense_hits if v in catalog.by_vector]
         sparse_hits = self.kb.sparse.search(question, self.pool) if mode != "dense" else []
-        rankings = {"dense": dense_ranking, "sparse": [key for key, _ in sparse_hits]}
+        rankings = Rankings(dense=dense_ranking, sparse=[key for key, _ in sparse_hits])
         facts: list[FactHit] = []
         if entities and (with_facts or mode == "graph"):  # graph mode ranks passages by the facts asked for
             with self.kb.session() as session:
                 facts = rank_facts(question, load_facts(session, entities, _url), limit=10)
-        if mode == "graph":
-            rankings["graph"] = self._graph_ranking(entities, dict(dense_hits))
-            rankings["facts"] = self._fact_ranking(question, facts)
+        if mode == "graph":  # with no linked entity both boosts are empty and graph mode is hybrid
+            rankings.graph = self._graph_ranking(entities, dict(dense_hits))
+            rankings.fact_passages = self._fact_passages(question, facts)
         if mode == "dense":
             fused = [(catalog.by_vector[v].passage_id, s, ["dense"]) for v, s in dense_hits if v in catalog.by_vector]
         elif mode == "sparse":
             fused = [(key, s, ["sparse"]) for key, s in sparse_hits]
+        elif mode == "hybrid":
+            fused = reciprocal_rank_fusion({"dense": rankings.dense, "sparse": rankings.sparse})
         else:
-            fused = reciprocal_rank_fusion(rankings)
+            fused = fuse_graph(rankings, self.fusion)
         passages = self._fetch(fused[:k])
         finished = time.perf_counter()
         return Retrieval(
-            passages=passages, facts=facts, entities=entities,
+            passages=passages, facts=facts, entities=entities, rankings=rankings if mode in ("hybrid", "graph") else None,
             link_s=linked_at - started, retrieve_s=finished - linked_at,
             best_dense=max((s for _, s in dense_hits), default=0.0),
             best_sparse=max((s for _, s in sparse_hits), default=0.0),
@@ -107,22 +144,24 @@ class RetrievalPipeline:
         scored.sort(key=lambda item: -item[0])
         return [pid for _, pid in scored[: self.pool]]
 
-    def _fact_ranking(self, question: str, facts: list[FactHit], top: int = 3) -> list[str]:
+    def _fact_passages(self, question: str, facts: list[FactHit]) -> list[tuple[float, list[str]]]:
         """Passages that state the facts the question asks for: the subject's passages naming the object.
 
         The graph knows "Alabama -capital-> Montgomery, Alabama"; the passage of Alabama that
-        mentions Montgomery is the one a reader can check that fact in.
+        mentions Montgomery is the one a reader can check that fact in. Only facts whose
+        relation the question asks for (``predicate_match`` > 0) are looked up; each comes
+        with that match, which the fusion gate reads.
         """
         from sqlalchemy import func, select
 
         from kg.store import Passage
 
-        asked = [f for f in facts[:top] if predicate_match(question, f.predicate) > 0]
-        ranking: list[str] = []
+        asked = [(match, f) for f in facts[:FACTS_FOR_PASSAGES] if (match := predicate_match(question, f.predicate)) > 0]
+        found: list[tuple[float, list[str]]] = []
         if not asked:
-            return ranking
+            return found
         with self.kb.session() as session:
-            for fact in asked:
+            for match, fact in asked:
                 subject_words = set(content_words(fact.subject))
                 wanted = set(content_words(fact.object)) - subject_words or set(content_words(fact.object))
                 if not wanted:
@@ -133,8 +172,8 @@ class RetrievalPipeline:
                     .where(Passage.page_id == fact.page_id, func.lower(Passage.text).contains(rarest))
                     .order_by(Passage.ordinal)
                 )
-                ranking += [row.id for row in rows if wanted <= set(content_words(row.text)) and row.id not in ranking]
-        return ranking
+                found.append((match, [row.id for row in rows if wanted <= set(content_words(row.text))]))
+        return found
 
     def _fetch(self, fused) -> list[PassageHit]:
         from sqlalchemy import select

@@ -1,4 +1,6 @@
-from retrieval.fusion import RRF_K, reciprocal_rank_fusion
+import pytest
+
+from retrieval.fusion import RRF_K, boosted_fusion, reciprocal_rank_fusion
 
 
 def test_item_found_by_both_rankers_beats_a_single_top_hit():
@@ -21,3 +23,33 @@ def test_duplicates_in_one_ranking_count_once_and_empty_is_empty():
     fused = reciprocal_rank_fusion({"dense": ["a", "a", "b"]})
     assert [(i, s) for i, s, _ in fused] == [("a", 1 / (RRF_K + 1)), ("b", 1 / (RRF_K + 3))]
     assert reciprocal_rank_fusion({"dense": [], "sparse": []}) == []
+
+
+# -- boosted fusion: boosts reorder the base fusion's head, never add to it -----------------------------------
+
+BASE = {"dense": ["a", "b", "c", "d"], "sparse": ["a", "c", "b", "e"]}
+
+
+def test_no_boost_left_is_exactly_the_base_fusion():
+    expected = reciprocal_rank_fusion(BASE)
+    assert boosted_fusion(BASE, {"graph": [], "facts": []}, weights={"graph": 1.0}, depth=10) == expected
+    assert boosted_fusion(BASE, {"graph": ["d", "b"]}, weights={"graph": 0.0}, depth=10) == expected
+    assert boosted_fusion(BASE, {"graph": ["d", "b"]}, weights={"graph": 1.0}, depth=0) == expected
+
+
+def test_a_boost_reorders_within_the_depth_and_brings_nothing_in():
+    base_order = [item for item, _, _ in reciprocal_rank_fusion(BASE)]
+    assert base_order[:3] == ["a", "b", "c"]  # b and c tie; first seen goes first
+    fused = boosted_fusion(BASE, {"graph": ["zz", "e", "c"]}, weights={"graph": 0.5}, depth=3)
+    order = [item for item, _, _ in fused]
+    assert "zz" not in order  # no base ranker found it
+    assert order[:3] == ["c", "a", "b"] and set(order) == set(base_order)
+    sources = {item: src for item, _, src in fused}
+    assert sources["c"] == ["dense", "sparse", "graph"] and sources["e"] == ["sparse"]  # e is below the depth
+    scores = {item: score for item, score, _ in fused}
+    assert scores["c"] == pytest.approx(1 / (RRF_K + 3) + 1 / (RRF_K + 2) + 0.5 / (RRF_K + 1))  # c is the boost's 1st kept
+
+
+def test_a_negative_depth_is_refused():
+    with pytest.raises(ValueError, match="depth"):
+        boosted_fusion(BASE, {}, weights={}, depth=-1)

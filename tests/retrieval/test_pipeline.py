@@ -7,7 +7,8 @@ from models.embedding.embedder import document_text
 from qa.engine import QAEngine
 from retrieval.facts import load_facts, rank_facts
 from retrieval.knowledge_base import KnowledgeBase
-from retrieval.pipeline import MODES, RetrievalPipeline
+from retrieval.pipeline import MODES, Rankings, RetrievalPipeline, fuse_graph
+from retrieval.tuning import GraphFusion
 from tests.helpers.tiny_kb import HashingEmbedder, tiny_kb  # noqa: F401 (fixture)
 
 # -- a tiny knowledge base: five articles, their redirects, a hashed bag-of-words embedder --------------------
@@ -84,6 +85,45 @@ def test_graph_mode_reaches_the_linked_entitys_neighbours(pipeline):
     found = pipeline.retrieve("Tell me about Animal Farm", k=10, mode="graph")
     by_graph = {hit.title for hit in found.passages if "graph" in hit.sources}
     assert by_graph == {"Animal Farm", "George Orwell"}  # Orwell is one link away; nothing else is
+
+
+def _ranked(found):
+    return [(hit.passage_id, hit.score) for hit in found.passages]
+
+
+@pytest.mark.parametrize("question", ["Who developed the theory of relativity?",
+                                      "Which physicist received a prize for the photoelectric effect?"])
+def test_with_no_linked_entity_graph_mode_is_exactly_hybrid(pipeline, question):
+    graph = pipeline.retrieve(question, k=10, mode="graph")
+    assert graph.entities == [] and graph.rankings.graph == [] and graph.rankings.fact_passages == []
+    assert _ranked(graph) == _ranked(pipeline.retrieve(question, k=10, mode="hybrid"))
+    assert all(set(hit.sources) <= {"dense", "sparse"} for hit in graph.passages)
+
+
+def test_with_a_linked_entity_but_no_relation_asked_the_fact_ranking_stays_out(pipeline):
+    found = pipeline.retrieve("Tell me about Animal Farm", k=10, mode="graph")
+    assert [e.title for e in found.entities] == ["Animal Farm"] and found.facts  # its facts are there...
+    assert found.rankings.fact_passages == []  # ...but none is asked for, so none of their passages enters
+    assert not any("facts" in hit.sources for hit in found.passages)
+    assert any("graph" in hit.sources for hit in found.passages)  # the PPR boost still applies
+
+
+def test_a_fact_below_the_relation_gate_stays_out_of_the_fact_ranking():
+    rankings = Rankings(dense=["a", "b"], sparse=["b", "a"], fact_passages=[(1.0, ["b"]), (0.25, ["a", "b"])])
+    assert rankings.facts(0.5) == ["b"] and rankings.facts(0.2) == ["b", "a"]
+    strict = GraphFusion(graph_weight=0.0, facts_weight=1.0, fact_match=0.5, depth=10)
+    assert [pid for pid, _, _ in fuse_graph(rankings, strict)] == ["b", "a"]
+    unboosted = GraphFusion(graph_weight=0.0, facts_weight=0.0, fact_match=0.5, depth=10)
+    assert [pid for pid, _, _ in fuse_graph(rankings, unboosted)] == ["a", "b"]  # hybrid: a first seen
+
+
+@pytest.mark.parametrize("question", ["What is the capital of Alabama?", "Tell me about Animal Farm"])
+def test_graph_mode_only_reorders_hybrids_top_passages(pipeline, question):
+    hybrid = [hit.passage_id for hit in pipeline.retrieve(question, k=50, mode="hybrid").passages]
+    for depth in (1, 2, 3):
+        bounded = RetrievalPipeline(pipeline.kb, fusion=GraphFusion(1.0, 1.0, 0.01, depth))
+        graph = [hit.passage_id for hit in bounded.retrieve(question, k=50, mode="graph").passages]
+        assert set(graph[:depth]) == set(hybrid[:depth]) and set(graph) == set(hybrid)
 
 
 def test_a_question_the_knowledge_base_cannot_match_finds_nothing_by_words(pipeline):
