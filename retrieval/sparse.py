@@ -64,8 +64,6 @@ class SparseIndex:
 
     def search(self, query: str, k: int = 10) -> list[tuple[str, float]]:
         """The best ``k`` documents as (key, BM25 score), score > 0 only, best first."""
-        from bm25s.selection import topk
-
         terms = content_words(query)
         if self._retriever is None or not terms or k <= 0:
             return []
@@ -73,5 +71,20 @@ class SparseIndex:
         if not ids:
             return []
         scores = self._retriever.get_scores_from_ids(ids)
-        top_scores, positions = topk(scores, min(k, self._size), sorted=True)
-        return [(self._key(int(at)), float(score)) for at, score in zip(positions, top_scores) if score > 0]
+        positions = top_positions(scores, k)
+        return [(self._key(int(at)), float(scores[at])) for at in positions]
+
+
+def top_positions(scores, k: int):
+    """Positions of the ``k`` best positive scores, best first (ties: lower position first).
+
+    Only documents holding a query word score above zero, a few percent of a large
+    corpus, so selection runs over those: at 290k passages bm25s's own ``topk`` took
+    46 ms a query on the whole array, this takes under 1 ms (bench/scale.py).
+    """
+    import numpy as np
+
+    candidates = np.flatnonzero(scores > 0)
+    if len(candidates) > k:
+        candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+    return candidates[np.lexsort((candidates, -scores[candidates]))]
