@@ -31,6 +31,7 @@ vectors present when the threshold is crossed, and retrained (``_nlist_for``) ea
 time the index outgrows it by ~4x, so ingestion never trains on an ordinary add.
 A retrain keeps the scalar quantizer, so every stored code stays bit-identical:
 vectors are decoded, reassigned to the new lists and re-encoded to the same bytes.
+An IVF index that shrinks stays IVF with its lists (searches only get cheaper).
 
 A flat or HNSW index is an ``IndexIDMap2``. HNSW cannot delete a node, so ``remove``
 on an HNSW index writes -1 over the id in the id map (a tombstone). Searches pass a
