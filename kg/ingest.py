@@ -28,7 +28,8 @@ from kg.link_graph import load_link_graph
 from kg.page_parser import ParsedPage
 from kg.parse_pool import Feed, RedirectItem, parsed_stream
 from kg.sparse_index import load_sparse_index
-from kg.store import Entity, IngestRun, ingest_lock, init_db, make_engine, session_factory
+from kg.store import (Entity, IngestRun, ingest_lock, init_db, make_engine, session_factory,
+                      tune_for_bulk_writes)
 from kg.vectors import PassageVectors, pause_point
 from kg.writer import link_redirects, next_vector_id, write_batch
 from kgqa.settings import Settings
@@ -73,7 +74,7 @@ def ingest_dump(settings: Settings, dump_path: Path, *, limit: int | None = None
     pages = iter_pages(dump_path)
     first = next(pages, None)  # fail fast on a missing, empty or non-dump file before touching the KB
     settings.index_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url)
+    engine = tune_for_bulk_writes(make_engine(settings.database_url))
     try:
         with ingest_lock(engine):  # one run writes a database at a time; a second is refused in one line
             return _ingest(settings, engine, dump_path, pages, first, started, limit=limit, resume=resume,
@@ -112,7 +113,7 @@ def ingest_parsed(settings: Settings, items: Iterable[ParsedPage | RedirectItem]
     as a dump ingest; ``source`` names them in the run record."""
     started = time.monotonic()
     settings.index_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url)
+    engine = tune_for_bulk_writes(make_engine(settings.database_url))
     try:
         with ingest_lock(engine):
             init_db(engine)

@@ -203,6 +203,27 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+# Ingest's own SQLite connections: a 256 MB page cache keeps the hot parts of the indexes that every batch
+# updates (titles, aliases, triple objects) in memory, and the WAL is copied into the database every
+# 64 MB instead of every 4 MB, so a commit pays the two fsyncs of a checkpoint 16x less often.
+# bench/scale.py, 15,000 pages: writing and embedding took 22.5 s against 26-27 s with SQLite's defaults.
+BULK_WRITE_PRAGMAS = ("PRAGMA cache_size=-262144", "PRAGMA wal_autocheckpoint=16384")
+
+
+def tune_for_bulk_writes(engine: Engine) -> Engine:
+    """Give ``engine``'s SQLite connections the settings of a long run of large transactions; others unchanged."""
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _bulk_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+            cur = dbapi_conn.cursor()
+            for pragma in BULK_WRITE_PRAGMAS:
+                cur.execute(pragma)
+            cur.close()
+
+    return engine
+
+
 def unreachable_error(engine: Engine, exc: OperationalError) -> DatabaseUnreachable:
     """The one-line error for a database that refused the connection (server down, bad credentials, no such db)."""
     reason = str(exc.orig or exc).strip().splitlines()
