@@ -13,8 +13,10 @@ MiniLM-like spectrum; figures in ``bench/results/vector_index.json``):
   topic-structured vectors and 0.946 on the hardest set, equal clusters of 50 with no
   larger structure (0.80 at nprobe 32, 0.89 at 64); at 100k (512 lists, nprobe 32)
   0.985 / 0.960 in 0.4 ms; the real sample's own 2.5k vectors: 0.99 at nprobe 16.
-- Ingestion-style adds (64 at a time) run at ~24k vectors/s at 1M (~14k/s counting
-  the re-clusterings, 27 s in all to 1M); IVF-PQ (PQ48, PQ96x4fs: 66-68 bytes a
+  At 3M (hardest set, 4096 lists, nprobe 128): 0.90 in 6.5 ms p50, 394 bytes a vector,
+  a memory-mapped load in 0.06 s adding 8 MB of private memory (1.1 GB of shared lists).
+- Ingestion-style adds (64 at a time) run at 14-26k vectors/s up to 3M (6-14k/s
+  counting the re-clusterings: 27-47 s in all to 1M, 258 s to 3M); IVF-PQ (PQ48, PQ96x4fs: 66-68 bytes a
   vector) reached only 0.24-0.67 recall@10 at any nprobe at 200k, and a refinement
   stage costs the bytes PQ saved.
 - HNSW over SQ8 added ~4,000 vectors/s on 2 cores at 200k (a 3M-passage index would
@@ -81,8 +83,9 @@ IVF_TRAIN_PER_LIST = 40  # k-means sample: vectors per centroid (faiss warns bel
 # share each side, so later vectors are rarely clipped: trained on 3k of 12k clustered 32-d vectors,
 # the worst score error fell from 0.098 (no margin) to 0.028 (0.1), recall@10 0.937 -> 0.943.
 IVF_SQ_RANGE_MARGIN = 0.1
-# k-means iterations (faiss's IVF default): re-clustering 524k vectors into 2048 lists took 23 s
-# (bench/vector_index.py at 1M); the next, 2.1M into 4096, should take a few times that.
+# k-means iterations (faiss's IVF default). Re-clustering (bench/vector_index.py, 2 shared cores):
+# 524k vectors into 2048 lists 23-39 s, 2.1M into 4096 lists 202 s; a 3M build by 64-vector adds
+# took 467 s, 258 s of it training (14k adds/s besides).
 IVF_TRAIN_ITERATIONS = 10
 # HNSW: only for indexes saved by earlier versions, which still load, search and shrink.
 HNSW_M = 32
