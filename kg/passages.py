@@ -36,6 +36,11 @@ def passage_id(page_id: int, rev_id: int, section_ordinal: int, ordinal: int) ->
     return f"{page_id}:{rev_id}:{section_ordinal}:{ordinal}"
 
 
+def article_of(passage_id: str) -> str:
+    """The page field of a passage id: equal for the passages of one article."""
+    return passage_id.split(":", 1)[0]
+
+
 def _units(paragraph: str) -> list[str]:
     """A paragraph as pieces of at most MAX_WORDS words, cut at sentence ends where possible."""
     if len(paragraph.split()) <= MAX_WORDS:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 
 # Cormack et al. (2009): k=60 damps the head of each list so no single ranker dominates.
 RRF_K = 60
@@ -42,6 +42,7 @@ def boosted_fusion(
     weights: Mapping[str, float],
     depth: int,
     k: int = RRF_K,
+    group: Callable[[Hashable], Hashable] | None = None,
 ) -> list[tuple[Hashable, float, list[str]]]:
     """RRF of ``base``, then weighted RRF with ``boosts`` that may only reorder the base fusion's top ``depth``.
 
@@ -49,6 +50,10 @@ def boosted_fusion(
     first ``depth`` places (in the boost's own order), so it can promote a candidate
     the base rankers agree on but never bring in one they missed; a boost with
     nothing left, or weight 0, leaves the base order exactly as it was.
+
+    With ``group`` (an item's article), every place keeps the group the base order gave
+    it, and the boosts only choose which of that group's items fills it: the order of
+    groups is the base fusion's, by construction, and the boosts pick the passage.
     """
     if depth < 0:
         raise ValueError(f"depth must be >= 0, got {depth}")
@@ -59,4 +64,15 @@ def boosted_fusion(
     kept = {name: ranking for name, ranking in kept.items() if ranking}
     if not kept:
         return fused_base
-    return reciprocal_rank_fusion({**base, **kept}, weights=weights, k=k)
+    boosted = reciprocal_rank_fusion({**base, **kept}, weights=weights, k=k)
+    if group is None:
+        return boosted
+    head = boosted[:depth]  # the same items as the base head: boosts only add to those
+    if {item for item, _, _ in head} != {item for item, _, _ in fused_base[:depth]}:
+        raise AssertionError("a boost changed which items fill the head")  # cannot happen: boosts only add
+    queues: dict[Hashable, list] = {}
+    for entry in head:
+        queues.setdefault(group(entry[0]), []).append(entry)
+    for entries in queues.values():
+        entries.reverse()  # pop() takes the best first
+    return [queues[group(item)].pop() for item, _, _ in fused_base[:depth]] + boosted[depth:]

@@ -16,6 +16,7 @@ from typing import Literal
 from kgqa.records import FactHit, LinkedEntity, PassageHit
 from kgqa.text import content_words
 from retrieval.facts import load_facts, predicate_match, rank_facts
+from kg.passages import article_of
 from retrieval.fusion import boosted_fusion, reciprocal_rank_fusion
 from retrieval.tuning import GRAPH_FUSION, GraphFusion
 
@@ -61,12 +62,18 @@ class Rankings:
 
 
 def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION) -> list[tuple[str, float, list[str]]]:
-    """Graph mode's fusion: hybrid's RRF, reordered within its top ``fusion.depth`` by the gated boosts."""
+    """Graph mode's fusion: hybrid's RRF, reordered within its top ``fusion.depth`` by the gated boosts.
+
+    Each of those places keeps the article hybrid put there; the boosts choose which of that
+    article's passages fills it. So graph mode ranks articles exactly as hybrid does, whatever
+    the knowledge base, and can only bring the passage that states the answer up.
+    """
     return boosted_fusion(
         {"dense": rankings.dense, "sparse": rankings.sparse},
         {"graph": rankings.graph, "facts": rankings.facts(fusion.fact_match)},
         weights={"graph": fusion.graph_weight, "facts": fusion.facts_weight},
         depth=fusion.depth,
+        group=article_of,
     )
 
 

@@ -53,3 +53,17 @@ def test_a_boost_reorders_within_the_depth_and_brings_nothing_in():
 def test_a_negative_depth_is_refused():
     with pytest.raises(ValueError, match="depth"):
         boosted_fusion(BASE, {}, weights={}, depth=-1)
+
+
+def test_with_groups_each_place_keeps_its_group_and_the_boost_picks_the_item():
+    base = {"dense": ["a1", "b1", "a2", "c1", "b2"], "sparse": ["a1", "b1", "a2", "c1", "b2"]}
+    article = lambda item: item[0]  # noqa: E731
+    base_order = [item for item, _, _ in reciprocal_rank_fusion(base)]
+    assert base_order == ["a1", "b1", "a2", "c1", "b2"]
+    fused = boosted_fusion(base, {"graph": ["b2", "c1", "a2"]}, weights={"graph": 5.0}, depth=5, group=article)
+    order = [item for item, _, _ in fused]
+    assert [article(item) for item in order] == ["a", "b", "a", "c", "b"]  # the groups' places are the base's
+    assert order == ["a2", "b2", "a1", "c1", "b1"]  # within them, boosted items first
+    ungrouped = [item for item, _, _ in boosted_fusion(base, {"graph": ["b2", "c1", "a2"]}, weights={"graph": 5.0},
+                                                       depth=5)]
+    assert ungrouped[:3] == ["b2", "c1", "a2"]  # without groups the boost moves whole articles

@@ -109,12 +109,21 @@ def test_with_a_linked_entity_but_no_relation_asked_the_fact_ranking_stays_out(p
 
 
 def test_a_fact_below_the_relation_gate_stays_out_of_the_fact_ranking():
-    rankings = Rankings(dense=["a", "b"], sparse=["b", "a"], fact_passages=[(1.0, ["b"]), (0.25, ["a", "b"])])
-    assert rankings.facts(0.5) == ["b"] and rankings.facts(0.2) == ["b", "a"]
+    a, b = "7:1:0:0", "7:1:0:1"  # two passages of one article
+    rankings = Rankings(dense=[a, b], sparse=[b, a], fact_passages=[(1.0, [b]), (0.25, [a, b])])
+    assert rankings.facts(0.5) == [b] and rankings.facts(0.2) == [b, a]
     strict = GraphFusion(graph_weight=0.0, facts_weight=1.0, fact_match=0.5, depth=10)
-    assert [pid for pid, _, _ in fuse_graph(rankings, strict)] == ["b", "a"]
+    assert [pid for pid, _, _ in fuse_graph(rankings, strict)] == [b, a]
     unboosted = GraphFusion(graph_weight=0.0, facts_weight=0.0, fact_match=0.5, depth=10)
-    assert [pid for pid, _, _ in fuse_graph(rankings, unboosted)] == ["a", "b"]  # hybrid: a first seen
+    assert [pid for pid, _, _ in fuse_graph(rankings, unboosted)] == [a, b]  # hybrid: a first seen
+
+
+def test_boosts_choose_passages_within_the_places_hybrid_gives_each_article():
+    first, second, other = "7:1:0:0", "7:1:0:1", "9:1:0:0"
+    rankings = Rankings(dense=[first, other, second], sparse=[first, other, second], fact_passages=[(1.0, [second])],
+                        graph=[other, second])
+    fused = [pid for pid, _, _ in fuse_graph(rankings, GraphFusion(1.0, 1.0, 0.5, 10))]
+    assert fused == [second, other, first]  # article 7 keeps places 1 and 3, article 9 place 2
 
 
 @pytest.mark.parametrize("question", ["What is the capital of Alabama?", "Tell me about Animal Farm"])
