@@ -183,8 +183,11 @@ def main() -> None:
                                      "ratio_of_best": best_ingest / best_alone, "load_average": os.getloadavg()}
     pages = articles(sample, None)
     workers = os.cpu_count() or 1
-    result["parse_articles_per_s"] = {"1 process": len(pages) / time_parse(pages, 1),
+    one_s = time_parse(pages, 1)
+    result["parse_articles_per_s"] = {"1 process": len(pages) / one_s,
                                       f"{workers} workers": len(pages) / time_parse(pages, workers)}
+    passages = sum(len(parse_page(p).passages) for p in pages)
+    result["parse_passages_per_s_per_core"] = passages / one_s  # the unit bench/scale.py's projection uses
     if args.passages:
         parsed = [parse_page(p) for p in pages]
         from models.embedding.embedder import document_text
@@ -210,6 +213,7 @@ def print_table(result: dict) -> None:
               f"{entry['best_embedder_alone_passages_per_s']:.1f}/s: ratio {entry['ratio_of_best']:.2f}")
     for name, rate in result["parse_articles_per_s"].items():
         print(f"parse, {name}: {rate:.1f} articles/s")
+    print(f"parse, 1 process: {result['parse_passages_per_s_per_core']:.0f} passages/s")
     plain = result.get("plain_encode")
     if plain:
         print(f"embedder [{plain['backend']}] {plain['embedder_passages_per_s']:.1f} passages/s against plain "
