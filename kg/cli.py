@@ -86,7 +86,7 @@ def show_command(ctx: click.Context, entity: str, as_json: bool, max_links: int)
 def export_command(ctx: click.Context, fmt: str, output: Path | None) -> None:
     """Write the whole graph, page links included, as GraphML or JSON lines (which streams the links)."""
     from kg.export import export_graphml, export_jsonl
-    from kg.graph import build_graph, link_edges, load_graph
+    from kg.graph import build_graph, graph_lines
     from kg.store import open_knowledge_base, session_factory
 
     settings = _settings(ctx)
@@ -100,12 +100,11 @@ def export_command(ctx: click.Context, fmt: str, output: Path | None) -> None:
                 click.echo(f"wrote {graph.number_of_nodes()} nodes, {graph.number_of_edges()} edges to {path}",
                            err=True)
                 return
-            graph = load_graph(settings)
             if output is None:
-                export_jsonl(graph, sys.stdout, link_edges(session))
+                export_jsonl(graph_lines(session), sys.stdout)
                 return
             with output.open("w", encoding="utf-8") as handle:
-                lines = export_jsonl(graph, handle, link_edges(session))
+                lines = export_jsonl(graph_lines(session), handle)
             click.echo(f"wrote {lines} lines to {output}", err=True)
     finally:
         engine.dispose()

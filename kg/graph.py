@@ -7,14 +7,18 @@ snapshot (say, after a killed run) is rebuilt instead of trusted.
 The snapshot holds entities, aliases, infobox facts and categories, not the page
 links: Wikipedia has about 25 per article, hundreds of millions in all, and
 NetworkX spends hundreds of bytes on each edge. Retrieval reads links from the
-memory-mapped CSR graph (``kg.link_graph``); exports stream them from SQL
-(``link_edges``), and ``build_graph(links=True)`` puts them in for a small graph.
+memory-mapped CSR graph (``kg.link_graph``) and never this graph, so it is built on
+first use (``load_graph``), not by every ingest: at 1M pages its 5.7M fact and
+category edges took 4-5 GB while an ingest ends (bench/scale.py). ``graph_lines``
+streams the whole graph, links included, from SQL for exports of any size, and
+``build_graph(links=True)`` puts the links in a NetworkX graph that fits.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,13 +74,33 @@ def object_kind(triple_kind: str, names_a_page: bool) -> str:
     return "category" if triple_kind == "in_category" else "missing"
 
 
-def link_edges(session: Session) -> Iterator[tuple[str, str, dict]]:
-    """Every ``links_to`` edge as (subject title, object title, attributes), streamed from SQL in id order.
+def graph_lines(session: Session) -> Iterator[dict]:
+    """The whole graph, page links included, as JSON-ready records streamed from SQL.
 
-    ``attributes["object_is_title"]`` is always true here: a link names a page.
+    Entity nodes (with their aliases) come first, in id order; then every triple as an edge
+    in id order, its object's node just before the first edge that reaches it. The records
+    are ``build_graph(links=True)``'s nodes and edges, without holding the graph.
     """
     titles = _entity_titles(session)
-    yield from _edges(session, titles, _redirects(session, set(titles.values())), Triple.kind == "links_to")
+    aliases = session.execute(select(Alias.entity_id, Alias.alias).order_by(Alias.entity_id, Alias.id))
+    pending = next(aliases, None)
+    for entity_id, title, dab in session.execute(select(Entity.entity_id, Entity.title, Entity.is_disambiguation)
+                                                      .order_by(Entity.entity_id)):
+        names = []
+        while pending is not None and pending[0] <= entity_id:
+            if pending[0] == entity_id and pending[1] != title:
+                names.append(pending[1])
+            pending = next(aliases, None)
+        yield {"type": "node", "id": title, "kind": "entity", "entity_id": entity_id, "aliases": names,
+               "is_disambiguation": dab}
+    known = set(titles.values())
+    seen: set[str] = set()
+    for subject, obj, attrs in _edges(session, titles, _redirects(session, known)):
+        if obj not in known and obj not in seen:
+            seen.add(obj)
+            yield {"type": "node", "id": obj, "kind": object_kind(attrs["kind"], attrs["object_is_title"])}
+        del attrs["object_is_title"]
+        yield {"type": "edge", "subject": subject, "object": obj, **attrs}
 
 
 def _entity_titles(session: Session) -> dict[int, str]:
@@ -92,18 +116,26 @@ def _redirects(session: Session, known: set[str]) -> dict[str, str]:
 
 
 def _edges(session: Session, titles: dict[int, str], redirects: dict[str, str], *where) -> Iterator[tuple[str, str, dict]]:
-    """The triples as edges, objects resolved through redirects; rows streamed in id order."""
+    """The triples as edges, objects resolved through redirects; rows streamed in id order.
+
+    Every row comes back with new string and int objects; the repeated ones (kinds,
+    predicates, fields, object names, page and revision ids) are shared instead, which
+    took a 100k-page graph (567k edges) from 626 to 495 MB and its build from 11.4 to 7.9 s.
+    """
     rows = session.execute(select(Triple.id, Triple.subject_id, Triple.predicate, Triple.object_title,
                                   Triple.object_literal, Triple.kind, Triple.page_id, Triple.rev_id,
                                   Triple.field, Triple.passage_id).where(*where).order_by(Triple.id)
                            .execution_options(yield_per=10_000))
+    numbers: dict[int, int] = {}
     for tid, subject_id, predicate, obj_title, literal, kind, page_id, rev_id, field, passage in rows:
         subject = titles.get(subject_id)
         if subject is None:
             continue
         obj = redirects.get(obj_title, obj_title) if obj_title else literal
-        yield subject, obj, dict(predicate=predicate, kind=kind, triple_id=tid, page_id=page_id, rev_id=rev_id,
-                                 field=field, passage_id=passage, object_is_title=bool(obj_title))
+        yield subject, sys.intern(obj), dict(
+            predicate=sys.intern(predicate), kind=sys.intern(kind), triple_id=tid,
+            page_id=numbers.setdefault(page_id, page_id), rev_id=numbers.setdefault(rev_id, rev_id),
+            field=sys.intern(field), passage_id=passage, object_is_title=bool(obj_title))
 
 
 def save_graph(graph: nx.MultiDiGraph, stamp: tuple, path: Path) -> None:

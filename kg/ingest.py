@@ -23,7 +23,6 @@ from sqlalchemy import func, select
 
 from kg.dump_reader import RawPage, iter_pages
 from kg.errors import DumpError
-from kg.graph import rebuild_graph
 from kg.link_graph import load_link_graph
 from kg.page_parser import ParsedPage
 from kg.parse_pool import Feed, RedirectItem, parsed_stream
@@ -161,6 +160,7 @@ def _write_all(settings: Settings, sessions, source: str, items: Iterator[Parsed
     finally:
         bar.close()
         vectors.checkpoint(force=True)
+        vectors.close()  # the finishing steps need the memory more than the saved index does
         summary.stages["write and embed"] = round(time.monotonic() - started, 3)
         if feed is not None:
             summary.unchanged, summary.skipped = feed.unchanged, feed.skipped
@@ -192,7 +192,11 @@ def _write_batch(sessions, vectors: PassageVectors, batch, summary: IngestSummar
 
 
 def _finish(settings, sessions, run_id, summary, status, error, started) -> None:
-    """Link redirects, refresh the graph snapshot and the link graph, close the run record, whatever happened."""
+    """Link redirects, build the link graph and the sparse index, close the run record, whatever happened.
+
+    The NetworkX fact graph is not built here: nothing that serves answers reads it, and
+    ``kg.graph.load_graph`` builds it from SQL on first use.
+    """
     pause_point("finishing")
     stage = time.monotonic()
 
@@ -210,8 +214,6 @@ def _finish(settings, sessions, run_id, summary, status, error, started) -> None
         session.commit()
         summary.entities = session.scalar(select(func.count()).select_from(Entity)) or 0
         lap("redirects")
-        rebuild_graph(settings, session)
-        lap("fact graph")
         load_link_graph(settings, session)  # built now, so a server's first load only maps it
         lap("link graph")
         load_sparse_index(settings, session)  # BM25 and the passage catalog, likewise

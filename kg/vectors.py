@@ -88,6 +88,10 @@ class PassageVectors:
             self.index = VectorIndex.create(identity.dim, embedder=identity)
             self.dirty = True
 
+    def close(self) -> None:
+        """Drop the in-memory index (after a forced checkpoint saved it); ``warm_up`` opens it again."""
+        self.index = None
+
     def max_id(self) -> int:
         return self.index.max_id()
 
