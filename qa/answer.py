@@ -4,8 +4,9 @@ The model proposes; this module disposes. Each sentence is shown only when one
 evidence sentence (or one fact) states what it claims about the question
 (``qa.claims``), cited to that sentence. A fact that answers the question
 outright leads. When no generated sentence stands, the evidence sentence that
-best answers the question is shown as it is written (extractive, so checkable
-by construction); when none does, the engine abstains and lists the closest
+best answers the question is shown: a span of it the LM scores as the answer
+(``qa.spans``), or the sentence as it is written; either is copied, so checkable
+by construction. When none does, the engine abstains and lists the closest
 sources.
 """
 
@@ -30,7 +31,14 @@ from qa.claims import (
     names,
 )
 from qa.sentences import markers_in, split_sentences, strip_markers, with_markers
-from qa.tuning import CLOSEST_SOURCES, SNIPPET_CHARS, TOPIC_COVERAGE_FLOOR
+from qa.spans import SpanScorer, enumerate_spans
+from qa.tuning import (
+    CLOSEST_SOURCES,
+    SNIPPET_CHARS,
+    SPAN_OFF,
+    SPAN_SENTENCES,
+    TOPIC_COVERAGE_FLOOR,
+)
 
 _REFUSAL = re.compile(
     r"\b(do not know|don't know|not sure|no information|not (?:mentioned|provided|contain|stated|say)|"
@@ -133,9 +141,13 @@ class AnswerBuilder:
         return None
 
     def fallback(self) -> tuple[AnswerSentence, Citation] | None:
-        """When nothing generated stands: the evidence sentence that answers, as written."""
+        """When nothing generated stands: the span of an evidence sentence the LM scores best as the answer,
+        else the evidence sentence that answers, as written."""
         if self.shown:
             return None
+        span = self.composer.span_answer(self.grounding)
+        if span is not None:
+            return self._accept(span.checks["span"], span)
         extracted = self.composer.extract(self.grounding)
         return self._accept(extracted.sentence.text, extracted) if extracted else None
 
@@ -151,8 +163,9 @@ class AnswerBuilder:
 class AnswerComposer:
     """Builds the ``GroundedAnswer`` from generated text with a ``ClaimVerifier``."""
 
-    def __init__(self, verifier: ClaimVerifier):
+    def __init__(self, verifier: ClaimVerifier, spans: SpanScorer | None = None):
         self.verifier = verifier
+        self.spans = spans  # the LM's scores of answer spans; None: no span is ever shown
 
     # -- per question ----------------------------------------------------------------------------
     def ground(self, question: str, evidence: Evidence, entities: Sequence[LinkedEntity]) -> Grounding:
@@ -215,6 +228,41 @@ class AnswerComposer:
                 best = Verdict(True, "", sentence, score, {"relation_share": share,
                                                           "question_similarity": reading.question_similarity})
         return best
+
+    def span_answer(self, grounding: Grounding) -> Verdict | None:
+        """The best-scored answer span of the evidence sentences about the question's subject and relation.
+
+        The span is copied from its sentence (``checks["span"]``, offsets into the passage in
+        ``checks["span_start"]``/``checks["span_end"]``) and must stand on that sentence as any
+        claim must (``ClaimVerifier.verify``); None when no span scores ``span_min_score``.
+        """
+        thresholds = self.verifier.thresholds
+        if self.spans is None or thresholds.span_min_score >= SPAN_OFF:
+            return None
+        frame = grounding.frame
+        eligible = [
+            r for r in grounding.readings
+            if not r.sentence.is_fact and self.verifier.about_subject(frame, r)
+            and self.verifier.relation_share(frame, r) >= thresholds.relation_share
+        ]
+        eligible.sort(key=lambda r: self.verifier.relation_share(frame, r) + r.question_similarity, reverse=True)
+        best: tuple[float, Verdict] | None = None
+        for reading in eligible[:SPAN_SENTENCES]:
+            sentence = reading.sentence
+            candidates = enumerate_spans(sentence.text, frame, title=sentence.title)
+            scored = self.spans.scored(grounding.question, sentence.text, candidates)
+            for candidate in sorted(scored, key=lambda c: c.value(thresholds.span_score), reverse=True):
+                value = candidate.value(thresholds.span_score)
+                if value < thresholds.span_min_score or (best is not None and value <= best[0]):
+                    break
+                verdict = self.verifier.verify(candidate.span.text, frame, [reading])
+                if verdict.supported:
+                    span = candidate.span
+                    verdict.checks.update(span=span.text, span_start=sentence.start + span.start,
+                                          span_end=sentence.start + span.end, span_score=round(value, 4))
+                    best = (value, verdict)
+                    break
+        return best[1] if best else None
 
     # -- the whole answer -----------------------------------------------------------------------
     def compose(self, question: str, generated: str, evidence: Evidence,

@@ -155,7 +155,7 @@ def names(text: str) -> set[str]:
     found = set()
     for match in _NAME.finditer(text):
         for word in match.group().split():
-            folded = fold(word)
+            folded = fold(word.rstrip("'’"))  # "Achilles'" is Achilles
             if folded not in STOPWORDS and folded not in FUNCTION_WORDS:
                 found.add(folded)
     return found

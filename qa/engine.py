@@ -20,6 +20,7 @@ from qa.budget import Evidence, evidence_budget, select_evidence
 from qa.claims import ClaimVerifier
 from qa.prompt import build_messages
 from qa.sentences import split_sentences
+from qa.spans import SpanScorer
 from qa.tuning import CANDIDATES, MAX_ANSWER_SENTENCES, MIN_DENSE_WITHOUT_ENTITY
 from retrieval.pipeline import Mode, Retrieval, RetrievalPipeline
 
@@ -60,6 +61,9 @@ class QAEngine:
 
                 self._generator = make_generator(self.settings)
             self._generator.warm_up()
+            score = getattr(self._generator, "score", None)  # llama.cpp and remote servers give no scores
+            if score is not None and self._composer.spans is None:
+                self._composer.spans = SpanScorer(score)
             self._ready = True
 
     def _warm_retrieval(self) -> None:

@@ -70,6 +70,25 @@ QUESTION_SIMILARITY = 0.6
 EXTRACT_SIMILARITY = 2.0
 EXTRACT_RELATION_MATCH = 0.7
 EXTRACT_RELATION_SHARE = 1.0
+# -- short answers copied from the evidence (qa/spans.py) ----------------------------------------
+# When no generated sentence stands, the LM scores candidate spans of the evidence sentences about
+# the question's subject and relation, and the best span, copied as written, is the answer.
+# Hand-set: the longest gold answers of the sample dev set run to 7 words.
+SPAN_MAX_WORDS = 8
+# Hand-set: the evidence sentences (best relation share + question similarity first) whose spans
+# the LM scores; each costs three short prompts (first words, then spans with and without the question).
+SPAN_SENTENCES = 2
+# Of a sentence's candidate spans, only those starting at the words the LM likeliest begins its answer
+# with (this many) are scored in full. Hand-set for cost: scoring one sentence's every start took
+# 13-16 s on this shared 2-core CPU (15 starts x 26 tokens), so few starts are scored.
+SPAN_STARTS = 4
+# How a span is scored (qa/spans.py): "total" (log P of the span and the answer's end, given the
+# question and the sentence), "mean" (the same per token) or "pmi" (total minus its value without
+# the question).
+SPAN_SCORE = "pmi"
+# The least score a span needs to be shown; at SPAN_OFF or above no span is ever shown.
+SPAN_OFF = 99.0
+SPAN_MIN_SCORE = SPAN_OFF
 # A linked subject's facts come only from its own article. Tied on dev with False; kept because a
 # statement in another article ("the population of Testland is …") must not answer for the subject
 # (tests/qa/test_injection.py).
@@ -96,3 +115,5 @@ class Thresholds:
     extract_relation_match: float = EXTRACT_RELATION_MATCH
     extract_relation_share: float = EXTRACT_RELATION_SHARE
     own_article_only: bool = OWN_ARTICLE_ONLY
+    span_score: str = SPAN_SCORE
+    span_min_score: float = SPAN_MIN_SCORE
