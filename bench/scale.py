@@ -176,6 +176,11 @@ class SyntheticWiki:
             yield page
             yield RedirectItem(page_id=self.n + i + 1, title=_redirect_title(title), target=title, rev_id=1)
 
+    def sentence_queries(self, count: int) -> list[str]:
+        """Sentences of the sample as queries: what a question's content words look like to the stand-in."""
+        rng = np.random.default_rng(2)
+        return [self.sentences[int(i)] for i in rng.integers(0, len(self.sentences), size=count)]
+
     def questions(self, count: int) -> list[str]:
         """Questions about random pages: their title, or a title and words of one of their sentences."""
         rng = np.random.default_rng(1)
@@ -278,6 +283,47 @@ def measure_serving(data_dir: Path, questions_file: Path) -> dict:
                                                                             if k != "latency"}}
 
 
+def dense_recall(data_dir: Path, questions: list[str], k: int = 10) -> dict:
+    """recall@k of the saved (compressed past 20k vectors) index against exact search over the same passages.
+
+    The exact side re-embeds every passage with the stand-in (it is deterministic, so these
+    are the very vectors the index was given) and keeps each question's running top k.
+    """
+    from sqlalchemy import select
+
+    from kg.store import Passage, make_engine, session_factory
+    from kg.vector_index import VectorIndex
+    from kgqa.settings import Settings
+    from models.embedding.embedder import document_text
+
+    settings = Settings(data_dir=data_dir, models_dir=data_dir / "models")
+    embedder = HashedProjection()
+    queries = embedder.encode_documents(questions)
+    index = VectorIndex.load(settings.faiss_path, mmap=True)
+    approx = index.search(queries, k)[1]
+    best_scores = np.full((len(questions), k), -np.inf, dtype=np.float32)
+    best_ids = np.full((len(questions), k), -1, dtype=np.int64)
+    engine = make_engine(settings.database_url)
+    started = time.perf_counter()
+    with session_factory(engine)() as session:
+        rows = session.execute(select(Passage.vector_id, Passage.title, Passage.section, Passage.text)
+                               .execution_options(yield_per=20_000))
+        for chunk in rows.partitions():
+            vectors = embedder.encode_documents([document_text(t, s, x) for _, t, s, x in chunk])
+            scores = queries @ vectors.T
+            ids = np.broadcast_to(np.asarray([row[0] for row in chunk]), scores.shape)
+            merged_scores = np.concatenate([best_scores, scores], axis=1)
+            merged_ids = np.concatenate([best_ids, ids], axis=1)
+            top = np.argpartition(-merged_scores, k - 1, axis=1)[:, :k]
+            best_scores = np.take_along_axis(merged_scores, top, axis=1)
+            best_ids = np.take_along_axis(merged_ids, top, axis=1)
+    engine.dispose()
+    recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(approx.tolist(), best_ids.tolist())]))
+    return {"recall_at_10_vs_exact": recall, "index_kind": index.kind, "nlist": getattr(index, "nlist", None),
+            "nprobe": getattr(index, "nprobe", None), "queries": len(questions),
+            "exact_scan_s": time.perf_counter() - started}
+
+
 def _cpu_seconds() -> float:
     """CPU time of this process and its finished children: against wall time, it shows what a shared machine took."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -335,7 +381,10 @@ def main() -> None:
         questions_file = data_dir / "questions.json"
         questions_file.write_text(json.dumps(wiki.questions(args.queries)))
         result = {"pages": args.pages, "cpu_count": os.cpu_count(), "build": built, "disk_mb": disk_use(data_dir),
-                  "serving": measure_serving(data_dir, questions_file), "load_average": os.getloadavg()}
+                  "serving": measure_serving(data_dir, questions_file),
+                  "dense_index": dense_recall(data_dir, json.loads(questions_file.read_text())),
+                  "dense_index_sentence_queries": dense_recall(data_dir, wiki.sentence_queries(args.queries)),
+                  "load_average": os.getloadavg()}
     finally:
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -364,6 +413,11 @@ def print_table(result: dict) -> None:
                                                            f"{serving['second_process_adds_mb']:.0f}")]
     rows += [(f"retrieval {mode} p50 / p95 (ms)", f"{lat['p50_ms']:.1f} / {lat['p95_ms']:.1f}")
              for mode, lat in serving["latency"].items()]
+    for key, queries in (("dense_index", "the questions"), ("dense_index_sentence_queries", "sentence queries")):
+        if key in result:
+            dense = result[key]
+            rows += [(f"dense {dense['index_kind']} ({dense['nlist']} lists, nprobe {dense['nprobe']}), {queries}: "
+                      "recall@10 vs exact", f"{dense['recall_at_10_vs_exact']:.3f}")]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
