@@ -27,8 +27,7 @@ from kg.link_graph import load_link_graph
 from kg.page_parser import ParsedPage
 from kg.parse_pool import Feed, RedirectItem, parsed_stream
 from kg.sparse_index import load_sparse_index
-from kg.store import (Entity, IngestRun, ingest_lock, init_db, make_engine, session_factory,
-                      tune_for_bulk_writes)
+from kg.store import Entity, IngestRun, ingest_lock, init_db, make_engine, session_factory
 from kg.vectors import PassageVectors, pause_point
 from kg.writer import link_redirects, next_vector_id, write_batch
 from kgqa.settings import Settings
@@ -73,7 +72,7 @@ def ingest_dump(settings: Settings, dump_path: Path, *, limit: int | None = None
     pages = iter_pages(dump_path)
     first = next(pages, None)  # fail fast on a missing, empty or non-dump file before touching the KB
     settings.index_dir.mkdir(parents=True, exist_ok=True)
-    engine = tune_for_bulk_writes(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url, bulk_writes=True)
     try:
         with ingest_lock(engine):  # one run writes a database at a time; a second is refused in one line
             return _ingest(settings, engine, dump_path, pages, first, started, limit=limit, resume=resume,
@@ -112,7 +111,7 @@ def ingest_parsed(settings: Settings, items: Iterable[ParsedPage | RedirectItem]
     as a dump ingest; ``source`` names them in the run record."""
     started = time.monotonic()
     settings.index_dir.mkdir(parents=True, exist_ok=True)
-    engine = tune_for_bulk_writes(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url, bulk_writes=True)
     try:
         with ingest_lock(engine):
             init_db(engine)

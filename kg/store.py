@@ -181,28 +181,7 @@ def describe_database(url: str) -> str:
     return database_url(url).render_as_string(hide_password=True)
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL mode and foreign keys, PostgreSQL sessions run in UTC.
-
-    (UTC so that timestamps read back as they are written, as on SQLite, whatever the server's zone.)
-    """
-    parsed = database_url(url)
-    in_utc = (parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg"
-              and "options" not in parsed.query)  # the URL's own libpq options win
-    engine = create_engine(parsed, connect_args={"options": "-c timezone=UTC"} if in_utc else {})
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-    return engine
-
-
+SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA foreign_keys=ON", "PRAGMA synchronous=NORMAL")
 # Ingest's own SQLite connections: a 256 MB page cache keeps the hot parts of the indexes that every batch
 # updates (titles, aliases, triple objects) in memory, and the WAL is copied into the database every
 # 64 MB instead of every 4 MB, so a commit pays the two fsyncs of a checkpoint 16x less often.
@@ -210,14 +189,23 @@ def make_engine(url: str) -> Engine:
 BULK_WRITE_PRAGMAS = ("PRAGMA cache_size=-262144", "PRAGMA wal_autocheckpoint=16384")
 
 
-def tune_for_bulk_writes(engine: Engine) -> Engine:
-    """Give ``engine``'s SQLite connections the settings of a long run of large transactions; others unchanged."""
+def make_engine(url: str, *, bulk_writes: bool = False) -> Engine:
+    """An engine for ``url``; SQLite gets WAL mode and foreign keys, PostgreSQL sessions run in UTC.
+
+    (UTC so that timestamps read back as they are written, as on SQLite, whatever the server's zone.)
+    ``bulk_writes`` gives SQLite connections the settings of a long run of large transactions (ingest).
+    """
+    parsed = database_url(url)
+    in_utc = (parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg"
+              and "options" not in parsed.query)  # the URL's own libpq options win
+    engine = create_engine(parsed, connect_args={"options": "-c timezone=UTC"} if in_utc else {})
     if engine.dialect.name == "sqlite":
+        pragmas = SQLITE_PRAGMAS + (BULK_WRITE_PRAGMAS if bulk_writes else ())
 
         @event.listens_for(engine, "connect")
-        def _bulk_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
             cur = dbapi_conn.cursor()
-            for pragma in BULK_WRITE_PRAGMAS:
+            for pragma in pragmas:
                 cur.execute(pragma)
             cur.close()
 
