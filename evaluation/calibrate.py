@@ -11,7 +11,6 @@ figures, goes to a report that ``qa/tuning.py`` cites.
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from evaluation import metrics as m
+from evaluation.drafts import DraftCache
 from evaluation.qa_eval import trust
 from evaluation.questions import EvalQuestion
 from qa.answer import Grounding
@@ -28,18 +28,12 @@ from qa.tuning import Thresholds
 MAX_WRONG_CITED = 0.03
 MIN_ABSTENTION_UNANSWERABLE = 0.97
 
-# The claim checks' values near those the full grid chose (qa/tuning.py, 3,600 combinations),
-# crossed with the answer spans' scoring (qa/spans.py); each LM score is computed once and cached.
+# The claim checks' values around those the full grid chose (qa/tuning.py, 3,600 combinations).
 GRID: dict[str, Sequence] = {
-    "relation_match": (0.55, 0.6),
-    "relation_share": (0.67, 1.0),
-    "question_similarity": (0.6,),
-    "extract_similarity": (2.0,),  # 2.0: never show an evidence sentence as written
-    "own_article_only": (True,),
-    "span_score": ("total", "mean", "pmi"),
-    # log-probabilities (total, mean) and their gains over the prompt without the question (pmi);
-    # 99.0: never show a span
-    "span_min_score": (-8.0, -6.0, -4.0, -3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 99.0),
+    "relation_match": (0.5, 0.55, 0.6, 0.7),
+    "relation_share": (0.5, 0.67, 1.0),
+    "question_similarity": (0.5, 0.6, 0.7),
+    "own_article_only": (True, False),
 }
 
 
@@ -61,33 +55,16 @@ def prepare(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None = 
     reused (the LM is the slow part, and its drafts do not depend on the thresholds or
     the claim checks), new ones are appended to it as they are made.
     """
-    known: dict[str, list[str]] = {}
-    if drafts is not None and drafts.is_file():
-        for line in drafts.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                known[row["id"]] = row["drafted"]
     prepared = []
     composer = engine.composer
-    sink = drafts.open("a", encoding="utf-8") if drafts is not None else None
-    try:
+    with DraftCache(drafts) as cache:
         for question in tqdm(questions, desc="calibrate: drafting", unit="question", disable=not progress):
             retrieval, evidence = engine.prepare(question.question)
             early = engine.nothing_to_answer_from(retrieval, evidence)
-            grounding = composer.ground(question.question, evidence, retrieval.entities)
-            if early:
-                drafted = []
-            elif question.id in known:
-                drafted = known[question.id]
-            else:
-                drafted = engine.draft(question.question, evidence)
-                if sink is not None:
-                    sink.write(json.dumps({"id": question.id, "drafted": drafted}) + "\n")
-                    sink.flush()
+            grounding = composer.ground(question.question, engine.evidence_to_read(retrieval, evidence),
+                                        retrieval.entities)
+            drafted = [] if early else cache.get(question.id, lambda: engine.draft(question.question, evidence))
             prepared.append(Prepared(question, grounding, drafted, early))
-    finally:
-        if sink is not None:
-            sink.close()
     return prepared
 
 

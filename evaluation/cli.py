@@ -13,6 +13,8 @@ _QUESTIONS = click.argument("questions", type=click.Path(path_type=Path, dir_oka
 _REPORT_DIR = click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False),
                            help="Where report.json, report.md and the PNGs go [default: <data>/reports/<kind>-<time>].")
 _LIMIT = click.option("--limit", type=click.IntRange(min=1), help="Only the first N questions.")
+_DRAFTS = click.option("--drafts", type=click.Path(path_type=Path, dir_okay=False),
+                       help="JSONL of the LM's drafts to reuse and extend [default: <report dir>/drafts.jsonl].")
 
 
 def _show(markdown: str, paths: dict) -> None:
@@ -88,11 +90,25 @@ def qa_command(ctx, questions: Path, report_dir, limit, embedding_check: bool) -
 @_QUESTIONS
 @_REPORT_DIR
 @_LIMIT
-@click.option("--drafts", type=click.Path(path_type=Path, dir_okay=False),
-              help="JSONL of the LM's drafts to reuse and extend [default: <report dir>/drafts.jsonl].")
+@_DRAFTS
 @click.pass_context
 def calibrate_command(ctx, questions: Path, report_dir, limit, drafts) -> None:
     """Choose the claim checks' thresholds on a DEV question set (never the test set); runs the LM once per question."""
     _, markdown, paths = runs.run_calibration(_settings(ctx), questions, report_dir=report_dir, limit=limit,
                                               drafts=drafts)
+    _show(markdown, paths)
+
+
+@eval_group.command("fit-reader")
+@_QUESTIONS
+@_REPORT_DIR
+@_LIMIT
+@_DRAFTS
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Where the fitted model goes (the engine reads qa/reader_model.json).")
+@click.pass_context
+def fit_reader_command(ctx, questions: Path, report_dir, limit, drafts, out: Path) -> None:
+    """Fit the reader's weights, candidate count and threshold on a DEV question set (never the test set)."""
+    _, markdown, paths = runs.run_reader_fit(_settings(ctx), questions, out=out, report_dir=report_dir, limit=limit,
+                                             drafts=drafts)
     _show(markdown, paths)

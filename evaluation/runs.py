@@ -19,11 +19,11 @@ def _sessions(settings: Settings):
     return session_factory(open_knowledge_base(settings))
 
 
-def _qa_engine(settings: Settings, *, load_lm: bool):
+def _qa_engine(settings: Settings, *, load_lm: bool, load_reader: bool = True):
     """The engine under test; retrieval alone never loads the LM (``retrieve`` warms only the index)."""
     from qa.engine import QAEngine
 
-    engine = QAEngine(settings)
+    engine = QAEngine(settings, load_reader=load_reader)
     if load_lm:
         engine.warm_up()
     return engine
@@ -130,4 +130,22 @@ def run_calibration(settings: Settings, questions_path: Path, *, report_dir: Pat
     result = calibrate(engine, questions, drafts=drafts or report_dir / "drafts.jsonl", progress=progress)
     result["meta"] = report.run_metadata(settings, questions_path)
     markdown = calibration_markdown(result)
+    return result, markdown, report.write_report(report_dir, result, markdown)
+
+
+def run_reader_fit(settings: Settings, questions_path: Path, *, out: Path, report_dir: Path | None = None,
+                   limit: int | None = None, drafts: Path | None = None, engine=None, progress: bool = True):
+    """Fit the reader on a DEV set and write its model to ``out``; the report goes to report.json and report.md."""
+    from evaluation.reader_fit import fit_markdown, fit_reader
+
+    questions = load_questions(questions_path, limit=limit)
+    _sessions(settings)
+    engine = engine or _qa_engine(settings, load_lm=True, load_reader=False)
+    report_dir = Path(report_dir) if report_dir else report.default_report_dir(settings, "reader")
+    report_dir.mkdir(parents=True, exist_ok=True)
+    model, result = fit_reader(engine, questions, drafts=drafts or report_dir / "drafts.jsonl",
+                               source=str(questions_path), progress=progress)
+    model.save(out)
+    result["meta"] = report.run_metadata(settings, questions_path)
+    markdown = fit_markdown(result) + f"\n\nmodel: {out}"
     return result, markdown, report.write_report(report_dir, result, markdown)

@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     lm_retries: int = Field(default=2, ge=0, le=10)
 
     # QA engine knobs.
-    top_k: int = Field(default=5, ge=1, le=50)
+    # Passages an answer is read from (the prompt holds those its token budget fits, in rank order).
+    top_k: int = Field(default=10, ge=1, le=50)
     max_new_tokens: int = Field(default=96, ge=1, le=2048)
     # Evidence budget in prompt tokens; 0 means pick by device (small on CPU, large on GPU).
     evidence_tokens: int = Field(default=0, ge=0)

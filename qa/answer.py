@@ -1,13 +1,12 @@
 """Turn the model's text and the evidence into the grounded answer, or an abstention.
 
-The model proposes; this module disposes. Each sentence is shown only when one
-evidence sentence (or one fact) states what it claims about the question
-(``qa.claims``), cited to that sentence. A fact that answers the question
-outright leads. When no generated sentence stands, the evidence sentence that
-best answers the question is shown: a span of it the LM scores as the answer
-(``qa.spans``), or the sentence as it is written; either is copied, so checkable
-by construction. When none does, the engine abstains and lists the closest
-sources.
+The model proposes; this module disposes. An infobox fact that states the asked
+relation of the question's subject (``qa.claims``) leads. The answer is then the
+evidence sentence the reader (``qa.reader``) finds most likely to state it, shown as
+written and cited to its offsets in the passage, so what is shown stands in the
+cited text by construction; the LM's draft is one thing the reader weighs, never
+shown unchecked. When the reader is not sure enough (its dev-chosen threshold),
+the engine abstains and lists the closest sources.
 """
 
 from __future__ import annotations
@@ -18,10 +17,8 @@ from dataclasses import dataclass, field
 
 from kgqa.records import AnswerSentence, Citation, FactHit, LinkedEntity
 from kgqa.text import content_words, numbers
-from kgqa.text import words as all_words
 from qa.budget import Evidence, fact_line
 from qa.claims import (
-    REASON_WORDS,
     ClaimVerifier,
     EvidenceSentence,
     QuestionFrame,
@@ -30,15 +27,9 @@ from qa.claims import (
     frame_question,
     names,
 )
-from qa.sentences import markers_in, split_sentences, strip_markers, with_markers
-from qa.spans import SpanScorer, enumerate_spans
-from qa.tuning import (
-    CLOSEST_SOURCES,
-    SNIPPET_CHARS,
-    SPAN_OFF,
-    SPAN_SENTENCES,
-    TOPIC_COVERAGE_FLOOR,
-)
+from qa.reader import AnswerReader
+from qa.sentences import markers_in, split_sentences, with_markers
+from qa.tuning import CLOSEST_SOURCES, SNIPPET_CHARS, TOPIC_COVERAGE_FLOOR
 
 _REFUSAL = re.compile(
     r"\b(do not know|don't know|not sure|no information|not (?:mentioned|provided|contain|stated|say)|"
@@ -91,33 +82,22 @@ def _restates(sentence: str, reference: str) -> bool:
     return set(content_words(sentence)) <= set(content_words(reference))
 
 
-def _gives_answer_type(frame: QuestionFrame, sentence: EvidenceSentence) -> bool:
-    """Whether the sentence holds something of the kind the question asks for, beyond the question's words."""
-    if frame.answer_type == "date":
-        return any(len(n) in (3, 4) and n.isdigit() for n in numbers(sentence.text) - frame.numbers)
-    if frame.answer_type == "number":
-        return bool(numbers(sentence.text) - frame.numbers)
-    if frame.answer_type == "reason":
-        return bool(REASON_WORDS & set(all_words(sentence.text)))
-    if frame.answer_type in ("name", "place"):
-        return bool(names(sentence.text) - frame.words - frame.subject_words)
-    return bool(set(content_words(sentence.text)) - frame.words)
-
-
 class AnswerBuilder:
-    """One answer built sentence by sentence, so each verified sentence can be sent as soon as it is checked.
+    """One answer built as the LM drafts, so each part can be sent as soon as it is decided.
 
-    ``start()`` gives the fact that answers outright (if any), ``add()`` each generated
-    sentence that stands on its evidence, ``finish()`` the whole grounded answer,
-    falling back to the best evidence sentence or an abstention.
+    ``start()`` gives the fact that answers outright (if any: it is then the answer, and no
+    draft is needed); ``add()`` takes each drafted sentence (the reader weighs them; none is
+    shown as written); ``finish()`` gives the whole grounded answer: the fact, else the
+    reader's sentence when it is sure enough, else an abstention.
     """
 
     def __init__(self, composer: "AnswerComposer", grounding: Grounding):
         self.composer = composer
         self.grounding = grounding
         self.shown: list[tuple[str, Verdict]] = []
+        self.drafted: list[str] = []
         self.dropped: list[str] = []
-        self.refused = False
+        self._read = False
 
     def _accept(self, text: str, verdict: Verdict) -> tuple[AnswerSentence, Citation]:
         self.shown.append((text, verdict))
@@ -130,46 +110,39 @@ class AnswerBuilder:
         lead = self.composer.lead_fact(self.grounding)
         return self._accept(*lead) if lead else None
 
-    def add(self, raw: str) -> tuple[AnswerSentence, Citation] | None:
-        """The sentence as shown with its citation when it stands on one evidence sentence, else None."""
-        verdict, _refuted = self.composer.check(self.grounding, raw)
-        text = strip_markers(raw)
-        if verdict.supported and not any(_restates(text, shown) for shown, _ in self.shown):
-            return self._accept(text, verdict)
-        self.refused = self.refused or verdict.reason == "the model says it does not know"
+    def add(self, raw: str) -> None:
+        """One drafted sentence, for the reader to weigh."""
+        self.drafted.append(raw)
         self.dropped.append(raw)
-        return None
 
-    def fallback(self) -> tuple[AnswerSentence, Citation] | None:
-        """When nothing generated stands: the span of an evidence sentence the LM scores best as the answer,
-        else the evidence sentence that answers, as written."""
-        if self.shown:
+    def read(self) -> tuple[AnswerSentence, Citation] | None:
+        """The evidence sentence the reader is sure enough states the answer, as written; once."""
+        if self._read or self.shown:  # a fact that answers outright is the answer
             return None
-        span = self.composer.span_answer(self.grounding)
-        if span is not None:
-            return self._accept(span.checks["span"], span)
-        extracted = self.composer.extract(self.grounding)
-        return self._accept(extracted.sentence.text, extracted) if extracted else None
+        self._read = True
+        verdict = self.composer.read(self.grounding, self.drafted)
+        if verdict is None or any(_restates(verdict.sentence.text, shown) for shown, _ in self.shown):
+            return None
+        return self._accept(verdict.sentence.text, verdict)
 
     def finish(self) -> GroundedAnswer:
-        self.fallback()
+        self.read()
         if not self.shown:
-            reason = ("the model found no answer in the evidence" if self.refused
-                      else "no evidence sentence states an answer to the question")
+            reason = "no evidence sentence states an answer to the question surely enough"
             return self.composer.abstain(self.grounding.question, self.grounding.evidence, reason, self.dropped)
         return self.composer.answer_from(self.grounding.evidence, self.shown, self.dropped)
 
 
 class AnswerComposer:
-    """Builds the ``GroundedAnswer`` from generated text with a ``ClaimVerifier``."""
+    """Builds the ``GroundedAnswer`` from the evidence, the LM's draft and the reader."""
 
-    def __init__(self, verifier: ClaimVerifier, spans: SpanScorer | None = None):
+    def __init__(self, verifier: ClaimVerifier, reader: AnswerReader | None = None):
         self.verifier = verifier
-        self.spans = spans  # the LM's scores of answer spans; None: no span is ever shown
+        self.reader = reader  # None: only facts that answer outright are ever shown
 
     # -- per question ----------------------------------------------------------------------------
     def ground(self, question: str, evidence: Evidence, entities: Sequence[LinkedEntity]) -> Grounding:
-        """Read the evidence once for ``question``; every sentence is then checked against it."""
+        """Read the evidence once for ``question``; every candidate is then weighed against it."""
         frame = frame_question(question, entities)
         readings = self.verifier.read(frame, evidence_sentences(evidence))
         return Grounding(question, frame, evidence, readings, topic_coverage(question, evidence))
@@ -179,11 +152,6 @@ class AnswerComposer:
         if grounding.coverage < TOPIC_COVERAGE_FLOOR:
             return (f"the evidence mentions {grounding.coverage:.0%} of the question's names and numbers "
                     "(all numbers required)")
-        frame = grounding.frame
-        if frame.relation_words and not any(
-            self.verifier.about_subject(frame, r) and self.verifier.relation_share(frame, r) >= self.verifier.thresholds.relation_share for r in grounding.readings
-        ):
-            return "no evidence about the question's subject speaks of the relation it asks about"
         return ""
 
     def lead_fact(self, grounding: Grounding) -> tuple[str, Verdict] | None:
@@ -196,7 +164,7 @@ class AnswerComposer:
         return None
 
     def check(self, grounding: Grounding, sentence: str) -> tuple[Verdict, list[str]]:
-        """The verdict on one generated sentence, and the markers the model wrote that its evidence refutes."""
+        """The verdict on one sentence, and the markers written in it that its evidence refutes."""
         if _REFUSAL.search(sentence):
             return Verdict(False, "the model says it does not know"), []
         written = markers_in(sentence)
@@ -204,65 +172,15 @@ class AnswerComposer:
         cited = verdict.sentence.item_id if verdict.supported and verdict.sentence else None
         return verdict, [m for m in written if m != cited]
 
-    def extract(self, grounding: Grounding) -> Verdict | None:
-        """The evidence sentence that best answers the question, shown as written; None when none does."""
-        frame = grounding.frame
-        best = None
-        for reading in grounding.readings:
-            sentence = reading.sentence
-            if sentence.is_fact or not self.verifier.about_subject(frame, reading):
-                continue
-            # Shown as written, so the relation words of the question must be spoken of, closely.
-            share = self.verifier.relation_share(frame, reading, match=self.verifier.thresholds.extract_relation_match)
-            if frame.relation_words and share < self.verifier.thresholds.extract_relation_share:
-                continue
-            if reading.question_similarity < self.verifier.thresholds.extract_similarity or not _gives_answer_type(frame, sentence):
-                continue
-            claimed = numbers(sentence.text) - frame.numbers
-            if frame.answer_type in ("date", "number") and not any(
-                self.verifier.number_bound(n, frame, reading) for n in claimed
-            ):
-                continue
-            score = reading.question_similarity + share
-            if best is None or score > best.score:
-                best = Verdict(True, "", sentence, score, {"relation_share": share,
-                                                          "question_similarity": reading.question_similarity})
-        return best
-
-    def span_answer(self, grounding: Grounding) -> Verdict | None:
-        """The best-scored answer span of the evidence sentences about the question's subject and relation.
-
-        The span is copied from its sentence (``checks["span"]``, offsets into the passage in
-        ``checks["span_start"]``/``checks["span_end"]``) and must stand on that sentence as any
-        claim must (``ClaimVerifier.verify``); None when no span scores ``span_min_score``.
-        """
-        thresholds = self.verifier.thresholds
-        if self.spans is None or thresholds.span_min_score >= SPAN_OFF:
+    def read(self, grounding: Grounding, drafted: Sequence[str]) -> Verdict | None:
+        """The evidence sentence the reader ranks first, when its probability reaches the model's threshold."""
+        if self.reader is None:
             return None
-        frame = grounding.frame
-        eligible = [
-            r for r in grounding.readings
-            if not r.sentence.is_fact and self.verifier.about_subject(frame, r)
-            and self.verifier.relation_share(frame, r) >= thresholds.relation_share
-        ]
-        eligible.sort(key=lambda r: self.verifier.relation_share(frame, r) + r.question_similarity, reverse=True)
-        best: tuple[float, Verdict] | None = None
-        for reading in eligible[:SPAN_SENTENCES]:
-            sentence = reading.sentence
-            candidates = enumerate_spans(sentence.text, frame, title=sentence.title)
-            scored = self.spans.scored(grounding.question, sentence.text, candidates)
-            for candidate in sorted(scored, key=lambda c: c.value(thresholds.span_score), reverse=True):
-                value = candidate.value(thresholds.span_score)
-                if value < thresholds.span_min_score or (best is not None and value <= best[0]):
-                    break
-                verdict = self.verifier.verify(candidate.span.text, frame, [reading])
-                if verdict.supported:
-                    span = candidate.span
-                    verdict.checks.update(span=span.text, span_start=sentence.start + span.start,
-                                          span_end=sentence.start + span.end, span_score=round(value, 4))
-                    best = (value, verdict)
-                    break
-        return best[1] if best else None
+        choice = self.reader.choose(self.verifier, grounding.frame, grounding.readings, drafted)
+        if choice is None or choice.probability < self.reader.model.threshold:
+            return None
+        return Verdict(True, "", choice.reading.sentence, choice.probability,
+                       {"reader_probability": round(choice.probability, 4), **choice.features})
 
     # -- the whole answer -----------------------------------------------------------------------
     def compose(self, question: str, generated: str, evidence: Evidence,
@@ -273,10 +191,10 @@ class AnswerComposer:
             return self.abstain(question, evidence, reason, split_sentences(generated))
         return self.compose_grounded(grounding, split_sentences(generated))
 
-    def compose_grounded(self, grounding: Grounding, sentences: Iterable[str]) -> GroundedAnswer:
+    def compose_grounded(self, grounding: Grounding, drafted: Iterable[str]) -> GroundedAnswer:
         builder = AnswerBuilder(self, grounding)
         builder.start()
-        for raw in sentences:
+        for raw in drafted:
             builder.add(raw)
         return builder.finish()
 

@@ -1,8 +1,10 @@
 """The QA engine: question in, grounded and cited answer (or abstention) out.
 
-Stages: validate -> link and retrieve -> choose evidence within the token
-budget -> prompt the LM and stream its tokens -> attribute and compose. The
-engine holds no per-request state, so one instance serves every thread.
+Stages: validate -> link and retrieve -> choose the prompt's evidence within the
+token budget -> prompt the LM and stream its draft -> the reader picks the evidence
+sentence that answers, from every retrieved passage, weighing the draft -> compose
+the cited answer or abstain. The engine holds no per-request state, so one instance
+serves every thread.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from qa.budget import Evidence, evidence_budget, select_evidence
 from qa.claims import ClaimVerifier
 from qa.prompt import build_messages
 from qa.sentences import split_sentences
-from qa.spans import SpanScorer
+from qa.reader import AnswerReader, ReaderModel
 from qa.tuning import CANDIDATES, MAX_ANSWER_SENTENCES, MIN_DENSE_WITHOUT_ENTITY
 from retrieval.pipeline import Mode, Retrieval, RetrievalPipeline
 
@@ -31,10 +33,15 @@ ECHO_STOPS = ("<evidence>", "</evidence>")
 class QAEngine:
     """Answers questions over the knowledge base in ``settings``; load with ``warm_up()``."""
 
-    def __init__(self, settings: Settings, *, generator: Generator | None = None, knowledge_base=None):
+    def __init__(self, settings: Settings, *, generator: Generator | None = None, knowledge_base=None,
+                 reader: AnswerReader | None = None, load_reader: bool = True):
+        """``reader``: the reader to answer with; else the fitted one in qa/reader_model.json, unless
+        ``load_reader`` is False (fitting a new one: then only facts that answer outright are shown)."""
         self.settings = settings
         self._generator = generator
         self._kb = knowledge_base
+        self._reader = reader
+        self._load_reader = load_reader
         self._pipeline: RetrievalPipeline | None = None
         self._composer: AnswerComposer | None = None
         self._lock = threading.Lock()
@@ -61,9 +68,6 @@ class QAEngine:
 
                 self._generator = make_generator(self.settings)
             self._generator.warm_up()
-            score = getattr(self._generator, "score", None)  # llama.cpp and remote servers give no scores
-            if score is not None and self._composer.spans is None:
-                self._composer.spans = SpanScorer(score)
             self._ready = True
 
     def _warm_retrieval(self) -> None:
@@ -75,7 +79,10 @@ class QAEngine:
 
             self._kb = KnowledgeBase(self.settings)
         self._kb.warm_up()
-        self._composer = AnswerComposer(ClaimVerifier(encode=self._kb.embedder.encode_documents))
+        reader = self._reader
+        if reader is None and self._load_reader:
+            reader = AnswerReader(ReaderModel.load())
+        self._composer = AnswerComposer(ClaimVerifier(encode=self._kb.embedder.encode_documents), reader)
         self._pipeline = RetrievalPipeline(self._kb)
 
     # -- public API ----------------------------------------------------------------------------
@@ -120,6 +127,15 @@ class QAEngine:
         retrieval = self._retrieve_for_answer(question, k or self.settings.top_k, history)
         return retrieval, self._choose_evidence(retrieval)
 
+    @staticmethod
+    def evidence_to_read(retrieval: Retrieval, prompt: Evidence) -> Evidence:
+        """What the reader reads: the prompt's facts and every retrieved passage, whole.
+
+        The prompt holds the passages its token budget fits, in rank order, so its [n]
+        are the first of these; a passage the budget cut is read whole here.
+        """
+        return Evidence(passages=list(retrieval.passages), facts=list(prompt.facts), tokens=prompt.tokens)
+
     def draft(self, question: str, evidence: Evidence, history: Sequence[dict] | None = None) -> list[str]:
         """The LM's sentences for ``question`` over ``evidence``, cut as the engine reads them; nothing verified."""
         self.warm_up()
@@ -130,10 +146,11 @@ class QAEngine:
 
     def _answer_events(self, question, k, history, started) -> Iterator[StreamEvent]:
         retrieval = self._retrieve_for_answer(question, k or self.settings.top_k, history)
-        evidence = self._choose_evidence(retrieval)
+        prompt_evidence = self._choose_evidence(retrieval)
+        evidence = self.evidence_to_read(retrieval, prompt_evidence)
         timings = Timings(link=retrieval.link_s, retrieve=retrieval.retrieve_s)
         grounding = self._composer.ground(question, evidence, retrieval.entities)
-        reason = self.nothing_to_answer_from(retrieval, evidence) or self._composer.precheck(grounding)
+        reason = self.nothing_to_answer_from(retrieval, prompt_evidence) or self._composer.precheck(grounding)
         generated = ""
         if reason:
             grounded = self._composer.abstain(question, evidence, reason)
@@ -147,11 +164,17 @@ class QAEngine:
                     yield StreamEvent(type="sentence", sentence=accepted[0], citations=[accepted[1]])
 
             yield from verified(builder.start())  # a fact that answers outright needs no generation
+            if builder.shown:
+                timings.total = time.perf_counter() - started
+                yield StreamEvent(type="result", result=self._result(question, "", builder.finish(), retrieval,
+                                                                     evidence, timings))
+                return
             generation_started = time.perf_counter()
             pieces: list[str] = []
             checked = 0
             stream = self._generator.stream(
-                build_messages(question, evidence, history), max_new_tokens=self.settings.max_new_tokens, stop=ECHO_STOPS
+                build_messages(question, prompt_evidence, history), max_new_tokens=self.settings.max_new_tokens,
+                stop=ECHO_STOPS,
             )
             try:
                 for piece in stream:
@@ -160,9 +183,9 @@ class QAEngine:
                     pieces.append(piece)
                     yield StreamEvent(type="token", text=piece)
                     sentences = split_sentences("".join(pieces))
-                    # Every sentence but the last is complete: verify it and send it now.
+                    # Every sentence but the last is complete: hand it to the reader now.
                     while checked < min(len(sentences) - 1, MAX_ANSWER_SENTENCES):
-                        yield from verified(builder.add(sentences[checked]))
+                        builder.add(sentences[checked])
                         checked += 1
                     if len(sentences) > MAX_ANSWER_SENTENCES:
                         break
@@ -171,9 +194,9 @@ class QAEngine:
             sentences = split_sentences("".join(pieces))[:MAX_ANSWER_SENTENCES]
             generated = " ".join(sentences)
             for sentence in sentences[checked:]:
-                yield from verified(builder.add(sentence))
+                builder.add(sentence)
             timings.generate = time.perf_counter() - generation_started
-            yield from verified(builder.fallback())
+            yield from verified(builder.read())
             grounded = builder.finish()
         timings.total = time.perf_counter() - started
         yield StreamEvent(type="result", result=self._result(question, generated, grounded, retrieval, evidence, timings))

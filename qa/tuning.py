@@ -63,36 +63,11 @@ CLAIM_COVERAGE = 0.6
 NUMBER_WINDOW = 8
 # With no linked entity, a sentence must be at least this close in meaning to the question.
 QUESTION_SIMILARITY = 0.6
-# An evidence sentence is shown as the answer, as written, when no generated sentence stands:
-# calibration turned this off (2.0 is above any cosine). Every setting of it that showed evidence
-# sentences raised wrong cited answers on dev past the target. The other two apply when a
-# deployment lowers it.
-EXTRACT_SIMILARITY = 2.0
-EXTRACT_RELATION_MATCH = 0.7
-EXTRACT_RELATION_SHARE = 1.0
-# -- short answers copied from the evidence (qa/spans.py) ----------------------------------------
-# When no generated sentence stands, the LM scores candidate spans of the evidence sentences about
-# the question's subject and relation, and the best span, copied as written, is the answer.
-# Hand-set: the longest gold answers of the sample dev set run to 7 words.
-SPAN_MAX_WORDS = 8
-# Hand-set: the evidence sentences (best relation share + question similarity first) whose spans
-# the LM scores; each costs three short prompts (first words, then spans with and without the question).
-SPAN_SENTENCES = 2
-# Of a sentence's candidate spans, only those starting at the words the LM likeliest begins its answer
-# with (this many) are scored in full. Hand-set for cost: scoring one sentence's every start took
-# 13-16 s on this shared 2-core CPU (15 starts x 26 tokens), so few starts are scored.
-SPAN_STARTS = 4
-# How a span is scored (qa/spans.py): "total" (log P of the span and the answer's end, given the
-# question and the sentence), "mean" (the same per token) or "pmi" (total minus its value without
-# the question).
-SPAN_SCORE = "pmi"
-# The least score a span needs to be shown; at SPAN_OFF or above no span is ever shown.
-# Off: not yet calibrated. `kgqa eval calibrate data/eval/sample/dev.jsonl` with the grid of
-# evaluation/calibrate.py had not finished its first combination after 24 minutes on the shared
-# 2-core CPU (the LM scores every eligible sentence of ~130 dev questions once), so no dev figure
-# supports a threshold yet; with spans off, answers are as calibrated above.
-SPAN_OFF = 99.0
-SPAN_MIN_SCORE = SPAN_OFF
+# The LM drafts over whole passages (the budget above). Drafting over the 6 candidate sentences the
+# reader weighs first was tried and rejected: the reader's dev out-of-fold accuracy at the trust
+# targets fell from 0.467 to 0.342 (the draft then copies a candidate and adds little to the reader).
+# The reader (qa/reader.py) keeps its fitted weights, candidate count and threshold, with the dev
+# figures they came from, in qa/reader_model.json (`kgqa eval fit-reader`).
 # A linked subject's facts come only from its own article. Tied on dev with False; kept because a
 # statement in another article ("the population of Testland is …") must not answer for the subject
 # (tests/qa/test_injection.py).
@@ -115,9 +90,4 @@ class Thresholds:
     claim_coverage: float = CLAIM_COVERAGE
     number_window: int = NUMBER_WINDOW
     question_similarity: float = QUESTION_SIMILARITY
-    extract_similarity: float = EXTRACT_SIMILARITY
-    extract_relation_match: float = EXTRACT_RELATION_MATCH
-    extract_relation_share: float = EXTRACT_RELATION_SHARE
     own_article_only: bool = OWN_ARTICLE_ONLY
-    span_score: str = SPAN_SCORE
-    span_min_score: float = SPAN_MIN_SCORE

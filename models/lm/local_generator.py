@@ -19,7 +19,6 @@ from models.lm.chat_protocol import check_messages
 from models.lm.generator import Backend, Generation, GenerationConfig, Messages
 from models.lm.loader import load_tokenizer
 from models.lm.onnx_generation import OnnxBackend, PrefixStore
-from models.lm.scoring import Scored, assemble, score_on_model, tokenize_continuations
 from models.lm.streaming import Job, RowText
 
 
@@ -156,35 +155,6 @@ class LocalGenerator:
 
     def generate(self, messages: Messages, **knobs) -> Generation:
         return _collect(self.submit(messages, **knobs))
-
-    def score(self, messages: Messages, continuations: list[str]) -> list[Scored]:
-        """How likely the LM finds each continuation as the start of its answer to ``messages``, token by token,
-        and that the answer ends after each token (``_answer_ends``).
-
-        Runs beside the batching worker, on the calling thread (torch inference takes concurrent callers).
-        """
-        self.warm_up()
-        texts = list(continuations)
-        if not texts:
-            return []
-        if any(not t for t in texts):
-            raise ValueError("a continuation to score must not be empty")
-        prompt = self.prompt_ids(messages)
-        tokenized = tokenize_continuations(self.tokenizer, texts)
-        ids = [token_ids for token_ids, _ in tokenized]
-        # The onnx backend keeps the model's torch weights too: scoring runs on them on either backend.
-        scores = score_on_model(self._backend.lm.model, prompt, ids, self._answer_ends(),
-                                self.tokenizer.pad_token_id or 0)
-        return assemble(texts, tokenized, scores)
-
-    def _answer_ends(self) -> list[int]:
-        """Tokens that end a short answer: the end of the turn, a full stop or a new line."""
-        ends = set(self._backend.lm.eos_ids)
-        for mark in (".", "\n"):
-            ids = self.tokenizer(mark, add_special_tokens=False)["input_ids"]
-            if len(ids) == 1:
-                ends.add(ids[0])
-        return sorted(ends)
 
     def generate_batch(self, conversations: list[Messages], **knobs) -> list[Generation]:
         """Answer several conversations in shared batches (used by evaluation and benchmarks)."""

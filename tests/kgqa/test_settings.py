@@ -38,7 +38,7 @@ def test_overrides_make_a_new_object_and_move_the_database(tmp_path):
     base = Settings(data_dir=Path("/nonexistent"))
     moved = base.with_overrides(data_dir=tmp_path, top_k=3)
     assert moved.database_url == f"sqlite:///{tmp_path / 'kgqa.db'}"
-    assert moved.top_k == 3 and base.top_k == 5
+    assert moved.top_k == 3 and base.top_k == 10
     with pytest.raises(ValidationError):
         base.top_k = 9  # frozen
 

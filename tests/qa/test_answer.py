@@ -1,9 +1,10 @@
-"""Answer composition on hand-written model outputs: what is shown, cited, dropped or abstained.
+"""Answer composition on hand-written model drafts: what is shown, cited, dropped or abstained.
 
 The verifier reads meaning through word and sentence vectors; here a small deterministic
 encoder stands in for the embedder (hashed word vectors, with a few words made synonyms),
-so these tests check the composer's rules, not the embedder. The real embedder runs in
-tests/qa/test_engine.py.
+and the reader weighs only whether a sentence holds what the draft adds, so these tests
+check the composer's rules, not the embedder or the fitted weights. The real embedder and
+reader run in tests/qa/test_engine.py.
 """
 
 import hashlib
@@ -15,6 +16,7 @@ from kgqa.text import content_words
 from qa.answer import AnswerComposer, topic_coverage
 from qa.budget import Evidence
 from qa.claims import ClaimVerifier, evidence_sentences, frame_question
+from qa.reader import FEATURES, AnswerReader, ReaderModel
 from qa.tuning import Thresholds
 
 SYNONYMS = {"wrote": "author", "people": "population", "born": "birth", "teacher": "taught"}
@@ -53,9 +55,17 @@ ARISTOTLE = [LinkedEntity(entity_id=308, title="Aristotle", mention="Aristotle",
                           url="https://en.wikipedia.org/wiki/Aristotle")]
 # The rules under test, at round thresholds of their own (the shipped values come from calibration
 # on the dev split, qa/tuning.py, and would make these tests depend on it).
-RULES = Thresholds(relation_match=0.5, relation_share=0.5, question_similarity=0.5, extract_similarity=0.5,
-                   extract_relation_share=1.0)
-composer = AnswerComposer(ClaimVerifier(fake_encode, RULES))
+RULES = Thresholds(relation_match=0.5, relation_share=0.5, question_similarity=0.5)
+
+
+def agreement_reader(threshold: float = 0.5) -> AnswerReader:
+    """A reader sure of a sentence exactly when it holds what the draft adds (p 0.99 against 0.01)."""
+    weights = [0.0] * (2 * len(FEATURES))
+    weights[FEATURES.index("draft_agreement")] = 10.0
+    return AnswerReader(ReaderModel(weights=tuple(weights), intercept=-5.0, threshold=threshold, candidates=4))
+
+
+composer = AnswerComposer(ClaimVerifier(fake_encode, RULES), agreement_reader())
 
 
 def verify(claim: str, question: str, entities, passages):
@@ -67,12 +77,11 @@ def verify(claim: str, question: str, entities, passages):
 
 def test_direct_fact_leads_with_its_citation_and_other_claims_are_dropped():
     evidence = Evidence(passages=[PASSAGE], facts=[CAPITAL])
-    result = composer.compose("What is the capital of Alabama?",
-                              "The capital of Alabama is Birmingham. Birmingham is the most populous city.",
+    result = composer.compose("What is the capital of Alabama?", "The capital of Alabama is Tuscaloosa.",
                               evidence, ALABAMA)
     assert not result.abstained
     assert result.answer == "The capital of Alabama is Montgomery, Alabama [F1]."
-    assert result.dropped == ["The capital of Alabama is Birmingham.", "Birmingham is the most populous city."]
+    assert result.dropped == ["The capital of Alabama is Tuscaloosa."]  # a draft is never shown as written
     assert [c.id for c in result.citations] == ["F1"]
     assert result.citations[0].kind == "fact" and result.citations[0].triple_id == 9
 
@@ -81,7 +90,8 @@ def test_a_citation_points_at_the_one_sentence_that_backs_the_claim():
     evidence = Evidence(passages=[CENSUS])
     result = composer.compose("How many people live in Alabama?", "4,779,736 people live in Alabama [1].",
                               evidence, ALABAMA)
-    assert not result.abstained and "4,779,736" in result.answer
+    assert not result.abstained
+    assert result.answer == "Alabama has 67 counties and a population of 4,779,736 [1]."  # copied, as written
     citation = result.citations[0]
     assert citation.sentence == CENSUS.text[citation.sentence_start:citation.sentence_end]
     assert "4,779,736" in citation.sentence
@@ -107,16 +117,20 @@ def test_an_answer_that_gives_back_the_subject_is_no_answer():
     evidence = Evidence(passages=[teacher])
     assert not verify("Aristotle's teacher was Aristotle.", "Who was Aristotle's teacher?", ARISTOTLE, [teacher]).supported
     assert not verify("It was Aristotle.", "Who was Aristotle's teacher?", ARISTOTLE, [teacher]).supported
+    assert composer.compose("Who was Aristotle's teacher?", "Aristotle's teacher was Aristotle.", evidence,
+                            ARISTOTLE).abstained
     answered = composer.compose("Who was Aristotle's teacher?", "Aristotle's teacher was Plato.", evidence, ARISTOTLE)
-    assert not answered.abstained and answered.answer == "Aristotle's teacher was Plato [1]."
+    assert not answered.abstained
+    assert answered.answer == "Like his teacher Plato, Aristotle's philosophy aims at the universal [1]."
 
 
-def test_with_no_generated_support_the_answering_evidence_sentence_is_shown_as_written():
+def test_below_the_readers_threshold_the_engine_abstains():
     evidence = Evidence(passages=[CENSUS])
-    result = composer.compose("What is the population of Alabama?", "The answer is: 1.", evidence, ALABAMA)
-    assert not result.abstained
-    assert result.answer == "Alabama has 67 counties and a population of 4,779,736 [1]."
-    assert result.dropped == ["The answer is: 1."]
+    unsure = AnswerComposer(ClaimVerifier(fake_encode, RULES), agreement_reader(threshold=0.999))
+    result = unsure.compose("How many people live in Alabama?", "4,779,736 people live in Alabama [1].",
+                            evidence, ALABAMA)
+    assert result.abstained and "surely enough" in result.abstain_reason
+    assert result.dropped == ["4,779,736 people live in Alabama [1]."]
 
 
 def test_unsupported_answer_without_a_fact_abstains_with_closest_sources():
@@ -147,7 +161,7 @@ def test_evidence_silent_on_the_asked_relation_abstains():
     book = PASSAGE.model_copy(update={"title": "Animalia (book)", "text": "Animalia is a picture book."})
     evidence = Evidence(passages=[book], facts=[author])
     result = composer.compose("Who directed Animalia?", "Graeme Base [F1].", evidence, [])
-    assert result.abstained and "relation" in result.abstain_reason
+    assert result.abstained  # the fact states the author, and no sentence names anyone
     answered = composer.compose("Who wrote Animalia?", "Graeme Base wrote Animalia [F1].", evidence, [])
     assert not answered.abstained and "Graeme Base" in answered.answer
 

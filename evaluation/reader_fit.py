@@ -1,0 +1,196 @@
+"""Fit the reader (qa/reader.py) on a dev question set: its weights, candidate count and threshold.
+
+Per question, the engine's own stages run once: retrieval, the prompt's evidence,
+the LM's draft over it (cached in a JSONL file, since the draft does not depend on
+the reader), and the reading of every retrieved passage. Each candidate sentence is
+labelled by whether it states a gold answer (word-bounded, as ``kgqa eval qa`` scores).
+
+A logistic regression (scikit-learn) is fitted on those labels. The candidate count
+and the threshold are chosen on out-of-fold probabilities (5 folds grouped by
+article, so no article's questions are both fitted and judged): each question is
+answered as the engine would answer it, lead fact included, and the choice kept is
+the most accurate that meets the trust targets (wrong cited answers at most 3%,
+abstention on unanswerable questions at least 97%). The weights are then refitted
+on the whole dev set. The test split is never read here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from evaluation import metrics as m
+from evaluation.drafts import DraftCache
+from evaluation.qa_eval import trust
+from evaluation.questions import EvalQuestion
+from qa.answer import AnswerComposer, Grounding
+from qa.reader import FEATURES, ReaderModel, candidates, describe
+
+# The trust targets a choice must meet on dev before accuracy decides between choices (issue targets).
+MAX_WRONG_CITED = 0.03
+MIN_ABSTENTION_UNANSWERABLE = 0.97
+CANDIDATE_COUNTS = (4, 8, 16)
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.20, 0.99, 0.01))
+FOLDS = 5
+# scikit-learn's default L2 strength; the features are shares and cosines in [0, 1], so unscaled.
+REGULARISATION_C = 1.0
+
+
+@dataclass
+class ReadQuestion:
+    """One dev question with everything the reader's weights do not change."""
+
+    question: EvalQuestion
+    grounding: Grounding | None  # None when the engine abstains before reading
+    drafted: list[str]
+    lead: str  # the fact sentence the engine would lead with ("" for none)
+    group: str  # the article it is about, for folds
+
+
+def _group(question: EvalQuestion, grounding: Grounding | None) -> str:
+    if question.gold_titles:
+        return question.gold_titles[0]
+    if grounding is not None and grounding.frame.subject_titles:
+        return sorted(grounding.frame.subject_titles)[0]
+    return question.id
+
+
+def prepare(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None = None,
+            progress: bool = True) -> list[ReadQuestion]:
+    """Retrieve, draft and read once per question; drafts found in ``drafts`` are reused, new ones appended."""
+    composer: AnswerComposer = engine.composer
+    items = []
+    with DraftCache(drafts) as cache:
+        for question in tqdm(questions, desc="fit-reader: reading", unit="question", disable=not progress):
+            retrieval, prompt = engine.prepare(question.question)
+            evidence = engine.evidence_to_read(retrieval, prompt)
+            grounding = composer.ground(question.question, evidence, retrieval.entities)
+            if engine.nothing_to_answer_from(retrieval, prompt) or composer.precheck(grounding):
+                items.append(ReadQuestion(question, None, [], "", _group(question, grounding)))
+                continue
+            drafted = cache.get(question.id, lambda: engine.draft(question.question, prompt))
+            lead = composer.lead_fact(grounding)
+            items.append(ReadQuestion(question, grounding, drafted, lead[0] if lead else "",
+                                      _group(question, grounding)))
+    return items
+
+
+def _candidates(composer: AnswerComposer, item: ReadQuestion, count: int) -> tuple[list, np.ndarray]:
+    if item.grounding is None:
+        return [], np.zeros((0, 2 * len(FEATURES)))
+    frame, readings = item.grounding.frame, item.grounding.readings
+    chosen = candidates(composer.verifier, frame, readings, count)
+    return chosen, describe(composer.verifier, frame, readings, chosen, item.drafted)
+
+
+def _states_gold(text: str, question: EvalQuestion) -> bool:
+    return bool(question.answers) and m.best_over_golds(m.answer_contained, text, question.answers) > 0
+
+
+def _fit(matrices: Sequence[np.ndarray], labels: Sequence[np.ndarray]):
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.vstack(matrices)
+    y = np.concatenate(labels)
+    if len(set(y.tolist())) < 2:
+        raise ValueError("the reader needs dev questions whose candidates both do and do not state the answer")
+    return LogisticRegression(C=REGULARISATION_C, max_iter=5000).fit(x, y)
+
+
+def _rows(items: Sequence[ReadQuestion], best: Sequence[tuple[float, str]], threshold: float) -> list[dict]:
+    """The rows ``trust`` reads: each question answered as the engine would at ``threshold``."""
+    rows = []
+    for item, (probability, sentence) in zip(items, best):
+        shown = [item.lead] if item.lead else []  # a fact that answers outright is the whole answer
+        if not shown and sentence and probability >= threshold:
+            shown.append(sentence)
+        answer = " ".join(shown)
+        rows.append({"id": item.question.id, "kind": item.question.kind, "unanswerable": item.question.unanswerable,
+                     "abstained": not shown, "answer": answer,
+                     "contained": 0.0 if not shown else float(_states_gold(answer, item.question))})
+    return rows
+
+
+def _key(figures: dict) -> tuple:
+    feasible = ((figures["wrong_cited"] or 0.0) <= MAX_WRONG_CITED
+                and (figures["abstention_unanswerable"] or 0.0) >= MIN_ABSTENTION_UNANSWERABLE)
+    utility = ((figures["accuracy"] or 0.0) - (figures["wrong_cited"] or 0.0)
+               - (1.0 - (figures["abstention_unanswerable"] or 0.0)))
+    return (feasible, figures["accuracy"] or 0.0, -(figures["wrong_cited"] or 0.0)) if feasible else (False, utility, 0.0)
+
+
+def out_of_fold(composer: AnswerComposer, items: Sequence[ReadQuestion], count: int) -> list[tuple[float, str]]:
+    """Per question: the best candidate's probability under a model fitted without its article, and its text."""
+    from sklearn.model_selection import GroupKFold
+
+    described = [_candidates(composer, item, count) for item in items]
+    labels = [np.array([_states_gold(r.sentence.text, item.question) for r in chosen], dtype=bool)
+              for item, (chosen, _) in zip(items, described)]
+    groups = [item.group for item in items]
+    best: list[tuple[float, str]] = [(0.0, "")] * len(items)
+    index = np.arange(len(items))
+    for train, held in GroupKFold(n_splits=FOLDS).split(index, groups=groups):
+        model = _fit([described[i][1] for i in train if len(described[i][0])],
+                     [labels[i] for i in train if len(described[i][0])])
+        for i in held:
+            chosen, matrix = described[i]
+            if chosen:
+                probabilities = model.predict_proba(matrix)[:, 1]
+                top = int(np.argmax(probabilities))
+                best[i] = (float(probabilities[top]), chosen[top].sentence.text)
+    return best
+
+
+def fit_reader(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None = None,
+               source: str = "", progress: bool = True) -> tuple[ReaderModel, dict]:
+    """The fitted reader and a report of every candidate count and threshold tried on dev."""
+    items = prepare(engine, questions, drafts=drafts, progress=progress)
+    composer = engine.composer
+    tried = []
+    for count in CANDIDATE_COUNTS:
+        best = out_of_fold(composer, items, count)
+        for threshold in THRESHOLDS:
+            rows = _rows(items, best, threshold)
+            tried.append({"candidates": count, "threshold": threshold, "figures": trust(rows)})
+    tried.sort(key=lambda t: _key(t["figures"]), reverse=True)
+    chosen = tried[0]
+    count = chosen["candidates"]
+    described = [_candidates(composer, item, count) for item in items]
+    keep = [i for i, (c, _) in enumerate(described) if c]
+    model = _fit([described[i][1] for i in keep],
+                 [np.array([_states_gold(r.sentence.text, items[i].question) for r in described[i][0]], dtype=bool)
+                  for i in keep])
+    answerable = sum(1 for q in questions if not q.unanswerable)
+    ceiling = sum(1 for item, (c, _) in zip(items, described)
+                  if not item.question.unanswerable and any(_states_gold(r.sentence.text, item.question) for r in c))
+    provenance = {
+        "fitted_on": source, "questions": len(questions), "answerable": answerable,
+        "unanswerable": len(questions) - answerable,
+        "rule": (f"5-fold out-of-fold probabilities grouped by article; the most accurate candidate count and threshold "
+                 f"with wrong cited <= {MAX_WRONG_CITED} and abstention on unanswerable >= {MIN_ABSTENTION_UNANSWERABLE}; "
+                 "weights then refitted on all of dev"),
+        "dev_out_of_fold": chosen["figures"],
+        "dev_candidate_holds_gold": round(ceiling / answerable, 4) if answerable else None,
+        "regularisation_c": REGULARISATION_C,
+    }
+    fitted = ReaderModel(weights=tuple(float(w) for w in model.coef_[0]), intercept=float(model.intercept_[0]),
+                         threshold=chosen["threshold"], candidates=count, provenance=provenance)
+    report = {"chosen": chosen, "tried": tried, "provenance": provenance,
+              "weights": dict(zip([*FEATURES, *(f"{f}_vs_best" for f in FEATURES)], fitted.weights))}
+    return fitted, report
+
+
+def fit_markdown(report: dict) -> str:
+    lines = ["### Reader fitted on dev (out-of-fold figures)", "",
+             "| candidates | threshold | accuracy | wrong cited | false abstention | abstention, unanswerable |",
+             "|---|---|---|---|---|---|"]
+    for entry in [report["chosen"], *report["tried"][1:8]]:
+        f = entry["figures"]
+        lines.append(f"| {entry['candidates']} | {entry['threshold']:.2f} | {f['accuracy']:.3f} | {f['wrong_cited']:.3f} | "
+                     f"{f['false_abstention']:.3f} | {f['abstention_unanswerable']:.3f} |")
+    lines += ["", "Weights: " + ", ".join(f"{k} {v:+.2f}" for k, v in report["weights"].items())]
+    return "\n".join(lines)

@@ -1,0 +1,194 @@
+"""Which evidence sentence answers the question, and how sure to be of it: a reader fitted on dev questions.
+
+Every evidence sentence about the question's subject that holds the kind of thing
+asked for (a year for "when", a number for "how many", a name for "who", a reason
+for "why") is a candidate. Each is described by what the claim verifier and
+retrieval already know of it, and by whether the LM's own draft, written over the
+evidence, says what the sentence says:
+
+- ``similarity``: cosine of the sentence and the question (all-MiniLM-L6-v2);
+- ``relation_share`` and ``relation_closeness``: how much of the asked relation the
+  sentence speaks of, by word vectors (``ClaimVerifier.relation_share``);
+- ``own_article``: the sentence comes from the linked subject's own article;
+- ``question_overlap``: share of the question's content words in the sentence and its title;
+- ``passage_rank`` and ``sentence_position``: where retrieval put its passage, and where
+  the sentence stands in it (1/rank);
+- ``entity_linked``: an entity of the question is in the knowledge base;
+- ``draft_agreement``: share of what the draft adds to the question that the sentence holds.
+
+Each also enters relative to the best candidate of the same question, so the model
+reads "best of its question" as well as "good in itself". A logistic regression
+over these (``evaluation/reader_fit.py``, fitted on the dev split only) gives the
+probability that the sentence states the gold answer; the best candidate is shown,
+as written, when that probability reaches the threshold chosen on dev for the trust
+targets. The weights, the threshold and the dev figures they came from live in
+``qa/reader_model.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kgqa.errors import KgqaError
+from kgqa.text import content_words, numbers
+from kgqa.text import words as all_words
+from qa.claims import REASON_WORDS, ClaimVerifier, QuestionFrame, names
+from qa.sentences import strip_markers
+
+FEATURES = (
+    "similarity",
+    "relation_share",
+    "relation_closeness",
+    "own_article",
+    "question_overlap",
+    "passage_rank",
+    "sentence_position",
+    "entity_linked",
+    "draft_agreement",
+)
+MODEL_PATH = Path(__file__).with_name("reader_model.json")
+
+
+class ReaderModelError(KgqaError):
+    """The reader's model file is missing or does not fit this code's features."""
+
+
+@dataclass(frozen=True)
+class ReaderModel:
+    """Logistic regression over ``FEATURES`` and their values relative to the question's best candidate."""
+
+    weights: tuple[float, ...]  # len(FEATURES) absolute, then len(FEATURES) relative
+    intercept: float
+    threshold: float  # least probability of the best candidate for it to be shown
+    candidates: int  # candidates read per question (``candidates()``), chosen on dev with the weights
+    features: tuple[str, ...] = FEATURES
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if tuple(self.features) != FEATURES or len(self.weights) != 2 * len(FEATURES):
+            raise ReaderModelError(
+                f"the reader model was fitted on features {list(self.features)}, this code reads {list(FEATURES)}: "
+                "refit it with `kgqa eval fit-reader`")
+
+    def probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        logits = matrix @ np.asarray(self.weights, dtype=np.float64) + self.intercept
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    @classmethod
+    def load(cls, path: Path = MODEL_PATH) -> "ReaderModel":
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ReaderModelError(f"cannot read the reader model {path}: {exc}") from exc
+        return cls(weights=tuple(raw["weights"]), intercept=float(raw["intercept"]), threshold=float(raw["threshold"]),
+                   candidates=int(raw["candidates"]), features=tuple(raw["features"]), provenance=raw.get("provenance", {}))
+
+    def save(self, path: Path) -> None:
+        record = asdict(self)
+        record["features"] = list(self.features)
+        record["weights"] = [round(w, 6) for w in self.weights]
+        Path(path).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+@dataclass
+class Choice:
+    """The candidate the reader ranks first, and the probability that it states the answer."""
+
+    reading: object  # qa.claims._Reading
+    probability: float
+    features: dict[str, float]
+
+
+def gives_answer_type(frame: QuestionFrame, text: str) -> bool:
+    """Whether ``text`` holds something of the kind asked for, beyond the question's own words."""
+    added = numbers(text) - frame.numbers
+    if frame.answer_type == "date":
+        return any(n.isdigit() and len(n) in (3, 4) for n in added)
+    if frame.answer_type == "number":
+        return bool(added)
+    if frame.answer_type == "reason":
+        return bool(REASON_WORDS & set(all_words(text)))
+    if frame.answer_type in ("name", "place"):
+        return bool(names(text) - frame.words - frame.subject_words)
+    return bool(set(content_words(text)) - frame.words)
+
+
+def candidates(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence, limit: int) -> list:
+    """Passage sentences about the question's subject that hold the kind of answer asked for,
+    the ``limit`` best by question similarity plus relation share."""
+    eligible = [r for r in readings
+                if not r.sentence.is_fact and verifier.about_subject(frame, r) and gives_answer_type(frame, r.sentence.text)]
+    eligible.sort(key=lambda r: r.question_similarity + verifier.relation_share(frame, r), reverse=True)
+    return eligible[:limit]
+
+
+def _positions(readings: Sequence) -> dict[int, int]:
+    """Each passage sentence's index within its passage, by the reading's identity."""
+    seen: dict[str, int] = {}
+    found = {}
+    for reading in readings:
+        item = reading.sentence.item_id
+        found[id(reading)] = seen.get(item, 0)
+        seen[item] = found[id(reading)] + 1
+    return found
+
+
+def draft_additions(frame: QuestionFrame, drafted: Sequence[str]) -> list[set[str]]:
+    """What each drafted sentence adds to the question: its content words the question lacks."""
+    added = [set(content_words(strip_markers(s))) - frame.words for s in drafted]
+    return [a for a in added if a]
+
+
+def describe(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence, chosen: Sequence,
+             drafted: Sequence[str]) -> np.ndarray:
+    """The feature matrix of ``chosen`` (rows in order): ``FEATURES``, then each minus its best over ``chosen``."""
+    if not chosen:
+        return np.zeros((0, 2 * len(FEATURES)))
+    positions = _positions(readings)
+    additions = draft_additions(frame, drafted)
+    rows = []
+    for reading in chosen:
+        sentence = reading.sentence
+        held = reading.content | reading.title_words
+        relations = frame.relation_words
+        closeness = (sum(reading.relation_hits.get(r, (0.0, 0))[0] for r in relations) / len(relations)
+                     if relations else 1.0)
+        rows.append([
+            reading.question_similarity,
+            verifier.relation_share(frame, reading),
+            closeness,
+            float(reading.own_article),
+            len(frame.words & held) / max(1, len(frame.words)),
+            1.0 / int(sentence.item_id),
+            1.0 / (positions[id(reading)] + 1),
+            float(bool(frame.subject_titles)),
+            max((len(added & held) / len(added) for added in additions), default=0.0),
+        ])
+    matrix = np.asarray(rows, dtype=np.float64)
+    return np.hstack([matrix, matrix - matrix.max(axis=0)])
+
+
+class AnswerReader:
+    """Picks the evidence sentence that answers, with the model's probability that it does."""
+
+    def __init__(self, model: ReaderModel):
+        self.model = model
+
+    def choose(self, verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence,
+               drafted: Sequence[str]) -> Choice | None:
+        chosen = candidates(verifier, frame, readings, self.model.candidates)
+        if not chosen:
+            return None
+        matrix = describe(verifier, frame, readings, chosen, drafted)
+        probabilities = self.model.probabilities(matrix)
+        best = int(np.argmax(probabilities))
+        probability = float(probabilities[best])
+        if not math.isfinite(probability):
+            return None
+        return Choice(chosen[best], probability, dict(zip(FEATURES, (round(float(v), 4) for v in matrix[best][: len(FEATURES)]))))

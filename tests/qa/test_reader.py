@@ -1,0 +1,86 @@
+"""The reader: which sentences are candidates, what it reads of them, and the fitted model it ships with."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kgqa.records import LinkedEntity, PassageHit
+from qa.budget import Evidence
+from qa.claims import ClaimVerifier, evidence_sentences, frame_question
+from qa.reader import FEATURES, MODEL_PATH, AnswerReader, ReaderModel, ReaderModelError, candidates, describe
+from qa.tuning import Thresholds
+from tests.qa.test_answer import fake_encode
+
+URL = "https://en.wikipedia.org/wiki/Angola"
+ANGOLA = [LinkedEntity(entity_id=5, title="Angola", mention="Angola", alias="Angola", url=URL)]
+HISTORY = PassageHit(passage_id="5:1:2:0", page_id=5, title="Angola", section="History", score=0.5, url=URL,
+                     text="Portugal ruled Angola for 400 years. Angola gained independence in 1975. "
+                          "It is rich in oil.")
+NEIGHBOUR = PassageHit(passage_id="9:1:0:0", page_id=9, title="Namibia", section="", score=0.4,
+                       url="https://en.wikipedia.org/wiki/Namibia",
+                       text="Namibia gained independence from South Africa in 1990.")
+verifier = ClaimVerifier(fake_encode, Thresholds(relation_match=0.5, relation_share=0.5, question_similarity=0.5))
+
+
+def read(question, entities, passages):
+    frame = frame_question(question, entities)
+    return frame, verifier.read(frame, evidence_sentences(Evidence(passages=passages)))
+
+
+def test_candidates_are_sentences_about_the_subject_holding_the_kind_of_answer_asked_for():
+    frame, readings = read("When did Angola gain independence?", ANGOLA, [HISTORY, NEIGHBOUR])
+    chosen = [r.sentence.text for r in candidates(verifier, frame, readings, 8)]
+    # Namibia's sentence is about another entity; "It is rich in oil." holds no year
+    assert set(chosen) == {"Angola gained independence in 1975.", "Portugal ruled Angola for 400 years."}
+    assert candidates(verifier, frame, readings, 1)[0].sentence.text == "Angola gained independence in 1975."
+
+
+def test_the_features_read_the_draft_and_compare_each_candidate_with_the_best():
+    frame, readings = read("When did Angola gain independence?", ANGOLA, [HISTORY])
+    chosen = candidates(verifier, frame, readings, 8)
+    matrix = describe(verifier, frame, readings, chosen, ["Angola became independent in 1975 [1]."])
+    assert matrix.shape == (len(chosen), 2 * len(FEATURES))
+    agreement = FEATURES.index("draft_agreement")
+    by_text = {r.sentence.text: row for r, row in zip(chosen, matrix)}
+    # the draft adds "became", "independent" and "1975"; the sentence holds "1975"
+    assert by_text["Angola gained independence in 1975."][agreement] == pytest.approx(1 / 3)
+    assert by_text["Portugal ruled Angola for 400 years."][agreement] == 0.0
+    relative = matrix[:, len(FEATURES):]
+    assert np.all(relative <= 0) and np.all(relative.max(axis=0) == 0)
+    position = FEATURES.index("sentence_position")
+    assert by_text["Portugal ruled Angola for 400 years."][position] == 1.0
+    assert by_text["Angola gained independence in 1975."][position] == 0.5
+
+
+def test_the_reader_gives_its_best_candidate_and_its_probability():
+    weights = [0.0] * (2 * len(FEATURES))
+    weights[FEATURES.index("draft_agreement")] = 10.0
+    reader = AnswerReader(ReaderModel(weights=tuple(weights), intercept=-2.0, threshold=0.5, candidates=4))
+    frame, readings = read("When did Angola gain independence?", ANGOLA, [HISTORY])
+    choice = reader.choose(verifier, frame, readings, ["It was 1975."])
+    assert choice.reading.sentence.text == "Angola gained independence in 1975."
+    assert choice.probability == pytest.approx(1 / (1 + np.exp(-8.0)))  # agreement 1: 10 - 2
+    assert reader.choose(verifier, *read("When did Angola gain independence?", ANGOLA, [NEIGHBOUR]), []) is None
+
+
+def test_a_model_saved_is_the_model_loaded_and_a_model_of_other_features_is_refused(tmp_path):
+    model = ReaderModel(weights=tuple(float(i) for i in range(2 * len(FEATURES))), intercept=-1.5, threshold=0.7,
+                        candidates=8, provenance={"fitted_on": "dev.jsonl"})
+    model.save(tmp_path / "reader.json")
+    assert ReaderModel.load(tmp_path / "reader.json") == model
+    record = json.loads((tmp_path / "reader.json").read_text())
+    record["features"] = record["features"][:-1]
+    (tmp_path / "old.json").write_text(json.dumps(record))
+    with pytest.raises(ReaderModelError, match="fit-reader"):
+        ReaderModel.load(tmp_path / "old.json")
+    with pytest.raises(ReaderModelError, match="cannot read"):
+        ReaderModel.load(tmp_path / "missing.json")
+
+
+def test_the_shipped_model_was_fitted_on_dev_and_records_what_it_measured_there():
+    model = ReaderModel.load(MODEL_PATH)
+    assert model.provenance["fitted_on"].endswith("sample/dev.jsonl")
+    figures = model.provenance["dev_out_of_fold"]
+    assert figures["wrong_cited"] <= 0.03 and figures["abstention_unanswerable"] >= 0.97
+    assert 0.0 < model.threshold < 1.0 and model.candidates >= 1
