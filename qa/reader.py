@@ -14,7 +14,8 @@ evidence, says what the sentence says:
 - ``passage_rank`` and ``sentence_position``: where retrieval put its passage, and where
   the sentence stands in it (1/rank);
 - ``entity_linked``: an entity of the question is in the knowledge base;
-- ``draft_agreement``: share of what the draft adds to the question that the sentence holds.
+- ``draft_agreement``: share of what the draft adds to the question that the sentence holds;
+- ``draft_cites``: the draft cites the sentence's passage (a model that cites well is believed).
 
 Each also enters relative to the best candidate of the same question, so the model
 reads "best of its question" as well as "good in itself". A logistic regression
@@ -38,8 +39,8 @@ import numpy as np
 from kgqa.errors import KgqaError
 from kgqa.text import content_words, numbers
 from kgqa.text import words as all_words
-from qa.claims import REASON_WORDS, ClaimVerifier, QuestionFrame, names
-from qa.sentences import strip_markers
+from qa.claims import META_WORDS, REASON_WORDS, ClaimVerifier, QuestionFrame, names
+from qa.sentences import markers_in, strip_markers
 
 FEATURES = (
     "similarity",
@@ -51,6 +52,7 @@ FEATURES = (
     "sentence_position",
     "entity_linked",
     "draft_agreement",
+    "draft_cites",
 )
 MODEL_PATH = Path(__file__).with_name("reader_model.json")
 
@@ -141,7 +143,7 @@ def _positions(readings: Sequence) -> dict[int, int]:
 
 def draft_additions(frame: QuestionFrame, drafted: Sequence[str]) -> list[set[str]]:
     """What each drafted sentence adds to the question: its content words the question lacks."""
-    added = [set(content_words(strip_markers(s))) - frame.words for s in drafted]
+    added = [set(content_words(strip_markers(s))) - frame.words - META_WORDS for s in drafted]
     return [a for a in added if a]
 
 
@@ -152,6 +154,7 @@ def describe(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence, 
         return np.zeros((0, 2 * len(FEATURES)))
     positions = _positions(readings)
     additions = draft_additions(frame, drafted)
+    cited = {m for s in drafted for m in markers_in(s)}
     rows = []
     for reading in chosen:
         sentence = reading.sentence
@@ -169,6 +172,7 @@ def describe(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence, 
             1.0 / (positions[id(reading)] + 1),
             float(bool(frame.subject_titles)),
             max((len(added & held) / len(added) for added in additions), default=0.0),
+            float(sentence.item_id in cited),
         ])
     matrix = np.asarray(rows, dtype=np.float64)
     return np.hstack([matrix, matrix - matrix.max(axis=0)])

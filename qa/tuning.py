@@ -41,6 +41,10 @@ TOPIC_COVERAGE_FLOOR = 0.6
 MAX_ANSWER_SENTENCES = 3
 
 # -- claims: does one evidence sentence state what a sentence claims? (qa/claims.py) ---------------
+# These decide whether a fact answers outright and what the reader reads of each sentence
+# (relation share, question similarity); the reader's own weights and threshold were then fitted
+# on dev with them in place (qa/reader_model.json). Their figures below are from before the reader,
+# when they decided which of the LM's sentences were shown:
 # Chosen by `kgqa eval calibrate data/eval/sample/dev.jsonl` (hand-written dev split, 120
 # answerable + 45 unanswerable questions; 3,600 combinations of the grid in
 # evaluation/calibrate.py, 180 of which met both trust targets: wrong cited answers <= 3% and
