@@ -18,9 +18,7 @@ outside any vocabulary still finds its relation.
 from __future__ import annotations
 
 import re
-import threading
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +30,7 @@ from kgqa.text import words as all_words
 from qa.budget import Evidence, fact_line
 from qa.sentences import sentence_spans, strip_markers
 from qa.tuning import SAME_MEANING, Thresholds
+from retrieval.word_vectors import WordVectors
 
 # Closed-class words that carry no relation: question words, auxiliaries, pronouns.
 # (Grammar, not vocabulary about any topic.)
@@ -228,48 +227,6 @@ def frame_question(question: str, entities: Sequence[LinkedEntity] = ()) -> Ques
         subject_words=frozenset(subject_words), relation_words=relation,
         answer_type=_answer_type(question), numbers=frozenset(numbers(question)),
     )
-
-
-class WordVectors:
-    """Word similarity by meaning: the embedder's vectors of single words, cached (thread-safe LRU)."""
-
-    def __init__(self, encode: Callable[[list[str]], np.ndarray] | None, *, size: int = 50_000):
-        self._encode = encode
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def _vectors(self, words: Iterable[str]) -> dict[str, np.ndarray]:
-        wanted = list(dict.fromkeys(words))
-        with self._lock:
-            missing = [w for w in wanted if w not in self._cache]
-        if missing and self._encode is not None:
-            encoded = self._encode(missing)
-            with self._lock:
-                for word, vector in zip(missing, encoded):
-                    self._cache[word] = np.asarray(vector, dtype=np.float32)
-                while len(self._cache) > self._size:
-                    self._cache.popitem(last=False)
-        with self._lock:
-            return {w: self._cache[w] for w in wanted if w in self._cache}
-
-    def best_match(self, word: str, candidates: Iterable[str]) -> tuple[float, str]:
-        """The candidate closest in meaning to ``word`` and its cosine (1.0 for the same folded word)."""
-        candidates = list(dict.fromkeys(candidates))
-        if word in candidates:
-            return 1.0, word
-        if not candidates or self._encode is None:
-            return 0.0, ""
-        vectors = self._vectors([word, *candidates])
-        if word not in vectors:
-            return 0.0, ""
-        best, best_word = 0.0, ""
-        for candidate in candidates:
-            if candidate in vectors:
-                score = float(vectors[word] @ vectors[candidate])
-                if score > best:
-                    best, best_word = score, candidate
-        return best, best_word
 
 
 @dataclass

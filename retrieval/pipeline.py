@@ -16,6 +16,7 @@ from typing import Literal
 from kgqa.records import FactHit, LinkedEntity, PassageHit
 from kgqa.text import content_words
 from retrieval.facts import load_facts, predicate_match, rank_facts
+from retrieval.word_vectors import WordVectors
 from kg.passages import article_of
 from retrieval.fusion import boosted_fusion, reciprocal_rank_fusion
 from retrieval.tuning import GRAPH_FUSION, GraphFusion
@@ -82,6 +83,8 @@ class RetrievalPipeline:
 
     def __init__(self, kb, *, pool: int = POOL, fusion: GraphFusion = GRAPH_FUSION):
         self.kb = kb
+        # relation words matched by meaning (facts.py); encodes only when a fact is ranked
+        self.vectors = WordVectors(lambda texts: kb.embedder.encode_documents(texts))
         self.pool = pool
         self.fusion = fusion
 
@@ -106,7 +109,7 @@ class RetrievalPipeline:
         facts: list[FactHit] = []
         if entities and (with_facts or mode == "graph"):  # graph mode ranks passages by the facts asked for
             with self.kb.session() as session:
-                facts = rank_facts(question, load_facts(session, entities, _url), limit=10)
+                facts = rank_facts(question, load_facts(session, entities, _url), limit=10, vectors=self.vectors)
         if mode == "graph":  # with no linked entity both boosts are empty and graph mode is hybrid
             rankings.graph = self._graph_ranking(entities, dict(dense_hits))
             rankings.fact_passages = self._fact_passages(question, facts)
@@ -163,7 +166,7 @@ class RetrievalPipeline:
 
         from kg.store import Passage
 
-        asked = [(match, f) for f in facts[:FACTS_FOR_PASSAGES] if (match := predicate_match(question, f.predicate)) > 0]
+        asked = [(match, f) for f in facts[:FACTS_FOR_PASSAGES] if (match := predicate_match(question, f.predicate, self.vectors)) > 0]
         found: list[tuple[float, list[str]]] = []
         if not asked:
             return found

