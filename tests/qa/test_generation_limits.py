@@ -52,18 +52,23 @@ def ask(sample_kb, pieces: list[str], question: str):
 
 
 def test_a_rambling_model_is_cut_after_a_few_sentences(sample_kb):
-    sentence = ["Montgomery", " is", " the", " capital", " of", " Alabama", "."]
+    sentence = ["Einstein", " developed", " the", " theory", " of", " relativity", "."]
     pieces = [" " + word if i and not word.startswith((" ", ".")) else word
               for i, word in enumerate(sentence * 20)]
-    result, generator = ask(sample_kb, pieces, "What is the capital of Alabama?")
+    result, generator = ask(sample_kb, pieces, "What did Albert Einstein develop?")  # no fact answers outright
     assert generator.closed
     assert generator.read < len(sentence) * (MAX_ANSWER_SENTENCES + 2)  # stopped early, not after 20 sentences
-    assert not result.abstained and "Montgomery" in result.answer
-    assert len(result.sentences) <= MAX_ANSWER_SENTENCES + 1  # the leading fact plus at most the cap
+    assert len(result.dropped_sentences) <= MAX_ANSWER_SENTENCES  # the reader weighs at most the cap
+    assert result.abstained or len(result.sentences) == 1  # one evidence sentence, as written
 
 
 def test_the_model_is_told_to_stop_at_an_echo_of_the_evidence_block(sample_kb):
-    result, generator = ask(sample_kb, [], "Who wrote Animal Farm?")
+    result, generator = ask(sample_kb, [], "What did Albert Einstein develop?")
     assert set(ECHO_STOPS) <= set(generator.knobs["stop"])
-    assert "George Orwell" in result.answer  # with nothing generated, the fact that answers still leads
     assert "<evidence>" not in result.answer
+
+
+def test_a_fact_that_answers_outright_needs_no_generation(sample_kb):
+    result, generator = ask(sample_kb, [" Orwell", " wrote", " it", "."], "Who wrote Animal Farm?")
+    assert "George Orwell" in result.answer and not result.abstained
+    assert generator.read == 0 and result.generated == ""
