@@ -61,16 +61,23 @@ def test_unanswerable_questions_say_why(questions):
 def test_no_article_is_in_both_splits(splits):
     dev, test = ({title for q in splits[name] for title in q.gold_titles} for name in ("dev", "test"))
     assert dev and test and not dev & test
-    share = len(splits["dev"]) / (len(splits["dev"]) + len(splits["test"]))
-    assert 0.3 <= share <= 0.5
+    # the test split is the report: large enough, and as unanswerable as the whole set
+    for name in ("dev", "test"):
+        assert sum(q.unanswerable for q in splits[name]) / len(splits[name]) >= 0.25, name
+    assert len(splits["test"]) >= 200
 
 
-def test_the_set_spans_many_articles_with_few_questions_each(questions):
+def _per_article(questions) -> dict[str, int]:
     per_article: dict[str, int] = {}
     for question in (q for q in questions if not q.unanswerable):
         per_article[question.gold_titles[0]] = per_article.get(question.gold_titles[0], 0) + 1
-    assert len(per_article) >= 60
-    assert max(per_article.values()) <= 5
+    return per_article
+
+
+def test_the_set_spans_many_articles_with_few_questions_each(splits, questions):
+    assert len(_per_article(questions)) >= 60
+    assert max(_per_article(splits["test"]).values()) <= 5  # no article dominates the report
+    assert max(_per_article(splits["dev"]).values()) <= 10  # dev was extended with a second pass (README)
 
 
 @pytest.mark.slow
