@@ -20,6 +20,9 @@ from retrieval.word_vectors import WordVectors
 # A predicate word is asked for when a question word is this close in meaning: the relation match
 # the claim checks were calibrated with on the dev split (qa/tuning.py RELATION_MATCH).
 PREDICATE_MATCH = 0.55
+# Fact rows read per question: far more than the sample's largest infobox neighbourhood (84 own triples,
+# 3 pointing at it), and a bound on what a popular entity of a full dump costs a question.
+FACT_ROWS = 2000
 _YEAR = re.compile(r"(?<![\d,.])\d{3,4}(?!\d|[,.]\d)")  # "1819", not the "024" of "5,024,279"
 _PRED_SPLIT = re.compile(r"[_\W\d]+|(?<=[a-z])(?=[A-Z])")
 
@@ -70,9 +73,16 @@ def rank_facts(question: str, facts: Iterable[FactHit], *, limit: int | None = N
     return scored[:limit] if limit is not None else scored
 
 
-def load_facts(session, entities: Sequence[LinkedEntity], url_for: Callable[[str], str]) -> list[FactHit]:
-    """Infobox triples whose subject (or entity object) is a linked entity, unscored."""
-    from sqlalchemy import or_, select
+def load_facts(session, entities: Sequence[LinkedEntity], url_for: Callable[[str], str],
+               *, limit: int = FACT_ROWS) -> list[FactHit]:
+    """Infobox triples whose subject (or entity object) is a linked entity, unscored.
+
+    The linked entities' own triples come first; triples that merely point at them
+    ("born in: United States") fill what is left of ``limit``. On a full dump a
+    popular entity is the object of more triples than any question can read, and an
+    unordered cut could drop the subject's own facts.
+    """
+    from sqlalchemy import select
 
     from kg.store import Entity, Triple
 
@@ -80,13 +90,13 @@ def load_facts(session, entities: Sequence[LinkedEntity], url_for: Callable[[str
         return []
     ids = [e.entity_id for e in entities]
     titles = [e.title for e in entities]
-    rows = session.execute(
-        select(Triple, Entity.title)
-        .join(Entity, Entity.entity_id == Triple.subject_id)
-        .where(Triple.kind == "infobox")
-        .where(or_(Triple.subject_id.in_(ids), Triple.object_title.in_(titles)))
-        .limit(2000)
-    ).all()
+    query = select(Triple, Entity.title).join(Entity, Entity.entity_id == Triple.subject_id).where(Triple.kind == "infobox")
+    rows = session.execute(query.where(Triple.subject_id.in_(ids)).order_by(Triple.id).limit(limit)).all()
+    if len(rows) < limit:
+        rows += session.execute(
+            query.where(Triple.object_title.in_(titles)).where(Triple.subject_id.not_in(ids))
+            .order_by(Triple.id).limit(limit - len(rows))
+        ).all()
     hits = []
     for triple, subject_title in rows:
         obj = triple.object_title or triple.object_literal

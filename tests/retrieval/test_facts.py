@@ -57,3 +57,26 @@ def test_predicates_are_matched_to_the_question_by_meaning_not_by_a_table():
 def test_the_kind_of_answer_asked_for_prefers_objects_of_that_form():
     assert rank_facts("When did Alabama join the Union?", ALABAMA)[0].predicate == "admission_date"
     assert rank_facts("How many live in Alabama?", ALABAMA)[0].predicate in {"population_total", "admission_date"}
+
+
+def test_a_subjects_own_facts_survive_when_many_triples_point_at_it(tmp_path):
+    from sqlalchemy import create_engine
+
+    from kg.store import Entity, Triple, init_db, session_factory
+    from kgqa.records import LinkedEntity
+    from retrieval.facts import load_facts
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'kb.db'}")
+    init_db(engine)
+    with session_factory(engine)() as session:
+        session.add_all([Entity(entity_id=1, title="Testland"), *(Entity(entity_id=i, title=f"Person {i}") for i in range(2, 32))])
+        # thirty people born in Testland, written before Testland's own infobox
+        session.add_all(Triple(subject_id=i, predicate="birth_place", object_title="Testland", kind="infobox",
+                               page_id=i, rev_id=1) for i in range(2, 32))
+        session.add(Triple(subject_id=1, predicate="capital", object_literal="Testville", kind="infobox", page_id=1, rev_id=1))
+        session.commit()
+        linked = [LinkedEntity(entity_id=1, title="Testland", mention="Testland", alias="Testland", url="")]
+        facts = load_facts(session, linked, lambda title: title, limit=10)
+    assert len(facts) == 10
+    assert (facts[0].subject, facts[0].predicate, facts[0].object) == ("Testland", "capital", "Testville")
+    assert {f.predicate for f in facts[1:]} == {"birth_place"}  # the pointing triples fill what is left
