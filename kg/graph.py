@@ -27,18 +27,26 @@ import networkx as nx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from kg.store import Alias, Entity, Redirect, Triple, open_knowledge_base, session_factory
+from kg.store import Alias, Entity, IngestRun, Redirect, Triple, open_knowledge_base, session_factory
 from kgqa.settings import Settings
 
 FORMAT_VERSION = 2  # 2: page links left out of the snapshot
 
 
 def sql_stamp(session: Session) -> tuple:
-    """Changes whenever entities, aliases or triples change."""
+    """Changes whenever entities, aliases or triples change.
+
+    Counts and largest ids alone can miss a change: SQLite reuses the largest rowid
+    after the last rows are deleted, so re-ingesting the last page can leave both the
+    same. Every ingest leaves a run row, so the latest run's progress is part of it.
+    """
+    last_run = session.execute(select(IngestRun.id, IngestRun.status, IngestRun.last_page_id, IngestRun.pages,
+                                      IngestRun.finished_at).order_by(IngestRun.id.desc()).limit(1)).first()
     return (FORMAT_VERSION,
             *session.execute(select(func.count(), func.max(Triple.id))).one(),
             *session.execute(select(func.count(), func.max(Alias.id))).one(),
-            session.scalar(select(func.count()).select_from(Entity)))
+            session.scalar(select(func.count()).select_from(Entity)),
+            tuple(last_run) if last_run else None)
 
 
 def build_graph(session: Session, *, links: bool = False) -> nx.MultiDiGraph:
