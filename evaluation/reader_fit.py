@@ -28,7 +28,7 @@ from evaluation.drafts import DraftCache
 from evaluation.qa_eval import trust
 from evaluation.questions import EvalQuestion
 from qa.answer import AnswerComposer, Grounding
-from qa.reader import FEATURES, ReaderModel, candidates, describe
+from qa.reader import FEATURES, ReaderModel, read_candidates
 
 # The trust targets a choice must meet on dev before accuracy decides between choices (issue targets).
 MAX_WRONG_CITED = 0.03
@@ -82,9 +82,7 @@ def prepare(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None = 
 def _candidates(composer: AnswerComposer, item: ReadQuestion, count: int) -> tuple[list, np.ndarray]:
     if item.grounding is None:
         return [], np.zeros((0, 2 * len(FEATURES)))
-    frame, readings = item.grounding.frame, item.grounding.readings
-    chosen = candidates(composer.verifier, frame, readings, count)
-    return chosen, describe(composer.verifier, frame, readings, chosen, item.drafted)
+    return read_candidates(composer.verifier, item.grounding.frame, item.grounding.readings, count, item.drafted)
 
 
 def _states_gold(text: str, question: EvalQuestion) -> bool:

@@ -78,10 +78,6 @@ def fact_sentence(fact: FactHit) -> str:
     return f"The {fact.predicate.replace('_', ' ')} of {fact.subject} is {fact.object}."
 
 
-def _restates(sentence: str, reference: str) -> bool:
-    return set(content_words(sentence)) <= set(content_words(reference))
-
-
 class AnswerBuilder:
     """One answer built as the LM drafts, so each part can be sent as soon as it is decided.
 
@@ -95,8 +91,7 @@ class AnswerBuilder:
         self.composer = composer
         self.grounding = grounding
         self.shown: list[tuple[str, Verdict]] = []
-        self.drafted: list[str] = []
-        self.dropped: list[str] = []
+        self.drafted: list[str] = []  # every drafted sentence: weighed by the reader, never shown
         self._read = False
 
     def _accept(self, text: str, verdict: Verdict) -> tuple[AnswerSentence, Citation]:
@@ -113,7 +108,6 @@ class AnswerBuilder:
     def add(self, raw: str) -> None:
         """One drafted sentence, for the reader to weigh."""
         self.drafted.append(raw)
-        self.dropped.append(raw)
 
     def read(self) -> tuple[AnswerSentence, Citation] | None:
         """The evidence sentence the reader is sure enough states the answer, as written; once."""
@@ -121,7 +115,7 @@ class AnswerBuilder:
             return None
         self._read = True
         verdict = self.composer.read(self.grounding, self.drafted)
-        if verdict is None or any(_restates(verdict.sentence.text, shown) for shown, _ in self.shown):
+        if verdict is None:
             return None
         return self._accept(verdict.sentence.text, verdict)
 
@@ -129,8 +123,8 @@ class AnswerBuilder:
         self.read()
         if not self.shown:
             reason = "no evidence sentence states an answer to the question surely enough"
-            return self.composer.abstain(self.grounding.question, self.grounding.evidence, reason, self.dropped)
-        return self.composer.answer_from(self.grounding.evidence, self.shown, self.dropped)
+            return self.composer.abstain(self.grounding.question, self.grounding.evidence, reason, self.drafted)
+        return self.composer.answer_from(self.grounding.evidence, self.shown, self.drafted)
 
 
 class AnswerComposer:

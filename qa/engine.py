@@ -82,8 +82,10 @@ class QAEngine:
         reader = self._reader
         if reader is None and self._load_reader:
             reader = AnswerReader(ReaderModel.load())
-        self._composer = AnswerComposer(ClaimVerifier(encode=self._kb.embedder.encode_documents), reader)
         self._pipeline = RetrievalPipeline(self._kb)
+        # one cache of word vectors for the facts' ranking and the claim checks (same embedder)
+        verifier = ClaimVerifier(encode=self._kb.embedder.encode_documents, words=self._pipeline.vectors)
+        self._composer = AnswerComposer(verifier, reader)
 
     # -- public API ----------------------------------------------------------------------------
     def retrieve(self, question: str, *, k: int = 10, mode: Mode = "hybrid") -> list[PassageHit]:
@@ -163,43 +165,44 @@ class QAEngine:
                         timings.first_sentence = time.perf_counter() - started
                     yield StreamEvent(type="sentence", sentence=accepted[0], citations=[accepted[1]])
 
-            yield from verified(builder.start())  # a fact that answers outright needs no generation
-            if builder.shown:
-                timings.total = time.perf_counter() - started
-                yield StreamEvent(type="result", result=self._result(question, "", builder.finish(), retrieval,
-                                                                     evidence, timings))
-                return
-            generation_started = time.perf_counter()
-            pieces: list[str] = []
-            checked = 0
-            stream = self._generator.stream(
-                build_messages(question, prompt_evidence, history), max_new_tokens=self.settings.max_new_tokens,
-                stop=ECHO_STOPS,
-            )
-            try:
-                for piece in stream:
-                    if not pieces:
-                        timings.first_token = time.perf_counter() - started
-                    pieces.append(piece)
-                    yield StreamEvent(type="token", text=piece)
-                    sentences = split_sentences("".join(pieces))
-                    # Every sentence but the last is complete: hand it to the reader now.
-                    while checked < min(len(sentences) - 1, MAX_ANSWER_SENTENCES):
-                        builder.add(sentences[checked])
-                        checked += 1
-                    if len(sentences) > MAX_ANSWER_SENTENCES:
-                        break
-            finally:
-                getattr(stream, "close", lambda: None)()  # frees the request's batch row at once
-            sentences = split_sentences("".join(pieces))[:MAX_ANSWER_SENTENCES]
-            generated = " ".join(sentences)
-            for sentence in sentences[checked:]:
-                builder.add(sentence)
-            timings.generate = time.perf_counter() - generation_started
-            yield from verified(builder.read())
+            yield from verified(builder.start())
+            if not builder.shown:  # a fact that answers outright needs no generation
+                generated = yield from self._stream_draft(builder, question, prompt_evidence, history, timings, started)
+                yield from verified(builder.read())
             grounded = builder.finish()
         timings.total = time.perf_counter() - started
         yield StreamEvent(type="result", result=self._result(question, generated, grounded, retrieval, evidence, timings))
+
+    def _stream_draft(self, builder: AnswerBuilder, question: str, prompt_evidence: Evidence,
+                      history: Sequence[dict] | None, timings: Timings, started: float) -> Iterator[StreamEvent]:
+        """Stream the LM's draft as token events, handing each complete sentence to ``builder``; returns the draft."""
+        generation_started = time.perf_counter()
+        pieces: list[str] = []
+        checked = 0
+        stream = self._generator.stream(
+            build_messages(question, prompt_evidence, history), max_new_tokens=self.settings.max_new_tokens,
+            stop=ECHO_STOPS,
+        )
+        try:
+            for piece in stream:
+                if not pieces:
+                    timings.first_token = time.perf_counter() - started
+                pieces.append(piece)
+                yield StreamEvent(type="token", text=piece)
+                sentences = split_sentences("".join(pieces))
+                # Every sentence but the last is complete: hand it to the reader now.
+                while checked < min(len(sentences) - 1, MAX_ANSWER_SENTENCES):
+                    builder.add(sentences[checked])
+                    checked += 1
+                if len(sentences) > MAX_ANSWER_SENTENCES:
+                    break
+        finally:
+            getattr(stream, "close", lambda: None)()  # frees the request's batch row at once
+        sentences = split_sentences("".join(pieces))[:MAX_ANSWER_SENTENCES]
+        for sentence in sentences[checked:]:
+            builder.add(sentence)
+        timings.generate = time.perf_counter() - generation_started
+        return " ".join(sentences)
 
     # -- stages --------------------------------------------------------------------------------
     def _validate(self, question: str) -> str:

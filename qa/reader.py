@@ -178,6 +178,13 @@ def describe(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence, 
     return np.hstack([matrix, matrix - matrix.max(axis=0)])
 
 
+def read_candidates(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence, limit: int,
+                    drafted: Sequence[str]) -> tuple[list, np.ndarray]:
+    """The ``limit`` candidates (``candidates()``) and their feature matrix (``describe()``)."""
+    chosen = candidates(verifier, frame, readings, limit)
+    return chosen, describe(verifier, frame, readings, chosen, drafted)
+
+
 class AnswerReader:
     """Picks the evidence sentence that answers, with the model's probability that it does."""
 
@@ -186,10 +193,9 @@ class AnswerReader:
 
     def choose(self, verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence,
                drafted: Sequence[str]) -> Choice | None:
-        chosen = candidates(verifier, frame, readings, self.model.candidates)
+        chosen, matrix = read_candidates(verifier, frame, readings, self.model.candidates, drafted)
         if not chosen:
             return None
-        matrix = describe(verifier, frame, readings, chosen, drafted)
         probabilities = self.model.probabilities(matrix)
         best = int(np.argmax(probabilities))
         probability = float(probabilities[best])
