@@ -28,10 +28,12 @@ STOPWORDS = frozenset(
 
 
 def fold(word: str) -> str:
-    """Lower-case and fold simple English plurals and possessives."""
+    """Lower-case and fold simple English plurals and possessives; a stopword stays as it is ("does", not "doe")."""
     word = word.lower().replace("’", "'")
     if word.endswith("'s"):
         word = word[:-2]
+    if word in STOPWORDS:
+        return word
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):

@@ -174,6 +174,19 @@ REASON_WORDS = frozenset(
 )
 
 
+def _type_noun(words: list[str]) -> tuple[str, str] | None:
+    """The kind asked for and the noun that says it, where "which"/"what" is followed by one ("In what year")."""
+    head = words[:3]
+    if "which" not in head and "what" not in head:
+        return None
+    start = max(words.index(w) for w in ("which", "what") if w in head) + 1
+    for noun in words[start:start + 2]:
+        for kind, nouns in _TYPE_NOUNS.items():
+            if fold(noun) in nouns or noun in nouns:
+                return kind, fold(noun)
+    return None
+
+
 def _answer_type(question: str) -> str:
     words = [w.lower() for w in _TOKEN.findall(question)]
     head = words[:3]
@@ -187,13 +200,8 @@ def _answer_type(question: str) -> str:
         return "name"
     if "where" in head:
         return "place"
-    if "which" in head or "what" in head:
-        start = max(words.index(w) for w in ("which", "what") if w in head) + 1
-        for noun in words[start:start + 2]:
-            for kind, nouns in _TYPE_NOUNS.items():
-                if fold(noun) in nouns or noun in nouns:
-                    return kind
-    return "other"
+    typed = _type_noun(words)
+    return typed[0] if typed else "other"
 
 
 @dataclass(frozen=True)
@@ -217,9 +225,11 @@ def frame_question(question: str, entities: Sequence[LinkedEntity] = ()) -> Ques
         subject_words |= set(content_words(entity.title)) | set(content_words(entity.mention))
     if not entities:  # nothing linked: the question's own names are what it is about
         subject_words = names(question) & words
+    # The noun that names the kind asked for ("In what year …") is answered by the answer itself, not a relation.
+    typed = _type_noun([w.lower() for w in _TOKEN.findall(question)])
     relation = tuple(dict.fromkeys(
         w for w in all_words(question)
-        if len(w) > 1 and w not in subject_words and w not in FUNCTION_WORDS
+        if len(w) > 1 and w not in subject_words and w not in FUNCTION_WORDS and (not typed or w != typed[1])
         and (w not in STOPWORDS or w in RELATION_STOPWORDS)
     ))
     return QuestionFrame(

@@ -11,6 +11,8 @@ evidence, says what the sentence says:
   sentence speaks of, by word vectors (``ClaimVerifier.relation_share``);
 - ``own_article``: the sentence comes from the linked subject's own article;
 - ``question_overlap``: share of the question's content words in the sentence and its title;
+- ``question_numbers``: share of the question's own numbers ("in 1978", "the 88th ceremony") the
+  sentence states (1.0 when it names none): a sentence without them speaks of another event;
 - ``passage_rank`` and ``sentence_position``: where retrieval put its passage, and where
   the sentence stands in it (1/rank);
 - ``entity_linked``: an entity of the question is in the knowledge base;
@@ -48,6 +50,7 @@ FEATURES = (
     "relation_closeness",
     "own_article",
     "question_overlap",
+    "question_numbers",
     "passage_rank",
     "sentence_position",
     "entity_linked",
@@ -168,6 +171,7 @@ def describe(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence, 
             closeness,
             float(reading.own_article),
             len(frame.words & held) / max(1, len(frame.words)),
+            len(frame.numbers & numbers(sentence.text)) / len(frame.numbers) if frame.numbers else 1.0,
             1.0 / int(sentence.item_id),
             1.0 / (positions[id(reading)] + 1),
             float(bool(frame.subject_titles)),

@@ -10,6 +10,12 @@ def test_text_helpers():
     assert numbers("founded in 1,819 and 3.5 km") == {"1819", "3.5"}
 
 
+def test_a_stopword_is_not_folded_into_a_content_word():
+    # "does" folded as a plural was "doe": a content word every "does" question carried into overlap and relations
+    assert fold("does") == "does" and fold("Does") == "does"
+    assert content_words("How many counties does Alabama have?") == ["county", "alabama"]
+
+
 def test_the_coder_gives_content_words_as_ids_of_one_vocabulary():
     coder = ContentWordCoder()
     encoded = [coder.encode(text) for text in TEXTS * 2]  # the second time from its memo

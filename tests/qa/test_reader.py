@@ -53,6 +53,32 @@ def test_the_features_read_the_draft_and_compare_each_candidate_with_the_best():
     assert by_text["Angola gained independence in 1975."][position] == 0.5
 
 
+def test_the_noun_that_names_the_kind_asked_for_is_not_a_relation():
+    frame = frame_question("In what year did Angola gain independence?", ANGOLA)
+    assert frame.answer_type == "date" and frame.relation_words == ("gain", "independence")
+    frame = frame_question("Which city is the capital of Angola?", ANGOLA)
+    assert frame.answer_type == "place" and frame.relation_words == ("capital",)
+    # a noun elsewhere in the question is a relation like any other
+    assert frame_question("What is the population of Angola?", ANGOLA).relation_words == ("population",)
+
+
+def test_a_sentence_is_read_for_the_numbers_the_question_names():
+    question = "Who won the election in 1992?"
+    elections = PassageHit(passage_id="5:1:3:0", page_id=5, title="Angola", section="Politics", score=0.5, url=URL,
+                           text="In 1992 José Eduardo dos Santos won the election in Angola. "
+                                "In 2008 the MPLA won the election in Angola.")
+    frame, readings = read(question, ANGOLA, [elections])
+    chosen = candidates(verifier, frame, readings, 8)
+    held = FEATURES.index("question_numbers")
+    by_text = {r.sentence.text: row[held] for r, row in zip(chosen, describe(verifier, frame, readings, chosen, []))}
+    assert by_text == {"In 1992 José Eduardo dos Santos won the election in Angola.": 1.0,
+                       "In 2008 the MPLA won the election in Angola.": 0.0}
+    # a question that names no number leaves every sentence at 1.0
+    frame, readings = read("Who won the election in Angola?", ANGOLA, [elections])
+    chosen = candidates(verifier, frame, readings, 8)
+    assert set(describe(verifier, frame, readings, chosen, [])[:, held]) == {1.0}
+
+
 def test_the_reader_gives_its_best_candidate_and_its_probability():
     weights = [0.0] * (2 * len(FEATURES))
     weights[FEATURES.index("draft_agreement")] = 10.0
