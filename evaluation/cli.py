@@ -106,9 +106,12 @@ def calibrate_command(ctx, questions: Path, report_dir, limit, drafts) -> None:
 @_DRAFTS
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
               help="Where the fitted model goes (the engine reads qa/reader_model.json).")
+@click.option("--risk", type=click.Choice(["empirical", "conformal"]), default="empirical", show_default=True,
+              help="How dev's rates must meet the trust targets: as measured, or with conformal risk control "
+                   "(abstains more, misses the targets on new questions less often).")
 @click.pass_context
-def fit_reader_command(ctx, questions: Path, report_dir, limit, drafts, out: Path) -> None:
+def fit_reader_command(ctx, questions: Path, report_dir, limit, drafts, out: Path, risk: str) -> None:
     """Fit the reader's weights, candidate count and threshold on a DEV question set (never the test set)."""
     _, markdown, paths = runs.run_reader_fit(_settings(ctx), questions, out=out, report_dir=report_dir, limit=limit,
-                                             drafts=drafts)
+                                             drafts=drafts, risk=risk)
     _show(markdown, paths)

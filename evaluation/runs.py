@@ -134,7 +134,8 @@ def run_calibration(settings: Settings, questions_path: Path, *, report_dir: Pat
 
 
 def run_reader_fit(settings: Settings, questions_path: Path, *, out: Path, report_dir: Path | None = None,
-                   limit: int | None = None, drafts: Path | None = None, engine=None, progress: bool = True):
+                   limit: int | None = None, drafts: Path | None = None, risk: str = "empirical", engine=None,
+                   progress: bool = True):
     """Fit the reader on a DEV set and write its model to ``out``; the report goes to report.json and report.md."""
     from evaluation.reader_fit import fit_markdown, fit_reader
 
@@ -144,7 +145,7 @@ def run_reader_fit(settings: Settings, questions_path: Path, *, out: Path, repor
     report_dir = Path(report_dir) if report_dir else report.default_report_dir(settings, "reader")
     report_dir.mkdir(parents=True, exist_ok=True)
     model, result = fit_reader(engine, questions, drafts=drafts or report_dir / "drafts.jsonl",
-                               source=str(questions_path), progress=progress)
+                               source=str(questions_path), risk=risk, progress=progress)
     model.save(out)
     result["meta"] = report.run_metadata(settings, questions_path)
     markdown = fit_markdown(result) + f"\n\nmodel: {out}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from kgqa.questions import validate_question
 from kgqa.records import PassageHit, QAResult, StreamEvent, Timings
@@ -35,7 +36,8 @@ class QAEngine:
 
     def __init__(self, settings: Settings, *, generator: Generator | None = None, knowledge_base=None,
                  reader: AnswerReader | None = None, load_reader: bool = True):
-        """``reader``: the reader to answer with; else the fitted one in qa/reader_model.json, unless
+        """``reader``: the reader to answer with; else the fitted one in ``settings.reader_model``
+        (default qa/reader_model.json), unless
         ``load_reader`` is False (fitting a new one: then only facts that answer outright are shown)."""
         self.settings = settings
         self._generator = generator
@@ -81,7 +83,8 @@ class QAEngine:
         self._kb.warm_up()
         reader = self._reader
         if reader is None and self._load_reader:
-            reader = AnswerReader(ReaderModel.load())
+            reader = AnswerReader(ReaderModel.load(Path(self.settings.reader_model)) if self.settings.reader_model
+                                  else ReaderModel.load())
         self._pipeline = RetrievalPipeline(self._kb)
         # one cache of word vectors for the facts' ranking and the claim checks (same embedder)
         verifier = ClaimVerifier(encode=self._kb.embedder.encode_documents, words=self._pipeline.vectors)

@@ -1,7 +1,9 @@
 """How the reader's fit answers dev questions at a threshold, and which choice it keeps."""
 
 from evaluation.questions import EvalQuestion
-from evaluation.reader_fit import ReadQuestion, _key, _rows
+import pytest
+
+from evaluation.reader_fit import ReadQuestion, _key, _rows, held_out_halves, meets_targets
 from evaluation.qa_eval import trust
 
 CAPITAL = EvalQuestion(id="q1", question="What is the capital of Alabama?", answer="Montgomery")
@@ -9,8 +11,8 @@ BORN = EvalQuestion(id="q2", question="When was Einstein born?", answer="1879")
 MOON = EvalQuestion(id="q3", question="Who painted the Moon?", unanswerable=True, kind="absent-entity")
 
 
-def item(question, lead=""):
-    return ReadQuestion(question, None, [], lead, question.id)
+def item(question, lead="", group=None):
+    return ReadQuestion(question, None, [], lead, group or question.id)
 
 
 def test_a_fact_that_answers_is_the_whole_answer_and_a_sentence_shows_only_at_the_threshold():
@@ -33,3 +35,29 @@ def test_choices_meeting_the_trust_targets_come_first_and_then_the_most_accurate
     assert sorted([reckless, safer, safe], key=_key, reverse=True) == [safe, safer, reckless]
     figures = trust(_rows([item(BORN), item(MOON)], [(0.9, "He was born in 1879."), (0.1, "")], 0.5))
     assert figures["accuracy"] == 1.0 and figures["abstention_unanswerable"] == 1.0
+
+
+def test_conformal_risk_control_asks_more_of_dev_than_its_own_rates():
+    edge = {"accuracy": 0.5, "answerable": 247, "unanswerable": 83,
+            "wrong_cited": 7 / 247, "abstention_unanswerable": 81 / 83}
+    assert meets_targets(edge) and meets_targets(edge, "empirical")
+    # (7 + 1) / 248 wrong and (2 + 1) / 84 answered unanswerable are both above 3%
+    assert not meets_targets(edge, "conformal")
+    assert meets_targets({**edge, "wrong_cited": 6 / 247, "abstention_unanswerable": 82 / 83}, "conformal")
+    with pytest.raises(ValueError, match="unknown risk rule"):
+        meets_targets(edge, "hopeful")
+
+
+def test_the_held_out_check_chooses_on_half_the_articles_and_judges_on_the_rest():
+    items, best = [], []
+    for article in range(20):
+        answerable = EvalQuestion(id=f"a{article}", question="When was Einstein born?", answer="1879")
+        absent = EvalQuestion(id=f"u{article}", question="Who painted the Moon?", unanswerable=True)
+        items += [item(answerable, group=str(article)), item(absent, group=str(article))]
+        best += [(0.9, "Einstein was born in 1879."), (0.3, "The Moon is bright.")]
+    halves = held_out_halves(items, best, "empirical", repeats=10)
+    assert halves["halvings"] == 10 and halves["targets_met"] == 1.0 and halves["accuracy"] == 1.0
+    # a reader as sure of the unanswerable questions as of the answerable ones keeps the targets only by
+    # abstaining on everything
+    reckless = held_out_halves(items, [(0.9, sentence) for _, sentence in best], "empirical", repeats=10)
+    assert reckless["accuracy"] == 0.0 and reckless["abstention_unanswerable"] == 1.0

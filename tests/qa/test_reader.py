@@ -110,3 +110,23 @@ def test_the_shipped_model_was_fitted_on_dev_and_records_what_it_measured_there(
     figures = model.provenance["dev_out_of_fold"]
     assert figures["wrong_cited"] <= 0.03 and figures["abstention_unanswerable"] >= 0.97
     assert 0.0 < model.threshold < 1.0 and model.candidates >= 1
+
+
+@pytest.mark.slow
+def test_the_engine_answers_with_the_reader_model_its_settings_name(sample_kb, tmp_path):
+    from qa.engine import QAEngine
+
+    class Idle:  # no LM is needed to load the reader
+        def warm_up(self):
+            pass
+
+    stricter = ReaderModel.load()
+    path = tmp_path / "reader.json"
+    ReaderModel(weights=stricter.weights, intercept=stricter.intercept, threshold=0.99,
+                candidates=stricter.candidates, provenance={"fitted_on": "a test"}).save(path)
+    engine = QAEngine(sample_kb.with_overrides(reader_model=str(path)), generator=Idle())
+    engine.warm_up()
+    assert engine.composer.reader.model.threshold == 0.99
+    missing = QAEngine(sample_kb.with_overrides(reader_model=str(tmp_path / "missing.json")), generator=Idle())
+    with pytest.raises(ReaderModelError, match="missing.json"):
+        missing.warm_up()
