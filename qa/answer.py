@@ -149,7 +149,14 @@ class AnswerComposer:
         return ""
 
     def lead_fact(self, grounding: Grounding) -> tuple[str, Verdict] | None:
-        """A fact that answers the question outright, as a sentence, with its verdict."""
+        """A fact that answers the question outright, as a sentence, with its verdict.
+
+        A question that asks no relation of its subject ("What is anarchism?", "Who was
+        Aristotle?") asks what the subject is, which no single infobox fact says: its
+        answer is read from the passages.
+        """
+        if not grounding.frame.relation_words:
+            return None
         for number, fact in enumerate(grounding.evidence.facts, start=1):
             sentence = fact_sentence(fact)
             verdict = self.verifier.verify(sentence, grounding.frame, grounding.readings, allowed={f"F{number}"})

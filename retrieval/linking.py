@@ -103,32 +103,23 @@ class EntityLinker:
         return {norm: min(entries, key=self._preference) for norm, entries in found.items()}
 
     def link(self, question: str) -> list[LinkedEntity]:
-        """Entities mentioned in ``question``, in order of appearance, one per entity."""
+        """Entities mentioned in ``question``, in order of appearance, one per entity.
+
+        A lone lower-case word links only where nothing capitalised does: in "Which city is
+        the capital of Alabama?" the subject is Alabama, not the articles "City" and "Capital";
+        in "What is anthropology?" the lower-case word is the only subject there is.
+        """
         tokens = [(m.start(), m.end(), m.group().rstrip(".") or m.group()) for m in _TOKEN.finditer(question)]
-        all_lower = question == question.lower()
         spans = {}  # (start token, length) -> (mention, folded)
         for start in range(len(tokens)):
             for length in range(min(self._max_span, len(tokens) - start), 0, -1):
                 mention = question[tokens[start][0] : tokens[start + length - 1][1]].rstrip(".")
                 spans[start, length] = (mention, self._normalize(mention))
         best = self._best_by_norm({norm for _mention, norm in spans.values()})
-        candidates: list[tuple[int, int, AliasEntry, str]] = []  # (start token, length, entry, mention)
-        for (start, length), (mention, norm) in spans.items():  # longest first from each start
-            if candidates and candidates[-1][0] == start:
-                continue  # the longest match starting here is enough
-            entry = best.get(norm)
-            if entry is not None and self._plausible(tokens[start : start + length], all_lower):
-                candidates.append((start, length, entry, mention))
-        candidates.sort(key=lambda c: (-c[1], c[0]))
-        taken: set[int] = set()
-        chosen: list[tuple[int, AliasEntry, str]] = []
-        for start, length, entry, mention in candidates:
-            positions = set(range(start, start + length))
-            if positions & taken:
-                continue
-            taken |= positions
-            chosen.append((start, entry, mention))
-        chosen.sort(key=lambda c: c[0])
+        all_lower = question == question.lower()
+        chosen = self._choose(tokens, spans, best, all_lower)
+        if not chosen and not all_lower:
+            chosen = self._choose(tokens, spans, best, True)
         linked: list[LinkedEntity] = []
         seen: set[int] = set()
         for _start, entry, mention in chosen:
@@ -146,9 +137,29 @@ class EntityLinker:
             )
         return linked
 
+    def _choose(self, tokens, spans, best, all_lower: bool) -> list[tuple[int, AliasEntry, str]]:
+        """The mentions kept, longest first without overlaps, in order of appearance: (start token, entry, mention)."""
+        candidates: list[tuple[int, int, AliasEntry, str]] = []  # (start token, length, entry, mention)
+        for (start, length), (mention, norm) in spans.items():  # longest first from each start
+            if candidates and candidates[-1][0] == start:
+                continue  # the longest match starting here is enough
+            entry = best.get(norm)
+            if entry is not None and self._plausible(tokens[start : start + length], all_lower):
+                candidates.append((start, length, entry, mention))
+        candidates.sort(key=lambda c: (-c[1], c[0]))
+        taken: set[int] = set()
+        chosen: list[tuple[int, AliasEntry, str]] = []
+        for start, length, entry, mention in candidates:
+            positions = set(range(start, start + length))
+            if positions & taken:
+                continue
+            taken |= positions
+            chosen.append((start, entry, mention))
+        return sorted(chosen, key=lambda c: c[0])
+
     @staticmethod
     def _plausible(span: list[tuple[int, int, str]], all_lower: bool) -> bool:
-        """Reject mentions made only of stopwords, and lone lower-case common words in a cased question."""
+        """Reject mentions made only of stopwords, and lone lower-case common words unless ``all_lower``."""
         words = [text for _s, _e, text in span]
         content = [w for w in words if w.lower() not in STOPWORDS]
         if not content:

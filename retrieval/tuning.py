@@ -58,5 +58,6 @@ UNTUNED = GraphFusion(graph_weight=1.0, facts_weight=1.0, fact_match=0.01, depth
 # 120 dev questions (0.5, 0.25, 0.5, depth 10) fell below hybrid on the extended split (evidence recall@1 .700/.704,
 # evidence recall@5 .955/.964). Re-measured after "does" stopped folding to "doe" (kgqa.text.fold), with the
 # sample re-ingested (`kgqa eval retrieval`, not re-tuned): dev evidence recall@1 .721/.704, @5 .964/.964, @10
-# .992/.992, MRR@10 .821/.815; article level unchanged.
+# .992/.992, MRR@10 .821/.815; with lower-case subjects linked (retrieval/linking.py) .725/.704, .964/.964,
+# .992/.992, .824/.815; article level unchanged.
 GRAPH_FUSION = GraphFusion(graph_weight=0.25, facts_weight=0.1, fact_match=0.5, depth=5)

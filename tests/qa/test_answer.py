@@ -86,6 +86,12 @@ def test_direct_fact_leads_with_its_citation_and_other_claims_are_dropped():
     assert result.citations[0].kind == "fact" and result.citations[0].triple_id == 9
 
 
+def test_a_question_asking_what_its_subject_is_is_not_answered_by_one_of_its_facts():
+    evidence = Evidence(passages=[PASSAGE], facts=[CAPITAL])
+    assert composer.lead_fact(composer.ground("What is Alabama?", evidence, ALABAMA)) is None
+    assert composer.lead_fact(composer.ground("What is the capital of Alabama?", evidence, ALABAMA)) is not None
+
+
 def test_a_citation_points_at_the_one_sentence_that_backs_the_claim():
     evidence = Evidence(passages=[CENSUS])
     result = composer.compose("How many people live in Alabama?", "4,779,736 people live in Alabama [1].",

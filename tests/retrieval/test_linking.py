@@ -53,6 +53,14 @@ def test_stopwords_and_lowercase_common_words_in_a_cased_question_are_not_mentio
     assert [e.title for e in linker().link("Is a farm in Alabama?")] == ["Alabama"]
 
 
+def test_a_lone_lowercase_word_links_where_nothing_capitalised_does():
+    asked: list[set[str]] = []
+    assert [e.title for e in linker(asked).link("What is a farm?")] == ["Farm"]
+    assert len(asked) == 1  # the second reading of the spans asks the alias table nothing new
+    # with a capitalised subject the common word stays a word
+    assert [e.title for e in linker().link("What does a farm in Alabama grow?")] == ["Alabama"]
+
+
 def test_ambiguous_alias_prefers_the_more_linked_entity_and_each_entity_once():
     linked = linker().link("Mercury and Mercury again")
     assert [e.entity_id for e in linked] == [8]
