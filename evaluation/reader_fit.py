@@ -129,16 +129,20 @@ def _rows(items: Sequence[ReadQuestion], best: Sequence[tuple[float, str]], thre
     return rows
 
 
+def _check_risk(risk: str) -> None:
+    if risk not in RISK_RULES:
+        raise ValueError(f"unknown risk rule {risk!r}: one of {', '.join(RISK_RULES)}")
+
+
 def meets_targets(figures: dict, risk: str = "empirical") -> bool:
     """Whether ``figures`` meet the trust targets, read by the rule ``risk`` (see the module's docstring)."""
+    _check_risk(risk)
     wrong = figures["wrong_cited"] or 0.0
     answered_unanswerable = 1.0 - (figures["abstention_unanswerable"] or 0.0)
     if risk == "conformal":
         n, m = figures["answerable"], figures["unanswerable"]
         wrong = (n * wrong + 1) / (n + 1)
         answered_unanswerable = (m * answered_unanswerable + 1) / (m + 1)
-    elif risk != "empirical":
-        raise ValueError(f"unknown risk rule {risk!r}: one of {', '.join(RISK_RULES)}")
     # a hair of tolerance so that 2/83 answered is read as the 0.024 it is, not above 1 - 0.97 by rounding
     return wrong <= MAX_WRONG_CITED + 1e-9 and answered_unanswerable <= 1.0 - MIN_ABSTENTION_UNANSWERABLE + 1e-9
 
@@ -204,8 +208,7 @@ def out_of_fold(composer: AnswerComposer, items: Sequence[ReadQuestion], count: 
 def fit_reader(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None = None, source: str = "",
                risk: str = "empirical", progress: bool = True) -> tuple[ReaderModel, dict]:
     """The fitted reader and a report of every candidate count and threshold tried on dev."""
-    if risk not in RISK_RULES:
-        raise ValueError(f"unknown risk rule {risk!r}: one of {', '.join(RISK_RULES)}")
+    _check_risk(risk)  # before the long reading of dev
     items = prepare(engine, questions, drafts=drafts, progress=progress)
     composer = engine.composer
     tried = []
@@ -255,7 +258,7 @@ def fit_markdown(report: dict) -> str:
         lines.append(f"| {entry['candidates']} | {entry['threshold']:.2f} | {f['accuracy']:.3f} | {f['wrong_cited']:.3f} | "
                      f"{f['false_abstention']:.3f} | {f['abstention_unanswerable']:.3f} |")
     lines += ["", f"Held out: the threshold chosen on a random half of dev's articles, judged on the other half "
-              f"({next(iter(report['held_out_halves'].values()))['halvings']} halvings, {report['chosen']['candidates']} "
+              f"({report['held_out_halves']['empirical']['halvings']} halvings, {report['chosen']['candidates']} "
               "candidates):", "",
               "| rule | accuracy | wrong cited (mean / p90) | abstention, unanswerable | both targets met |",
               "|---|---|---|---|---|"]

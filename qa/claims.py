@@ -187,8 +187,8 @@ def _type_noun(words: list[str]) -> tuple[str, str] | None:
     return None
 
 
-def _answer_type(question: str) -> str:
-    words = [w.lower() for w in _TOKEN.findall(question)]
+def _answer_type(words: list[str], typed: tuple[str, str] | None) -> str:
+    """The kind of answer asked for, from the question's lower-cased words and its type noun (``_type_noun``)."""
     head = words[:3]
     if "why" in head:
         return "reason"
@@ -200,7 +200,6 @@ def _answer_type(question: str) -> str:
         return "name"
     if "where" in head:
         return "place"
-    typed = _type_noun(words)
     return typed[0] if typed else "other"
 
 
@@ -225,8 +224,9 @@ def frame_question(question: str, entities: Sequence[LinkedEntity] = ()) -> Ques
         subject_words |= set(content_words(entity.title)) | set(content_words(entity.mention))
     if not entities:  # nothing linked: the question's own names are what it is about
         subject_words = names(question) & words
+    asked = [w.lower() for w in _TOKEN.findall(question)]
     # The noun that names the kind asked for ("In what year …") is answered by the answer itself, not a relation.
-    typed = _type_noun([w.lower() for w in _TOKEN.findall(question)])
+    typed = _type_noun(asked)
     relation = tuple(dict.fromkeys(
         w for w in all_words(question)
         if len(w) > 1 and w not in subject_words and w not in FUNCTION_WORDS and (not typed or w != typed[1])
@@ -235,7 +235,7 @@ def frame_question(question: str, entities: Sequence[LinkedEntity] = ()) -> Ques
     return QuestionFrame(
         text=question, words=words, subject_titles=frozenset(e.title for e in entities),
         subject_words=frozenset(subject_words), relation_words=relation,
-        answer_type=_answer_type(question), numbers=frozenset(numbers(question)),
+        answer_type=_answer_type(asked, typed), numbers=frozenset(numbers(question)),
     )
 
 

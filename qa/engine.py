@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from kgqa.questions import validate_question
 from kgqa.records import PassageHit, QAResult, StreamEvent, Timings
@@ -23,7 +22,7 @@ from qa.budget import Evidence, evidence_budget, select_evidence
 from qa.claims import ClaimVerifier
 from qa.prompt import build_messages
 from qa.sentences import split_sentences
-from qa.reader import AnswerReader, ReaderModel
+from qa.reader import MODEL_PATH, AnswerReader, ReaderModel
 from qa.tuning import CANDIDATES, MAX_ANSWER_SENTENCES, MIN_DENSE_WITHOUT_ENTITY
 from retrieval.pipeline import Mode, Retrieval, RetrievalPipeline
 
@@ -83,8 +82,7 @@ class QAEngine:
         self._kb.warm_up()
         reader = self._reader
         if reader is None and self._load_reader:
-            reader = AnswerReader(ReaderModel.load(Path(self.settings.reader_model)) if self.settings.reader_model
-                                  else ReaderModel.load())
+            reader = AnswerReader(ReaderModel.load(self.settings.reader_model or MODEL_PATH))
         self._pipeline = RetrievalPipeline(self._kb)
         # one cache of word vectors for the facts' ranking and the claim checks (same embedder)
         verifier = ClaimVerifier(encode=self._kb.embedder.encode_documents, words=self._pipeline.vectors)

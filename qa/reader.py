@@ -86,7 +86,7 @@ class ReaderModel:
         return 1.0 / (1.0 + np.exp(-logits))
 
     @classmethod
-    def load(cls, path: Path = MODEL_PATH) -> "ReaderModel":
+    def load(cls, path: str | Path = MODEL_PATH) -> "ReaderModel":
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:

@@ -1,10 +1,10 @@
 """How the reader's fit answers dev questions at a threshold, and which choice it keeps."""
 
-from evaluation.questions import EvalQuestion
 import pytest
 
-from evaluation.reader_fit import ReadQuestion, _key, _rows, held_out_halves, meets_targets
 from evaluation.qa_eval import trust
+from evaluation.questions import EvalQuestion
+from evaluation.reader_fit import ReadQuestion, _key, _rows, held_out_halves, meets_targets
 
 CAPITAL = EvalQuestion(id="q1", question="What is the capital of Alabama?", answer="Montgomery")
 BORN = EvalQuestion(id="q2", question="When was Einstein born?", answer="1879")
