@@ -92,6 +92,23 @@ def trust(rows: list[dict]) -> dict:
     }
 
 
+def trust_intervals(rows: list[dict]) -> dict[str, list[float] | None]:
+    """95% Wilson intervals of ``trust``'s four rates: how far a set this size pins each one down."""
+    answerable = [r for r in rows if not r["unanswerable"] and not r.get("error")]
+    unanswerable = [r for r in rows if r["unanswerable"] and not r.get("error")]
+    counts = {
+        "accuracy": (sum(1 for r in answerable if r["contained"]), len(answerable)),
+        "wrong_cited": (sum(1 for r in answerable if not r["abstained"] and not r["contained"]), len(answerable)),
+        "false_abstention": (sum(1 for r in answerable if r["abstained"]), len(answerable)),
+        "abstention_unanswerable": (sum(1 for r in unanswerable if r["abstained"]), len(unanswerable)),
+    }
+    intervals = {}
+    for name, (hits, trials) in counts.items():
+        interval = m.proportion_interval(hits, trials)
+        intervals[name] = [round(interval[0], 4), round(interval[1], 4)] if interval else None
+    return intervals
+
+
 def by_kind(rows: list[dict]) -> dict[str, dict]:
     """``trust`` per question kind (who, when, how-many, absent-entity, false-premise, ...)."""
     kinds = sorted({r.get("kind") or "" for r in rows})
@@ -111,6 +128,7 @@ def _summarise(rows: list[dict]) -> dict:
         latency[stage] = {"p50_s": m.percentile(values, 50), "p95_s": m.percentile(values, 95)}
     return {
         **trust(rows),
+        "intervals_95": trust_intervals(rows),
         "by_kind": by_kind(rows),
         "questions": len(rows),
         "answerable": len(answerable),

@@ -43,13 +43,21 @@ def retrieval_markdown(report: dict) -> str:
     return text
 
 
+def _with_interval(summary: dict, name: str) -> str:
+    """A rate and its 95% interval, "0.112 (0.075–0.166)", where the report has one."""
+    interval = (summary.get("intervals_95") or {}).get(name)
+    if summary.get(name) is None or not interval:
+        return _fmt(summary.get(name))
+    return f"{_fmt(summary[name])} ({interval[0]:.3f}–{interval[1]:.3f})"
+
+
 def qa_markdown(report: dict) -> str:
     s = report["summary"]
     quality = [
         ["questions (answerable / unanswerable)", f"{s['questions']} ({s['answerable']} / {s['unanswerable']})"],
-        ["accuracy (answerable, gold stated)", _fmt(s["accuracy"])],
-        ["wrong cited answers (of answerable)", _fmt(s["wrong_cited"])],
-        ["false abstention (of answerable)", _fmt(s["false_abstention"])],
+        ["accuracy (answerable, gold stated; 95% Wilson interval)", _with_interval(s, "accuracy")],
+        ["wrong cited answers (of answerable)", _with_interval(s, "wrong_cited")],
+        ["false abstention (of answerable)", _with_interval(s, "false_abstention")],
         ["exact match", _fmt(s["exact_match"])],
         ["token F1", _fmt(s["f1"])],
         ["answer contained", _fmt(s["answer_contained"])],
@@ -59,7 +67,7 @@ def qa_markdown(report: dict) -> str:
         ["abstention, answerable", _fmt(s["abstention_answerable"])],
         [f"abstention, answerable with gold retrieved (n={s['answerable_gold_retrieved']})",
          _fmt(s["abstention_answerable_gold_retrieved"])],
-        ["abstention, unanswerable", _fmt(s["abstention_unanswerable"])],
+        ["abstention, unanswerable", _with_interval(s, "abstention_unanswerable")],
         ["errors", str(s["errors"])],
     ]
     latency = [[stage, _fmt(s["latency"][stage]["p50_s"]), _fmt(s["latency"][stage]["p95_s"])] for stage in STAGES]

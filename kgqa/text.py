@@ -56,6 +56,21 @@ def numbers(text: str) -> set[str]:
     return {n.replace(",", "") for n in _NUMBER.findall(text)}
 
 
+# Cardinal numbers written as words. Wikipedia's Manual of Style spells out integers from
+# zero to nine and round numbers ("three million", "only five students"), so a count is as
+# often a word as digits.
+NUMBER_WORDS = frozenset(
+    """zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen
+    sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred
+    thousand million billion trillion dozen""".split()
+)
+
+
+def number_words(text: str) -> set[str]:
+    """The cardinal numbers ``text`` spells out ("five", "three million" gives both words)."""
+    return {w.lower() for w in _WORD.findall(text) if w.lower() in NUMBER_WORDS}
+
+
 class ContentWordCoder:
     """``content_words`` as vocabulary ids, folded once per distinct raw word: how a whole corpus is indexed.
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kgqa.records import LinkedEntity
-from kgqa.text import STOPWORDS, content_words, fold, numbers
+from kgqa.text import STOPWORDS, content_words, fold, number_words, numbers
 from kgqa.text import words as all_words
 from qa.budget import Evidence, fact_line
 from qa.sentences import sentence_spans, strip_markers
@@ -374,7 +374,8 @@ class ClaimVerifier:
             return Verdict(False, "the question asks why and the sentence gives no reason")
         claim_names = names(text) - frame.words - META_WORDS
         claim_numbers = numbers(text) - frame.numbers
-        if frame.answer_type in ("date", "number") and not claim_numbers:
+        spelled = frame.answer_type == "number" and number_words(text) - number_words(frame.text)
+        if frame.answer_type in ("date", "number") and not claim_numbers and not spelled:
             return Verdict(False, f"the question asks for a {frame.answer_type} and the sentence gives none")
         allowed = set(allowed) if allowed is not None else None
         best: Verdict | None = None

@@ -1,8 +1,8 @@
 """Which evidence sentence answers the question, and how sure to be of it: a reader fitted on dev questions.
 
 Every evidence sentence about the question's subject that holds the kind of thing
-asked for (a year for "when", a number for "how many", a name for "who", a reason
-for "why") is a candidate. Each is described by what the claim verifier and
+asked for (a year for "when", a number in digits or words for "how many", a name for
+"who", a reason for "why") is a candidate. Each is described by what the claim verifier and
 retrieval already know of it, and by whether the LM's own draft, written over the
 evidence, says what the sentence says:
 
@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from kgqa.errors import KgqaError
-from kgqa.text import content_words, numbers
+from kgqa.text import content_words, number_words, numbers
 from kgqa.text import words as all_words
 from qa.claims import META_WORDS, REASON_WORDS, ClaimVerifier, QuestionFrame, names
 from qa.sentences import markers_in, strip_markers
@@ -115,8 +115,8 @@ def gives_answer_type(frame: QuestionFrame, text: str) -> bool:
     added = numbers(text) - frame.numbers
     if frame.answer_type == "date":
         return any(n.isdigit() and len(n) in (3, 4) for n in added)
-    if frame.answer_type == "number":
-        return bool(added)
+    if frame.answer_type == "number":  # digits, or a count spelled out ("only five students")
+        return bool(added or number_words(text) - number_words(frame.text))
     if frame.answer_type == "reason":
         return bool(REASON_WORDS & set(all_words(text)))
     if frame.answer_type in ("name", "place"):

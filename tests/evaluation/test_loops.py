@@ -99,6 +99,10 @@ def test_qa_eval_scores_answers_citations_and_abstention():
     assert s["abstention_answerable"] == 0.5 and s["abstention_unanswerable"] == 1.0
     assert s["answerable_gold_retrieved"] == 1 and s["abstention_answerable_gold_retrieved"] == 0.0
     assert s["latency"]["total"]["p50_s"] == pytest.approx(1.0)
+    # one of two answerable questions right: the interval is wide, and holds the rate
+    low, high = s["intervals_95"]["accuracy"]
+    assert low < 0.5 < high and high - low > 0.6
+    assert s["intervals_95"]["wrong_cited"][0] == 0.0 and s["intervals_95"]["abstention_unanswerable"][1] == 1.0
 
 
 def test_reports_write_markdown_json_and_pngs(tmp_path):
@@ -113,6 +117,9 @@ def test_reports_write_markdown_json_and_pngs(tmp_path):
 
     answerer = ScriptedAnswerer({ALABAMA.question: _result(ALABAMA.question, "Montgomery [1].")})
     qa = evaluate_qa(answerer, [ALABAMA], progress=False)
-    assert "| exact match | 1.000 |" in report.qa_markdown(qa)
+    markdown = report.qa_markdown(qa)
+    assert "| exact match | 1.000 |" in markdown
+    low, high = qa["summary"]["intervals_95"]["accuracy"]
+    assert f"| 1.000 ({low:.3f}–{high:.3f}) |" in markdown and high == 1.0 and low < 0.5
     hist = plots.plot_latency_histogram(qa["per_question"], tmp_path / "latency.png")
     assert hist.stat().st_size > 1000

@@ -70,3 +70,10 @@ def test_answer_contained_needs_whole_words():
 def test_best_over_golds_takes_the_maximum():
     assert m.best_over_golds(m.exact_match, "Eric Blair", ["George Orwell", "Eric Blair"]) == 1.0
     assert m.best_over_golds(m.token_f1, "x", []) == 0.0
+
+
+def test_proportion_interval_is_wilsons():
+    # 20 wrong of 179, by Wilson's formula by hand: centre 0.1199, half-width 0.0464
+    low, high = m.proportion_interval(20, 179)
+    assert low == pytest.approx(0.0735, abs=5e-4) and high == pytest.approx(0.1663, abs=5e-4)
+    assert m.proportion_interval(0, 61)[0] == 0.0 and m.proportion_interval(0, 0) is None

@@ -1,4 +1,4 @@
-from kgqa.text import ContentWordCoder, content_words, fold, numbers
+from kgqa.text import ContentWordCoder, content_words, fold, number_words, numbers
 
 TEXTS = ["The capitals of the United States' states", "Orwell's Animal Farm (1945): animals, ANIMALS and cities",
          "a I to", "", "Café déjà-vu naïve CAFÉ 3.5 km, 1,819 people"]
@@ -14,6 +14,11 @@ def test_a_stopword_is_not_folded_into_a_content_word():
     # "does" folded as a plural was "doe": a content word every "does" question carried into overlap and relations
     assert fold("does") == "does" and fold("Does") == "does"
     assert content_words("How many counties does Alabama have?") == ["county", "alabama"]
+
+
+def test_a_count_spelled_out_is_a_number():
+    assert number_words("Over three million copies; only five students came.") == {"three", "million", "five"}
+    assert number_words("Someone said none of it") == set()  # "one" inside a word is no number
 
 
 def test_the_coder_gives_content_words_as_ids_of_one_vocabulary():

@@ -109,6 +109,17 @@ def test_a_number_bound_to_another_relation_is_refused():
     assert verify("Alabama has 4,779,736 people.", "How many people live in Alabama?", ALABAMA, [CENSUS]).supported
 
 
+def test_a_count_spelled_out_is_a_number_the_claim_gives():
+    sports = verify("Algeria has qualified for the FIFA World Cup four times [1].",
+                    "How many times has Algeria qualified for the FIFA World Cup?",
+                    [LinkedEntity(entity_id=8, title="Algeria", mention="Algeria", alias="Algeria", url=SPORTS.url)],
+                    [SPORTS])
+    assert sports.supported and sports.sentence.text == SPORTS.text
+    vague = verify("Algeria has qualified for the FIFA World Cup often.", "How many times has Algeria qualified "
+                   "for the FIFA World Cup?", [], [SPORTS])
+    assert not vague.supported and "gives none" in vague.reason
+
+
 def test_a_claim_from_a_passage_about_another_entity_is_refused():
     verdict = verify("Aristotle was born in Athens.", "Where was Aristotle born?", ARISTOTLE, [PLATO])
     assert not verdict.supported and "another entity" in verdict.reason

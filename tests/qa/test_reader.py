@@ -36,6 +36,14 @@ def test_candidates_are_sentences_about_the_subject_holding_the_kind_of_answer_a
     assert candidates(verifier, frame, readings, 1)[0].sentence.text == "Angola gained independence in 1975."
 
 
+def test_a_count_spelled_out_answers_how_many():
+    lectures = PassageHit(passage_id="5:1:3:0", page_id=5, title="Angola", section="Education", score=0.5, url=URL,
+                          text="Only five students came to the lectures in Angola. Angola has a university.")
+    frame, readings = read("How many students came to the lectures in Angola?", ANGOLA, [lectures])
+    chosen = [r.sentence.text for r in candidates(verifier, frame, readings, 8)]
+    assert chosen == ["Only five students came to the lectures in Angola."]
+
+
 def test_the_features_read_the_draft_and_compare_each_candidate_with_the_best():
     frame, readings = read("When did Angola gain independence?", ANGOLA, [HISTORY])
     chosen = candidates(verifier, frame, readings, 8)
