@@ -72,6 +72,12 @@ def _rate(rows: list[dict], key: str) -> float | None:
     return m.mean(float(r[key]) for r in rows) if rows else None
 
 
+def _by_answerability(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """The answerable and the unanswerable rows; a question whose run failed is in neither."""
+    answered = [r for r in rows if not r.get("error")]
+    return [r for r in answered if not r["unanswerable"]], [r for r in answered if r["unanswerable"]]
+
+
 def trust(rows: list[dict]) -> dict:
     """What a user trusting the answers cares about, over ``rows`` (one question kind, or all).
 
@@ -79,8 +85,7 @@ def trust(rows: list[dict]) -> dict:
     wrong_cited: answerable questions answered, with citations, but without the gold answer;
     false_abstention: answerable questions abstained on; abstention_unanswerable: what it says.
     """
-    answerable = [r for r in rows if not r["unanswerable"] and not r.get("error")]
-    unanswerable = [r for r in rows if r["unanswerable"] and not r.get("error")]
+    answerable, unanswerable = _by_answerability(rows)
     answered = [r for r in answerable if not r["abstained"]]
     return {
         "answerable": len(answerable),
@@ -94,8 +99,7 @@ def trust(rows: list[dict]) -> dict:
 
 def trust_intervals(rows: list[dict]) -> dict[str, list[float] | None]:
     """95% Wilson intervals of ``trust``'s four rates: how far a set this size pins each one down."""
-    answerable = [r for r in rows if not r["unanswerable"] and not r.get("error")]
-    unanswerable = [r for r in rows if r["unanswerable"] and not r.get("error")]
+    answerable, unanswerable = _by_answerability(rows)
     counts = {
         "accuracy": (sum(1 for r in answerable if r["contained"]), len(answerable)),
         "wrong_cited": (sum(1 for r in answerable if not r["abstained"] and not r["contained"]), len(answerable)),
@@ -116,8 +120,7 @@ def by_kind(rows: list[dict]) -> dict[str, dict]:
 
 
 def _summarise(rows: list[dict]) -> dict:
-    answerable = [r for r in rows if not r["unanswerable"] and not r.get("error")]
-    unanswerable = [r for r in rows if r["unanswerable"] and not r.get("error")]
+    answerable, unanswerable = _by_answerability(rows)
     with_gold = [r for r in answerable if r["gold_retrieved"]]
     answered = [r for r in rows if not r.get("error") and not r["abstained"]]
     recalls = [r["citation_recall"] for r in answered if r["citation_recall"] is not None]

@@ -374,7 +374,7 @@ class ClaimVerifier:
             return Verdict(False, "the question asks why and the sentence gives no reason")
         claim_names = names(text) - frame.words - META_WORDS
         claim_numbers = numbers(text) - frame.numbers
-        spelled = frame.answer_type == "number" and number_words(text) - number_words(frame.text)
+        spelled = frame.answer_type == "number" and bool(number_words(text) - number_words(frame.text))
         if frame.answer_type in ("date", "number") and not claim_numbers and not spelled:
             return Verdict(False, f"the question asks for a {frame.answer_type} and the sentence gives none")
         allowed = set(allowed) if allowed is not None else None
