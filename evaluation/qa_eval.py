@@ -78,6 +78,17 @@ def _by_answerability(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     return [r for r in answered if not r["unanswerable"]], [r for r in answered if r["unanswerable"]]
 
 
+def _trust_counts(rows: list[dict]) -> dict[str, tuple[int, int]]:
+    """Each of ``trust``'s rates as (questions it counts, questions it is a share of)."""
+    answerable, unanswerable = _by_answerability(rows)
+    return {
+        "accuracy": (sum(1 for r in answerable if r["contained"]), len(answerable)),
+        "wrong_cited": (sum(1 for r in answerable if not r["abstained"] and not r["contained"]), len(answerable)),
+        "false_abstention": (sum(1 for r in answerable if r["abstained"]), len(answerable)),
+        "abstention_unanswerable": (sum(1 for r in unanswerable if r["abstained"]), len(unanswerable)),
+    }
+
+
 def trust(rows: list[dict]) -> dict:
     """What a user trusting the answers cares about, over ``rows`` (one question kind, or all).
 
@@ -85,29 +96,18 @@ def trust(rows: list[dict]) -> dict:
     wrong_cited: answerable questions answered, with citations, but without the gold answer;
     false_abstention: answerable questions abstained on; abstention_unanswerable: what it says.
     """
-    answerable, unanswerable = _by_answerability(rows)
-    answered = [r for r in answerable if not r["abstained"]]
+    counts = _trust_counts(rows)
     return {
-        "answerable": len(answerable),
-        "unanswerable": len(unanswerable),
-        "accuracy": _rate(answerable, "contained"),
-        "wrong_cited": (sum(1 for r in answered if not r["contained"]) / len(answerable)) if answerable else None,
-        "false_abstention": _rate(answerable, "abstained"),
-        "abstention_unanswerable": _rate(unanswerable, "abstained"),
+        "answerable": counts["accuracy"][1],
+        "unanswerable": counts["abstention_unanswerable"][1],
+        **{name: hits / trials if trials else None for name, (hits, trials) in counts.items()},
     }
 
 
 def trust_intervals(rows: list[dict]) -> dict[str, list[float] | None]:
     """95% Wilson intervals of ``trust``'s four rates: how far a set this size pins each one down."""
-    answerable, unanswerable = _by_answerability(rows)
-    counts = {
-        "accuracy": (sum(1 for r in answerable if r["contained"]), len(answerable)),
-        "wrong_cited": (sum(1 for r in answerable if not r["abstained"] and not r["contained"]), len(answerable)),
-        "false_abstention": (sum(1 for r in answerable if r["abstained"]), len(answerable)),
-        "abstention_unanswerable": (sum(1 for r in unanswerable if r["abstained"]), len(unanswerable)),
-    }
     intervals = {}
-    for name, (hits, trials) in counts.items():
+    for name, (hits, trials) in _trust_counts(rows).items():
         interval = m.proportion_interval(hits, trials)
         intervals[name] = [round(interval[0], 4), round(interval[1], 4)] if interval else None
     return intervals

@@ -214,6 +214,12 @@ class QuestionFrame:
     relation_words: tuple[str, ...]
     answer_type: str  # date | number | name | place | other
     numbers: frozenset[str]
+    number_words: frozenset[str]  # counts the question spells out (``kgqa.text.number_words``)
+
+
+def spells_new_count(frame: QuestionFrame, text: str) -> bool:
+    """Whether ``text`` spells out a count the question does not ("only five students")."""
+    return bool(number_words(text) - frame.number_words)
 
 
 def frame_question(question: str, entities: Sequence[LinkedEntity] = ()) -> QuestionFrame:
@@ -236,6 +242,7 @@ def frame_question(question: str, entities: Sequence[LinkedEntity] = ()) -> Ques
         text=question, words=words, subject_titles=frozenset(e.title for e in entities),
         subject_words=frozenset(subject_words), relation_words=relation,
         answer_type=_answer_type(asked, typed), numbers=frozenset(numbers(question)),
+        number_words=frozenset(number_words(question)),
     )
 
 
@@ -374,7 +381,7 @@ class ClaimVerifier:
             return Verdict(False, "the question asks why and the sentence gives no reason")
         claim_names = names(text) - frame.words - META_WORDS
         claim_numbers = numbers(text) - frame.numbers
-        spelled = frame.answer_type == "number" and bool(number_words(text) - number_words(frame.text))
+        spelled = frame.answer_type == "number" and spells_new_count(frame, text)
         if frame.answer_type in ("date", "number") and not claim_numbers and not spelled:
             return Verdict(False, f"the question asks for a {frame.answer_type} and the sentence gives none")
         allowed = set(allowed) if allowed is not None else None

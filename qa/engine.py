@@ -35,9 +35,9 @@ class QAEngine:
 
     def __init__(self, settings: Settings, *, generator: Generator | None = None, knowledge_base=None,
                  reader: AnswerReader | None = None, load_reader: bool = True):
-        """``reader``: the reader to answer with; else the fitted one in ``settings.reader_model``
-        (default qa/reader_model.json), unless
-        ``load_reader`` is False (fitting a new one: then only facts that answer outright are shown)."""
+        """``reader``: the reader to answer with; else the fitted one that ``settings.reader_model`` names
+        (default qa/reader_model.json), unless ``load_reader`` is False (fitting a new one: then only
+        facts that answer outright are shown)."""
         self.settings = settings
         self._generator = generator
         self._kb = knowledge_base

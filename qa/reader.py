@@ -39,9 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from kgqa.errors import KgqaError
-from kgqa.text import content_words, number_words, numbers
+from kgqa.text import content_words, numbers
 from kgqa.text import words as all_words
-from qa.claims import META_WORDS, REASON_WORDS, ClaimVerifier, QuestionFrame, names
+from qa.claims import META_WORDS, REASON_WORDS, ClaimVerifier, QuestionFrame, names, spells_new_count
 from qa.sentences import markers_in, strip_markers
 
 FEATURES = (
@@ -116,7 +116,7 @@ def gives_answer_type(frame: QuestionFrame, text: str) -> bool:
     if frame.answer_type == "date":
         return any(n.isdigit() and len(n) in (3, 4) for n in added)
     if frame.answer_type == "number":  # digits, or a count spelled out ("only five students")
-        return bool(added or number_words(text) - number_words(frame.text))
+        return bool(added) or spells_new_count(frame, text)
     if frame.answer_type == "reason":
         return bool(REASON_WORDS & set(all_words(text)))
     if frame.answer_type in ("name", "place"):
