@@ -5,7 +5,9 @@ the LM's draft over it (cached in a JSONL file, since the draft does not depend 
 the reader), and the reading of every retrieved passage. Each candidate sentence is
 labelled by whether it states a gold answer (word-bounded, as ``kgqa eval qa`` scores).
 
-A logistic regression (scikit-learn) is fitted on those labels. The candidate count
+Both of the reader's models are fitted on those labels: the pointwise logistic
+regression (scikit-learn) and the listwise conditional logit (``fit_listwise``); a
+candidate's probability is the lesser of theirs (``qa/reader.py``). The candidate count
 and the threshold are chosen on out-of-fold probabilities (5 folds grouped by
 article, so no article's questions are both fitted and judged): each question is
 answered as the engine would answer it, lead fact included, and the choice kept is
@@ -29,6 +31,7 @@ at random, the threshold is chosen on one half and judged on the other.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +57,7 @@ FOLDS = 5
 REGULARISATION_C = 1.0
 # Random halvings of dev's articles for the held-out check in the report.
 HALVINGS = 200
+_NAMES = (*FEATURES, *(f"{f}_vs_best" for f in FEATURES))
 
 
 @dataclass
@@ -105,14 +109,67 @@ def _states_gold(text: str, question: EvalQuestion) -> bool:
     return bool(question.answers) and m.best_over_golds(m.answer_contained, text, question.answers) > 0
 
 
-def _fit(matrices: Sequence[np.ndarray], labels: Sequence[np.ndarray]):
+def _fit_pointwise(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, ...], float]:
     from sklearn.linear_model import LogisticRegression
 
+    model = LogisticRegression(C=REGULARISATION_C, max_iter=5000).fit(x, y)
+    return tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0])
+
+
+def listwise_loss(theta: np.ndarray, matrices: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                  c: float) -> tuple[float, np.ndarray]:
+    """The penalised negative log-likelihood of ``fit_listwise`` and its gradient.
+
+    ``theta`` is the weights, then the utility of "none". A question's likelihood is the
+    softmax share of its candidates that state the gold answer (all of them: a fact often
+    stands in more than one sentence), or of "none" when no candidate does.
+    """
+    from scipy.special import logsumexp
+
+    width = len(theta) - 1
+    weights, null = theta[:width], theta[width]
+    total = 0.5 * weights @ weights / c
+    gradient = np.concatenate([weights / c, [0.0]])
+    for matrix, gold in zip(matrices, labels):
+        utilities = np.concatenate([[null], matrix @ weights])
+        wanted = np.concatenate([[not gold.any()], gold])
+        everything, chosen = logsumexp(utilities), logsumexp(utilities[wanted])
+        total -= chosen - everything
+        residual = np.exp(utilities - everything) - np.where(wanted, np.exp(utilities - chosen), 0.0)
+        gradient[:width] += matrix.T @ residual[1:]
+        gradient[width] += residual[0]
+    return total, gradient
+
+
+def fit_listwise(matrices: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                 c: float = REGULARISATION_C) -> tuple[tuple[float, ...], float]:
+    """A conditional logit over each question's candidates and a "none of them" option.
+
+    The answer is "none" for an unanswerable question and for one whose answer the
+    candidates miss. The weights take the L2 penalty of scikit-learn's logistic regression
+    at the same C; "none" is unpenalised, as an intercept is. scikit-learn has no model of
+    a choice among a varying number of options, so the loss is written here
+    (``listwise_loss``) and scipy's L-BFGS minimises it. Returns the weights and the
+    utility of "none".
+    """
+    from scipy.optimize import minimize
+
+    start = np.zeros(matrices[0].shape[1] + 1)
+    solution = minimize(listwise_loss, start, args=(matrices, labels, c), jac=True, method="L-BFGS-B",
+                        options={"maxiter": 5000})
+    return tuple(float(w) for w in solution.x[:-1]), float(solution.x[-1])
+
+
+def _fit(matrices: Sequence[np.ndarray], labels: Sequence[np.ndarray], count: int) -> ReaderModel:
+    """Both of the reader's models fitted on the candidates of these questions (threshold left at 0.5)."""
     x = np.vstack(matrices)
     y = np.concatenate(labels)
     if len(set(y.tolist())) < 2:
         raise ValueError("the reader needs dev questions whose candidates both do and do not state the answer")
-    return LogisticRegression(C=REGULARISATION_C, max_iter=5000).fit(x, y)
+    weights, intercept = _fit_pointwise(x, y)
+    listwise, null = fit_listwise(matrices, labels)
+    return ReaderModel(weights=weights, intercept=intercept, threshold=0.5, candidates=count,
+                       listwise_weights=listwise, null_utility=null)
 
 
 def _rows(items: Sequence[ReadQuestion], best: Sequence[tuple[float, str]], threshold: float) -> list[dict]:
@@ -195,11 +252,11 @@ def out_of_fold(composer: AnswerComposer, items: Sequence[ReadQuestion], count: 
     index = np.arange(len(items))
     for train, held in GroupKFold(n_splits=FOLDS).split(index, groups=groups):
         model = _fit([described[i][1] for i in train if len(described[i][0])],
-                     [labels[i] for i in train if len(described[i][0])])
+                     [labels[i] for i in train if len(described[i][0])], count)
         for i in held:
             chosen, matrix = described[i]
             if chosen:
-                probabilities = model.predict_proba(matrix)[:, 1]
+                probabilities = model.probabilities(matrix)
                 top = int(np.argmax(probabilities))
                 best[i] = (float(probabilities[top]), chosen[top].sentence.text)
     return best
@@ -226,7 +283,7 @@ def fit_reader(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None
     keep = [i for i, (c, _) in enumerate(described) if c]
     model = _fit([described[i][1] for i in keep],
                  [np.array([_states_gold(r.sentence.text, items[i].question) for r in described[i][0]], dtype=bool)
-                  for i in keep])
+                  for i in keep], count)
     answerable = sum(1 for q in questions if not q.unanswerable)
     ceiling = sum(1 for item, (c, _) in zip(items, described)
                   if not item.question.unanswerable and any(_states_gold(r.sentence.text, item.question) for r in c))
@@ -242,10 +299,10 @@ def fit_reader(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None
         "dev_candidate_holds_gold": round(ceiling / answerable, 4) if answerable else None,
         "regularisation_c": REGULARISATION_C,
     }
-    fitted = ReaderModel(weights=tuple(float(w) for w in model.coef_[0]), intercept=float(model.intercept_[0]),
-                         threshold=chosen["threshold"], candidates=count, provenance=provenance)
+    fitted = dataclasses.replace(model, threshold=chosen["threshold"], provenance=provenance)
     report = {"chosen": chosen, "tried": tried, "provenance": provenance, "held_out_halves": halves,
-              "weights": dict(zip([*FEATURES, *(f"{f}_vs_best" for f in FEATURES)], fitted.weights))}
+              "weights": dict(zip(_NAMES, fitted.weights)), "listwise_weights": dict(zip(_NAMES, fitted.listwise_weights)),
+              "null_utility": fitted.null_utility}
     return fitted, report
 
 
@@ -265,5 +322,7 @@ def fit_markdown(report: dict) -> str:
     for rule, h in report["held_out_halves"].items():
         lines.append(f"| {rule} | {h['accuracy']:.3f} | {h['wrong_cited']:.3f} / {h['wrong_cited_p90']:.3f} | "
                      f"{h['abstention_unanswerable']:.3f} | {h['targets_met']:.0%} |")
-    lines += ["", "Weights: " + ", ".join(f"{k} {v:+.2f}" for k, v in report["weights"].items())]
+    lines += ["", "Pointwise weights: " + ", ".join(f"{k} {v:+.2f}" for k, v in report["weights"].items()),
+              "", "Listwise weights: " + ", ".join(f"{k} {v:+.2f}" for k, v in report["listwise_weights"].items())
+              + f"; none of them {report['null_utility']:+.2f}"]
     return "\n".join(lines)

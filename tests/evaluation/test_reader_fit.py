@@ -1,10 +1,21 @@
 """How the reader's fit answers dev questions at a threshold, and which choice it keeps."""
 
+import numpy as np
 import pytest
+from scipy.optimize import approx_fprime
 
 from evaluation.qa_eval import trust
 from evaluation.questions import EvalQuestion
-from evaluation.reader_fit import ReadQuestion, _key, _rows, held_out_halves, meets_targets
+from evaluation.reader_fit import (
+    ReadQuestion,
+    _key,
+    _rows,
+    fit_listwise,
+    held_out_halves,
+    listwise_loss,
+    meets_targets,
+)
+from qa.reader import listwise_probabilities
 
 CAPITAL = EvalQuestion(id="q1", question="What is the capital of Alabama?", answer="Montgomery")
 BORN = EvalQuestion(id="q2", question="When was Einstein born?", answer="1879")
@@ -61,3 +72,32 @@ def test_the_held_out_check_chooses_on_half_the_articles_and_judges_on_the_rest(
     # abstaining on everything
     reckless = held_out_halves(items, [(0.9, sentence) for _, sentence in best], "empirical", repeats=10)
     assert reckless["accuracy"] == 0.0 and reckless["abstention_unanswerable"] == 1.0
+
+
+def test_the_listwise_loss_has_the_gradient_it_reports():
+    rng = np.random.default_rng(0)
+    matrices = [rng.normal(size=(rows, 3)) for rows in (1, 3, 4)]
+    # one gold candidate; none (the answer is "none of them"); two gold candidates
+    labels = [np.array([True]), np.array([False, False, False]), np.array([False, True, True, False])]
+    theta = rng.normal(size=4)
+    loss, gradient = listwise_loss(theta, matrices, labels, 0.5)
+    numeric = approx_fprime(theta, lambda t: listwise_loss(t, matrices, labels, 0.5)[0], 1e-7)
+    assert loss > 0 and np.allclose(gradient, numeric, atol=1e-4)
+
+
+def test_the_listwise_model_chooses_the_candidate_that_states_the_answer_or_none():
+    rng = np.random.default_rng(1)
+    matrices, labels = [], []
+    for _ in range(40):  # answerable: one candidate of four stands out on the first feature
+        matrix = rng.normal(0.0, 0.3, size=(4, 2))
+        matrix[0, 0] += 2.0
+        matrices.append(matrix)
+        labels.append(np.array([True, False, False, False]))
+        matrices.append(rng.normal(0.0, 0.3, size=(4, 2)))  # unanswerable: none does
+        labels.append(np.zeros(4, dtype=bool))
+    weights, null = fit_listwise(matrices, labels)
+    assert weights[0] > abs(weights[1])
+    answerable = listwise_probabilities(np.array([[2.0, 0.0], [0.0, 0.0], [0.0, 0.0]]) @ weights, null)
+    unanswerable = listwise_probabilities(np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]) @ weights, null)
+    assert answerable[0] > 0.5 > answerable[1:].max()
+    assert unanswerable.max() < 0.2 and unanswerable.sum() < 0.5

@@ -1,5 +1,6 @@
 """The reader: which sentences are candidates, what it reads of them, and the fitted model it ships with."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -98,16 +99,48 @@ def test_the_reader_gives_its_best_candidate_and_its_probability():
     assert reader.choose(verifier, *read("When did Angola gain independence?", ANGOLA, [NEIGHBOUR]), []) is None
 
 
+def weights_on(feature: str, weight: float) -> tuple[float, ...]:
+    weights = [0.0] * (2 * len(FEATURES))
+    weights[FEATURES.index(feature)] = weight
+    return tuple(weights)
+
+
+def test_a_candidate_is_held_as_surely_as_the_less_sure_of_the_two_models():
+    model = ReaderModel(weights=weights_on("similarity", 10.0), intercept=-2.0, threshold=0.5, candidates=4,
+                        listwise_weights=weights_on("similarity", 5.0), null_utility=3.0)
+    row = np.zeros(2 * len(FEATURES))
+    row[FEATURES.index("similarity")] = 1.0
+    sure = 1 / (1 + np.exp(-8.0))
+    # alone, the candidate beats "none of them" (utility 5 against 3)
+    assert model.probabilities(row[None, :]) == pytest.approx([np.exp(5) / (np.exp(3) + np.exp(5))])
+    # beside a twin, the pointwise model is as sure of each, the listwise one splits between them
+    twins = model.probabilities(np.vstack([row, row]))
+    assert twins == pytest.approx([np.exp(5) / (np.exp(3) + 2 * np.exp(5))] * 2) and twins.max() < 0.5 < sure
+    # a weak candidate: "none of them" wins the listwise model
+    assert model.probabilities(np.zeros((1, 2 * len(FEATURES)))) == pytest.approx([1 / (np.exp(3) + 1)])
+    # a model fitted without the listwise part reads the pointwise probability alone
+    pointwise = ReaderModel(weights=model.weights, intercept=-2.0, threshold=0.5, candidates=4)
+    assert pointwise.probabilities(np.vstack([row, row])) == pytest.approx([sure, sure])
+
+
 def test_a_model_saved_is_the_model_loaded_and_a_model_of_other_features_is_refused(tmp_path):
     model = ReaderModel(weights=tuple(float(i) for i in range(2 * len(FEATURES))), intercept=-1.5, threshold=0.7,
-                        candidates=8, provenance={"fitted_on": "dev.jsonl"})
+                        candidates=8, provenance={"fitted_on": "dev.jsonl"},
+                        listwise_weights=tuple(float(-i) for i in range(2 * len(FEATURES))), null_utility=2.5)
     model.save(tmp_path / "reader.json")
     assert ReaderModel.load(tmp_path / "reader.json") == model
     record = json.loads((tmp_path / "reader.json").read_text())
+    # a model fitted before the listwise part existed is read as the pointwise model it is
+    (tmp_path / "pointwise.json").write_text(json.dumps(
+        {k: v for k, v in record.items() if k not in ("listwise_weights", "null_utility")}))
+    pointwise = ReaderModel.load(tmp_path / "pointwise.json")
+    assert pointwise.listwise_weights == () and pointwise.weights == model.weights
+    (tmp_path / "short.json").write_text(json.dumps({**record, "listwise_weights": record["listwise_weights"][:-1]}))
     record["features"] = record["features"][:-1]
     (tmp_path / "old.json").write_text(json.dumps(record))
-    with pytest.raises(ReaderModelError, match="fit-reader"):
-        ReaderModel.load(tmp_path / "old.json")
+    for refused in ("old.json", "short.json"):
+        with pytest.raises(ReaderModelError, match="fit-reader"):
+            ReaderModel.load(tmp_path / refused)
     with pytest.raises(ReaderModelError, match="cannot read"):
         ReaderModel.load(tmp_path / "missing.json")
 
@@ -118,6 +151,7 @@ def test_the_shipped_model_was_fitted_on_dev_and_records_what_it_measured_there(
     figures = model.provenance["dev_out_of_fold"]
     assert figures["wrong_cited"] <= 0.03 and figures["abstention_unanswerable"] >= 0.97
     assert 0.0 < model.threshold < 1.0 and model.candidates >= 1
+    assert len(model.listwise_weights) == len(model.weights)  # the shipped model reads both
 
 
 @pytest.mark.slow
@@ -130,8 +164,7 @@ def test_the_engine_answers_with_the_reader_model_its_settings_name(sample_kb, t
 
     stricter = ReaderModel.load()
     path = tmp_path / "reader.json"
-    ReaderModel(weights=stricter.weights, intercept=stricter.intercept, threshold=0.99,
-                candidates=stricter.candidates, provenance={"fitted_on": "a test"}).save(path)
+    dataclasses.replace(stricter, threshold=0.99, provenance={"fitted_on": "a test"}).save(path)
     engine = QAEngine(sample_kb.with_overrides(reader_model=str(path)), generator=Idle())
     engine.warm_up()
     assert engine.composer.reader.model.threshold == 0.99
