@@ -77,9 +77,9 @@ class ReaderModelError(KgqaError):
 
 def listwise_probabilities(utilities: np.ndarray, null_utility: float) -> np.ndarray:
     """Each candidate's share of a softmax over the question's candidates and a "none of them" option."""
-    scores = np.concatenate([[null_utility], utilities])
-    scores = np.exp(scores - scores.max())
-    return scores[1:] / scores.sum()
+    from scipy.special import softmax
+
+    return softmax(np.concatenate([[null_utility], utilities]))[1:]
 
 
 @dataclass(frozen=True)
