@@ -99,10 +99,26 @@ def prepare(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None = 
     return items
 
 
-def _candidates(composer: AnswerComposer, item: ReadQuestion, count: int) -> tuple[list, np.ndarray]:
-    if item.grounding is None:
-        return [], np.zeros((0, 2 * len(FEATURES)))
-    return read_candidates(composer.verifier, item.grounding.frame, item.grounding.readings, count, item.drafted)
+@dataclass
+class _Described:
+    """One question's candidates as the reader sees them, and which of them state a gold answer."""
+
+    chosen: list
+    matrix: np.ndarray
+    gold: np.ndarray
+
+
+def _describe(composer: AnswerComposer, items: Sequence[ReadQuestion], count: int) -> list[_Described]:
+    described = []
+    for item in items:
+        if item.grounding is None:
+            chosen, matrix = [], np.zeros((0, 2 * len(FEATURES)))
+        else:
+            chosen, matrix = read_candidates(composer.verifier, item.grounding.frame, item.grounding.readings, count,
+                                             item.drafted)
+        gold = np.array([_states_gold(r.sentence.text, item.question) for r in chosen], dtype=bool)
+        described.append(_Described(chosen, matrix, gold))
+    return described
 
 
 def _states_gold(text: str, question: EvalQuestion) -> bool:
@@ -160,8 +176,10 @@ def fit_listwise(matrices: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     return tuple(float(w) for w in solution.x[:-1]), float(solution.x[-1])
 
 
-def _fit(matrices: Sequence[np.ndarray], labels: Sequence[np.ndarray], count: int) -> ReaderModel:
+def _fit(described: Sequence[_Described], count: int) -> ReaderModel:
     """Both of the reader's models fitted on the candidates of these questions (threshold left at 0.5)."""
+    described = [d for d in described if d.chosen]
+    matrices, labels = [d.matrix for d in described], [d.gold for d in described]
     x = np.vstack(matrices)
     y = np.concatenate(labels)
     if len(set(y.tolist())) < 2:
@@ -244,21 +262,17 @@ def out_of_fold(composer: AnswerComposer, items: Sequence[ReadQuestion], count: 
     """Per question: the best candidate's probability under a model fitted without its article, and its text."""
     from sklearn.model_selection import GroupKFold
 
-    described = [_candidates(composer, item, count) for item in items]
-    labels = [np.array([_states_gold(r.sentence.text, item.question) for r in chosen], dtype=bool)
-              for item, (chosen, _) in zip(items, described)]
+    described = _describe(composer, items, count)
     groups = [item.group for item in items]
     best: list[tuple[float, str]] = [(0.0, "")] * len(items)
     index = np.arange(len(items))
     for train, held in GroupKFold(n_splits=FOLDS).split(index, groups=groups):
-        model = _fit([described[i][1] for i in train if len(described[i][0])],
-                     [labels[i] for i in train if len(described[i][0])], count)
+        model = _fit([described[i] for i in train], count)
         for i in held:
-            chosen, matrix = described[i]
-            if chosen:
-                probabilities = model.probabilities(matrix)
+            if described[i].chosen:
+                probabilities = model.probabilities(described[i].matrix)
                 top = int(np.argmax(probabilities))
-                best[i] = (float(probabilities[top]), chosen[top].sentence.text)
+                best[i] = (float(probabilities[top]), described[i].chosen[top].sentence.text)
     return best
 
 
@@ -279,14 +293,10 @@ def fit_reader(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None
     chosen = tried[0]
     count = chosen["candidates"]
     halves = {rule: held_out_halves(items, out_of_fold_best[count], rule) for rule in RISK_RULES}
-    described = [_candidates(composer, item, count) for item in items]
-    keep = [i for i, (c, _) in enumerate(described) if c]
-    model = _fit([described[i][1] for i in keep],
-                 [np.array([_states_gold(r.sentence.text, items[i].question) for r in described[i][0]], dtype=bool)
-                  for i in keep], count)
+    described = _describe(composer, items, count)
+    model = _fit(described, count)
     answerable = sum(1 for q in questions if not q.unanswerable)
-    ceiling = sum(1 for item, (c, _) in zip(items, described)
-                  if not item.question.unanswerable and any(_states_gold(r.sentence.text, item.question) for r in c))
+    ceiling = sum(1 for item, d in zip(items, described) if not item.question.unanswerable and d.gold.any())
     provenance = {
         "fitted_on": source, "questions": len(questions), "answerable": answerable,
         "unanswerable": len(questions) - answerable,
