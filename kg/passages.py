@@ -4,6 +4,11 @@ Passages never cross a section boundary. Paragraphs are packed greedily up to
 ``MAX_WORDS``; a longer paragraph is split at sentence ends; a short tail is
 folded into the passage before it. The id ``page:rev:section:ordinal`` only
 changes when the page's revision does, so re-ingesting never shuffles ids.
+
+A passage keeps its blocks apart: each paragraph, and each list item within one,
+starts a line of its own (``\n``), so a list of "Aberdeen Hall, a school in Kelowna"
+items is read as items, not as one run-on sentence. Line breaks are white space to
+word counts, so they move no passage boundary.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ import re
 from dataclasses import dataclass, field
 
 from kg.infobox import tidy
-from kg.wikitext import Section
+from kg.wikitext import LINE_MARK, Section
 
 MIN_WORDS = 100
 MAX_WORDS = 250
 MIN_KEPT_WORDS = 8  # shorter leftovers (a lone caption, a stub section) are noise
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+_PARAGRAPH_BREAK = re.compile(rf"\n[\s{LINE_MARK}]*\n")  # a blank line, line marks or not
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"“(])")
+_WORD = re.compile(r"\S+")
+_AT_MARK = re.compile(rf"\s*(?:{LINE_MARK}\s*)+")
 
 
 @dataclass
@@ -41,22 +48,32 @@ def article_of(passage_id: str) -> str:
     return passage_id.split(":", 1)[0]
 
 
+def _tidy_lines(raw: str) -> str:
+    """``tidy()`` over a paragraph, its list items kept on lines of their own."""
+    return _AT_MARK.sub("\n", tidy(raw)).strip()
+
+
 def _units(paragraph: str) -> list[str]:
-    """A paragraph as pieces of at most MAX_WORDS words, cut at sentence ends where possible."""
+    """A paragraph as pieces of at most MAX_WORDS words, cut at sentence ends where possible.
+
+    Line breaks inside a piece are kept; the pieces are the words ``paragraph.split()`` counts.
+    """
     if len(paragraph.split()) <= MAX_WORDS:
         return [paragraph]
     units: list[str] = []
     for sentence in _SENTENCE_END.split(paragraph):
-        words = sentence.split()
-        units.extend(" ".join(words[i:i + MAX_WORDS]) for i in range(0, len(words), MAX_WORDS))
+        spans = [m.span() for m in _WORD.finditer(sentence)]
+        units.extend(sentence[spans[i][0]:spans[min(i + MAX_WORDS, len(spans)) - 1][1]]
+                     for i in range(0, len(spans), MAX_WORDS))
     return units
 
 
-def _pack(units: list[str]) -> list[str]:
-    chunks: list[list[str]] = []
+def _pack(units: list[tuple[str, bool]]) -> list[str]:
+    """Greedy packing of ``(text, starts_a_paragraph)`` units; a paragraph starts a new line."""
+    chunks: list[list[tuple[str, bool]]] = []
     counts: list[int] = []
     for unit in units:
-        words = len(unit.split())
+        words = len(unit[0].split())
         if chunks and counts[-1] + words <= MAX_WORDS:
             chunks[-1].append(unit)
             counts[-1] += words
@@ -65,7 +82,8 @@ def _pack(units: list[str]) -> list[str]:
             counts.append(words)
     if len(chunks) > 1 and counts[-1] < MIN_WORDS and counts[-2] + counts[-1] <= MAX_WORDS + MIN_WORDS // 2:
         chunks[-2].extend(chunks.pop())
-    return [" ".join(chunk) for chunk in chunks]
+    return ["".join((("\n" if starts else " ") if i else "") + text for i, (text, starts) in enumerate(chunk))
+            for chunk in chunks]
 
 
 def section_passages(section: Section, first_ordinal: int) -> list[PassageDraft]:
@@ -74,13 +92,13 @@ def section_passages(section: Section, first_ordinal: int) -> list[PassageDraft]
     start = 0
     for match in list(_PARAGRAPH_BREAK.finditer(section.text)) + [None]:
         end = match.start() if match else len(section.text)
-        clean = tidy(section.text[start:end])
+        clean = _tidy_lines(section.text[start:end])
         if clean:
             links = [(link.target, tidy(section.text[link.start:link.end]))
                      for link in section.links if start <= link.start < end]
             paragraphs.append((clean, links))
         start = match.end() if match else end
-    units = [unit for clean, _ in paragraphs for unit in _units(clean)]
+    units = [(unit, i == 0) for clean, _ in paragraphs for i, unit in enumerate(_units(clean))]
     drafts: list[PassageDraft] = []
     for text in _pack(units):
         if len(text.split()) >= MIN_KEPT_WORDS:

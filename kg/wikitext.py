@@ -34,6 +34,13 @@ SKIPPED_SECTIONS = {"references", "external links", "see also", "further reading
                     "bibliography", "sources", "citations", "footnotes", "notes and references",
                     "works cited", "gallery", "references and notes", "cited sources", "explanatory notes"}
 _INTERWIKI = re.compile(r"^[a-z]{2,3}(-[a-z]+)*$")
+# Where a list item (``*``, ``#``, ``;``, ``:`` at the start of a line, or ``<li>``) or the line
+# after a list begins in rendered section text. MediaWiki shows each as a block of its own; a
+# single newline elsewhere is only a soft wrap, so the mark is what tells an item's end from a
+# wrapped line. Passages turn it into a line break (kg.passages); it is a private-use
+# character, so no article text contains it.
+LINE_MARK = "\ue000"
+_LIST_TAGS = {"li", "dt", "dd"}
 
 
 def normalize_title(raw: str) -> str:
@@ -71,11 +78,13 @@ class Article:
 class Renderer:
     """Renders wikicode into plain text, noting link positions and categories."""
 
-    def __init__(self, categories: list[str] | None = None) -> None:
+    def __init__(self, categories: list[str] | None = None, *, mark_lines: bool = False) -> None:
         self.parts: list[str] = []
         self.length = 0
         self.links: list[LinkMention] = []
         self.categories = categories if categories is not None else []
+        self.mark_lines = mark_lines  # emit LINE_MARK where a list item, or the block after a list, starts
+        self._in_list = False  # the current line is a list item: its line break ends the list's block
 
     def text(self) -> str:
         return "".join(self.parts)
@@ -92,7 +101,12 @@ class Renderer:
 
     def node(self, node) -> None:
         if isinstance(node, Text):
-            self.emit(node.value)
+            value = node.value
+            if self._in_list and "\n" in value:  # a line after a list item is a block of its own
+                head, _, tail = value.partition("\n")
+                value = f"{head}\n{LINE_MARK}{tail}"
+                self._in_list = False
+            self.emit(value)
         elif isinstance(node, Wikilink):
             self.wikilink(node)
         elif isinstance(node, Template):
@@ -104,7 +118,12 @@ class Renderer:
                 return
             if tag == "br":
                 self.emit("\n")
-            elif node.contents is not None:
+                return
+            # an item is a block; a definition after its term on the same line (";term : def") is not
+            if self.mark_lines and (tag == "li" or (tag in _LIST_TAGS and self._at_line_start())):
+                self.emit(LINE_MARK)
+                self._in_list = True
+            if node.contents is not None:
                 self.render(node.contents)
         elif isinstance(node, HTMLEntity):
             self.emit(node.normalize())
@@ -114,6 +133,10 @@ class Renderer:
             self.emit("\n")
         elif isinstance(node, (Comment, Argument)):
             return
+
+    def _at_line_start(self) -> bool:
+        last = next((part for part in reversed(self.parts) if part), "")
+        return not last or last.endswith(("\n", LINE_MARK))
 
     def wikilink(self, node: Wikilink) -> None:
         raw = str(node.title).strip()
@@ -152,7 +175,7 @@ def parse_article(title: str, text: str) -> Article:
     disambiguation = title.endswith("(disambiguation)")
     sections: list[Section] = []
     path: list[tuple[int, str]] = []  # (level, heading) stack
-    renderer = Renderer(categories)
+    renderer = Renderer(categories, mark_lines=True)
     skipping = False
 
     def flush() -> None:
@@ -166,7 +189,7 @@ def parse_article(title: str, text: str) -> Article:
                 path.pop()
             path.append((node.level, _heading_title(node)))
             skipping = any(h.lower() in SKIPPED_SECTIONS for _, h in path)
-            renderer = Renderer(categories)
+            renderer = Renderer(categories, mark_lines=True)
             continue
         if isinstance(node, Template):
             name = template_name(node)

@@ -31,6 +31,11 @@ def fact_line(fact: FactHit) -> str:
     return f"{fact.subject} — {fact.predicate.replace('_', ' ')}: {fact.object}"
 
 
+def one_line(text: str) -> str:
+    """A passage's text as the prompt holds it: its paragraphs and list items joined by spaces."""
+    return " ".join(text.split("\n"))
+
+
 def passage_header(number: int, passage: PassageHit) -> str:
     """The label before a passage's text in the prompt: "[n] Title (Section): "."""
     where = f"{passage.title} ({passage.section})" if passage.section else passage.title
@@ -81,7 +86,7 @@ def select_evidence(
         if len(chosen.passages) >= max_passages:
             break
         header = passage_header(len(chosen.passages) + 1, passage)
-        cost = count_tokens(header + passage.text) + 1
+        cost = count_tokens(header + one_line(passage.text)) + 1
         if cost <= remaining:
             chosen.passages.append(passage)
             remaining -= cost

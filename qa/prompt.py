@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from qa.budget import Evidence, fact_line, passage_header
+from qa.budget import Evidence, fact_line, one_line, passage_header
 
 SYSTEM_PROMPT = (
     "You answer questions using only the evidence between <evidence> and </evidence>. "
@@ -22,8 +22,8 @@ MAX_HISTORY_CHARS = 600
 
 
 def _defuse(text: str) -> str:
-    """Keep evidence from opening or closing the data block."""
-    return text.replace("<evidence>", "‹evidence›").replace("</evidence>", "‹/evidence›")
+    """Keep evidence from opening or closing the data block, and each item on one line of it."""
+    return one_line(text.replace("<evidence>", "‹evidence›").replace("</evidence>", "‹/evidence›"))
 
 
 def evidence_block(evidence: Evidence) -> str:

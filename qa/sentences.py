@@ -1,8 +1,8 @@
 """Split generated text into sentences, and read or write the citation markers in them.
 
-Abbreviations ("U.S.", "Dr."), initials ("George W. Bush") and decimals ("3.5")
-do not end a sentence; markers the model put after the full stop stay with the
-sentence they follow.
+A line break always ends a sentence. Abbreviations ("U.S.", "Dr."), initials
+("George W. Bush") and decimals ("3.5") do not; markers the model put after the
+full stop stay with the sentence they follow.
 """
 
 from __future__ import annotations
@@ -36,8 +36,18 @@ def _ends_sentence(text: str, end_match: re.Match) -> bool:
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Character offsets ``(start, end)`` of the sentences of running text (a passage), in order.
 
-    ``text[start:end]`` is the sentence without surrounding white space.
+    ``text[start:end]`` is the sentence without surrounding white space. A line break
+    ends a sentence: passages keep their paragraphs and list items on lines of their own.
     """
+    spans = []
+    line_start = 0
+    for line in text.split("\n"):
+        spans.extend((line_start + low, line_start + high) for low, high in _line_spans(line))
+        line_start += len(line) + 1
+    return spans
+
+
+def _line_spans(text: str) -> list[tuple[int, int]]:
     spans = []
     start = 0
     for match in _END.finditer(text):

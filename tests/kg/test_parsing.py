@@ -12,7 +12,7 @@ from kg.dump_reader import iter_pages
 from kg.errors import DumpError
 from kg.infobox import infobox_facts, normalize_key
 from kg.page_parser import parse_page, title_without_disambiguator
-from kg.passages import MAX_WORDS, MIN_KEPT_WORDS
+from kg.passages import MAX_WORDS, MIN_KEPT_WORDS, section_passages
 from kg.wikitext import parse_article
 from kg.aliases import normalize_alias
 from tests.helpers.kg_dumps import page_xml, write_dump
@@ -110,6 +110,48 @@ def test_disambiguation_and_aliases():
     assert title_without_disambiguator("Animalia (book)") == "Animalia"
     assert normalize_alias("Montgomery,  ALABAMA!") == normalize_alias("montgomery alabama") == "montgomery alabama"
     assert normalize_alias("Leó Szilárd") == "leo szilard"
+
+
+LIST_PAGE = """'''Aberdeen''' may refer to:
+* [[Aberdeen College]], formerly one of the largest further education colleges in Scotland
+* [[Aberdeen Hall]], a university-preparatory school in [[Kelowna]], British Columbia
+The changed commandments are:
+<ol><li>No animal shall sleep in a bed '''with sheets.'''</li>
+<li>No animal shall drink alcohol '''to excess.'''</li></ol>
+A soft-wrapped
+line of prose stays one line.
+
+; Term : its definition on the same line
+"""
+
+
+def test_list_items_and_paragraphs_start_lines_of_their_own():
+    article = parse_article("Aberdeen (disambiguation)", LIST_PAGE)
+    [passage] = section_passages(article.sections[0], 0)
+    assert passage.text.split("\n") == [
+        "Aberdeen may refer to:",
+        "Aberdeen College, formerly one of the largest further education colleges in Scotland",
+        "Aberdeen Hall, a university-preparatory school in Kelowna, British Columbia",
+        "The changed commandments are:",
+        "No animal shall sleep in a bed with sheets.",
+        "No animal shall drink alcohol to excess.",
+        "A soft-wrapped line of prose stays one line.",
+        "Term its definition on the same line",  # a definition on its term's line stays there
+    ]
+    assert {"Aberdeen College", "Aberdeen Hall", "Kelowna"} <= set(passage.links)
+
+
+def test_line_breaks_move_no_passage_boundary():
+    """Passages are cut by word counts, and a line break is no word: ids stay as they were."""
+    items = "\n".join(f"* item {i} " + "word " * 30 for i in range(40))
+    article = parse_article("Long list", "Intro sentence here.\n" + items)
+    drafts = section_passages(article.sections[0], 0)
+    flat = article.sections[0].text.replace("\ue000", "")
+    flat_drafts = section_passages(type(article.sections[0])(0, "", flat, []), 0)
+    assert len(drafts) == len(flat_drafts) > 1
+    for draft, flat_draft in zip(drafts, flat_drafts):
+        assert draft.text.split() == flat_draft.text.split()
+        assert "\n" in draft.text and "\n" not in flat_draft.text
 
 
 def test_real_einstein_page(sample_dump):

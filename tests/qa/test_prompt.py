@@ -17,6 +17,13 @@ def test_evidence_is_numbered_and_delimited_and_cannot_close_its_block():
     assert block.count("</evidence>") == 1
 
 
+def test_a_passage_with_lines_is_one_line_of_the_block():
+    listed = PASSAGE.model_copy(update={"text": "Aberdeen may refer to:\nAberdeen Hall, a school\nAberdeen College"})
+    lines = evidence_block(Evidence(passages=[listed])).splitlines()
+    assert lines[1] == "[1] Alabama (History): Aberdeen may refer to: Aberdeen Hall, a school Aberdeen College"
+    assert len(lines) == 3
+
+
 def test_messages_carry_system_rules_trimmed_history_and_the_question():
     history = [{"role": "user", "content": f"turn {i}"} for i in range(6)] + [{"role": "system", "content": "x"}]
     messages = build_messages("Who?", Evidence(passages=[PASSAGE]), history)

@@ -1,4 +1,4 @@
-from qa.sentences import markers_in, split_sentences, strip_markers, with_markers
+from qa.sentences import markers_in, sentence_spans, split_sentences, strip_markers, with_markers
 
 
 def test_abbreviations_initials_decimals_and_trailing_markers():
@@ -22,3 +22,13 @@ def test_markers_read_strip_and_write():
     assert strip_markers("Montgomery [1] [F2] .") == "Montgomery."
     assert with_markers("The capital is Montgomery [9].", ["F1", "1"]) == "The capital is Montgomery [F1][1]."
     assert with_markers("No stop", ["2"]) == "No stop [2]"
+
+
+def test_a_line_break_in_a_passage_ends_its_sentence():
+    text = "Aberdeen may refer to:\nAberdeen College, formerly a college in Scotland\nAberdeen Hall, a school in Kelowna. It opened in 1999."
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "Aberdeen may refer to:",
+        "Aberdeen College, formerly a college in Scotland",
+        "Aberdeen Hall, a school in Kelowna.",
+        "It opened in 1999.",
+    ]
