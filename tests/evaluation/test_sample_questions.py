@@ -77,7 +77,7 @@ def _per_article(questions) -> dict[str, int]:
 def test_the_set_spans_many_articles_with_few_questions_each(splits, questions):
     assert len(_per_article(questions)) >= 60
     assert max(_per_article(splits["test"]).values()) <= 5  # no article dominates the report
-    assert max(_per_article(splits["dev"]).values()) <= 10  # dev was extended with a second pass (README)
+    assert max(_per_article(splits["dev"]).values()) <= 20  # dev was extended by a second and a third pass (README)
 
 
 @pytest.mark.slow
