@@ -62,9 +62,10 @@ def _units(paragraph: str) -> list[str]:
         return [paragraph]
     units: list[str] = []
     for sentence in _SENTENCE_END.split(paragraph):
-        spans = [m.span() for m in _WORD.finditer(sentence)]
-        units.extend(sentence[spans[i][0]:spans[min(i + MAX_WORDS, len(spans)) - 1][1]]
-                     for i in range(0, len(spans), MAX_WORDS))
+        spans = [match.span() for match in _WORD.finditer(sentence)]
+        for first in range(0, len(spans), MAX_WORDS):
+            last = spans[min(first + MAX_WORDS, len(spans)) - 1]
+            units.append(sentence[spans[first][0]:last[1]])
     return units
 
 
@@ -82,8 +83,15 @@ def _pack(units: list[tuple[str, bool]]) -> list[str]:
             counts.append(words)
     if len(chunks) > 1 and counts[-1] < MIN_WORDS and counts[-2] + counts[-1] <= MAX_WORDS + MIN_WORDS // 2:
         chunks[-2].extend(chunks.pop())
-    return ["".join((("\n" if starts else " ") if i else "") + text for i, (text, starts) in enumerate(chunk))
-            for chunk in chunks]
+    return [_join(chunk) for chunk in chunks]
+
+
+def _join(chunk: list[tuple[str, bool]]) -> str:
+    """One passage's units as its text: a paragraph starts a line, a piece of a long one goes on."""
+    text = chunk[0][0]
+    for unit, starts_a_paragraph in chunk[1:]:
+        text += ("\n" if starts_a_paragraph else " ") + unit
+    return text
 
 
 def section_passages(section: Section, first_ordinal: int) -> list[PassageDraft]:
