@@ -26,10 +26,11 @@ from evaluation.questions import EvalQuestion
 from evaluation.retrieval_eval import relevance
 from retrieval import tuning
 from retrieval.pipeline import Rankings, fuse_graph
-from retrieval.tuning import NO_BOOST, GraphFusion  # NO_BOOST fuses as hybrid does
+from retrieval.tuning import GraphFusion
 
 METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10",
            "evidence_recall@1", "evidence_recall@5", "evidence_recall@10", "evidence_mrr@10")
+NO_BOOST = GraphFusion(graph_weight=0.0, facts_weight=0.0, fact_match=1.0, depth=0)  # fuses as hybrid does
 BOOTSTRAP_SAMPLES = 2000
 K = 10
 

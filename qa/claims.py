@@ -149,18 +149,6 @@ def evidence_sentences(evidence: Evidence) -> list[EvidenceSentence]:
     return found
 
 
-def of_subject(title: str, subject_titles: frozenset[str]) -> bool:
-    """Whether the article ``title`` is a linked subject's own: its page, or one of its sub-articles
-    named by Wikipedia's convention "<topic> of <subject>" / "<topic> in <subject>" ("Politics of
-    Angola" for Angola)."""
-    if title in subject_titles:
-        return True
-    topic, sep, rest = title.rpartition(" of ")
-    if not sep:
-        topic, sep, rest = title.rpartition(" in ")
-    return bool(sep and topic) and rest in subject_titles
-
-
 def names(text: str) -> set[str]:
     """Folded words of capitalised names in ``text``, without function words ("The", "He")."""
     found = set()
@@ -280,7 +268,7 @@ class _Reading:
     relation_hits: dict[str, tuple[float, int]]  # relation word -> (similarity, token position)
     title_words: set[str]
     question_similarity: float
-    own_article: bool = False  # from the linked subject's own article or a sub-article of it (or is its fact)
+    own_article: bool = False  # the sentence comes from the linked subject's own article (or is its fact)
 
 
 class ClaimVerifier:
@@ -302,7 +290,7 @@ class ClaimVerifier:
             tokens = tokens_of(sentence.text)
             title_words = set(content_words(sentence.title))
             content = set(content_words(sentence.text)) | title_words
-            own_article = of_subject(sentence.title, frame.subject_titles)
+            own_article = sentence.title in frame.subject_titles
             if frame.subject_titles:
                 about = own_article or bool(frame.subject_words & content)
             else:
@@ -327,9 +315,9 @@ class ClaimVerifier:
     def about_subject(self, frame: QuestionFrame, reading: _Reading) -> bool:
         """Whether the sentence speaks of the question's subject.
 
-        With ``own_article_only``, a linked subject's facts come from its own article (or its
-        sub-articles, "Politics of Angola") only: a sentence elsewhere that names it ("Note: the
-        population of Testland is …" in another article) does not answer for it.
+        With ``own_article_only``, a linked subject's facts come from its own article only:
+        a sentence elsewhere that names it ("Note: the population of Testland is …" in another
+        article) does not answer for it.
         """
         if self.thresholds.own_article_only and frame.subject_titles:
             return reading.own_article

@@ -9,8 +9,7 @@ evidence, says what the sentence says:
 - ``similarity``: cosine of the sentence and the question (all-MiniLM-L6-v2);
 - ``relation_share`` and ``relation_closeness``: how much of the asked relation the
   sentence speaks of, by word vectors (``ClaimVerifier.relation_share``);
-- ``own_article``: the sentence comes from the linked subject's own article (or a sub-article
-  of it, "Politics of Angola");
+- ``own_article``: the sentence comes from the linked subject's own article;
 - ``question_overlap``: share of the question's content words in the sentence and its title;
 - ``question_numbers``: share of the question's own numbers ("in 1978", "the 88th ceremony") the
   sentence states (1.0 when it names none): a sentence without them speaks of another event;

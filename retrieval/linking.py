@@ -4,8 +4,6 @@ Spans of the question are folded with the same ``normalize_alias`` that
 ingestion used for the ``aliases`` table, looked up (all spans of a question in
 one query: the table is indexed by the folded name, and is never held in memory),
 and chosen longest first without overlaps, so "Animal Farm" wins over "Animal" and "Farm".
-A span whose last word is possessive or plural ("Alabama's", "aardvarks") is also looked up
-without that ending, when it does not name an entity as written.
 """
 
 from __future__ import annotations
@@ -18,10 +16,6 @@ from kgqa.records import LinkedEntity
 from kgqa.text import STOPWORDS
 
 _TOKEN = re.compile(r"[^\W_]+(?:[-'’.&/][^\W_]+)*\.?", re.UNICODE)
-# A mention's inflected last word: "Alabama's" (its possessive "'s"; "Achilles'" loses its
-# apostrophe as a token already) and "aardvarks" (a plural "s", not "ss").
-_POSSESSIVE = re.compile(r"['’]s$", re.IGNORECASE)
-_PLURAL = re.compile(r"(?<=[^\Ws]{3})s$")
 # Which kind of alias wins when one name points at several entities.
 _SOURCE_RANK = {"title": 0, "redirect": 1, "bold": 2, "disambiguator": 3}
 MAX_SPAN_TOKENS = 10  # longer spans are not looked up
@@ -116,12 +110,12 @@ class EntityLinker:
         in "What is anthropology?" the lower-case word is the only subject there is.
         """
         tokens = [(m.start(), m.end(), m.group().rstrip(".") or m.group()) for m in _TOKEN.finditer(question)]
-        spans = {}  # (start token, length) -> [(mention, folded)]: as written, then uninflected
+        spans = {}  # (start token, length) -> (mention, folded)
         for start in range(len(tokens)):
             for length in range(min(self._max_span, len(tokens) - start), 0, -1):
                 mention = question[tokens[start][0] : tokens[start + length - 1][1]].rstrip(".")
-                spans[start, length] = [(form, self._normalize(form)) for form in _forms(mention)]
-        best = self._best_by_norm({norm for forms in spans.values() for _form, norm in forms})
+                spans[start, length] = (mention, self._normalize(mention))
+        best = self._best_by_norm({norm for _mention, norm in spans.values()})
         all_lower = question == question.lower()
         chosen = self._choose(tokens, spans, best, all_lower)
         if not chosen and not all_lower:
@@ -146,12 +140,12 @@ class EntityLinker:
     def _choose(self, tokens, spans, best, all_lower: bool) -> list[tuple[int, AliasEntry, str]]:
         """The mentions kept, longest first without overlaps, in order of appearance: (start token, entry, mention)."""
         candidates: list[tuple[int, int, AliasEntry, str]] = []  # (start token, length, entry, mention)
-        for (start, length), forms in spans.items():  # longest first from each start
+        for (start, length), (mention, norm) in spans.items():  # longest first from each start
             if candidates and candidates[-1][0] == start:
                 continue  # the longest match starting here is enough
-            found = next(((mention, best[norm]) for mention, norm in forms if norm in best), None)
-            if found is not None and self._plausible(tokens[start : start + length], all_lower):
-                candidates.append((start, length, found[1], found[0]))
+            entry = best.get(norm)
+            if entry is not None and self._plausible(tokens[start : start + length], all_lower):
+                candidates.append((start, length, entry, mention))
         candidates.sort(key=lambda c: (-c[1], c[0]))
         taken: set[int] = set()
         chosen: list[tuple[int, AliasEntry, str]] = []
@@ -173,15 +167,3 @@ class EntityLinker:
         if all_lower or len(content) >= 2:
             return True
         return any(w[0].isupper() or any(ch.isdigit() for ch in w) for w in content)
-
-
-def _forms(mention: str) -> list[str]:
-    """``mention`` as written, then without the inflection of its last word, if it has one.
-
-    The written form is looked up first, so a title that is itself possessive or plural
-    ("Schindler's List", "The Beatles") still links as written.
-    """
-    bare = _POSSESSIVE.sub("", mention)
-    if bare == mention:
-        bare = _PLURAL.sub("", mention)
-    return [mention, bare] if bare != mention else [mention]

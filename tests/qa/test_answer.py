@@ -15,7 +15,7 @@ from kgqa.records import FactHit, LinkedEntity, PassageHit
 from kgqa.text import content_words
 from qa.answer import AnswerComposer, topic_coverage
 from qa.budget import Evidence
-from qa.claims import ClaimVerifier, evidence_sentences, frame_question, of_subject
+from qa.claims import ClaimVerifier, evidence_sentences, frame_question
 from qa.reader import FEATURES, AnswerReader, ReaderModel
 from qa.tuning import Thresholds
 
@@ -191,12 +191,3 @@ def test_an_injected_passage_never_supports_an_answer():
     result = composer.compose("What are capital cities chosen for?", "The capital city of Testland is HACKED [1].",
                               evidence, [])
     assert result.abstained and "HACKED" not in result.answer
-
-
-def test_a_subjects_sub_article_is_its_own_but_another_article_naming_it_is_not():
-    subject = frozenset({"Angola"})
-    assert of_subject("Angola", subject)
-    assert of_subject("Politics of Angola", subject) and of_subject("Islam in Angola", subject)
-    assert not of_subject("Angolan Armed Forces", subject)  # a demonym names another subject
-    assert not of_subject("Zembla", subject) and not of_subject("Angola of", subject)
-    assert not of_subject("Politics of Angola", frozenset())

@@ -14,26 +14,11 @@ from tests.helpers.tiny_kb import HashingEmbedder, tiny_kb  # noqa: F401 (fixtur
 # -- a tiny knowledge base: five articles, their redirects, a hashed bag-of-words embedder --------------------
 
 
-# Boosts as a knowledge base whose own dev set chose them would have them (the sample's dev chose none,
-# retrieval/tuning.py): the tiny knowledge base's tests exercise what the boosts do.
-BOOSTED = GraphFusion(graph_weight=0.25, facts_weight=0.1, fact_match=0.5, depth=5)
-
-
 @pytest.fixture(scope="module")
 def pipeline(tiny_kb):
     kb = KnowledgeBase(tiny_kb, embedder=HashingEmbedder())
     kb.warm_up()
-    return RetrievalPipeline(kb, fusion=BOOSTED)
-
-
-def test_the_shipped_fusion_ranks_graph_mode_as_hybrid_even_with_a_linked_entity(pipeline):
-    shipped = RetrievalPipeline(pipeline.kb)
-    for question in ("What is the capital of Alabama?", "Tell me about Animal Farm"):
-        graph = shipped.retrieve(question, k=10, mode="graph")
-        assert graph.entities  # linked, and its facts are there for the answer...
-        assert _ranked(graph) == _ranked(shipped.retrieve(question, k=10, mode="hybrid"))  # ...but no boost
-    boosted = pipeline.retrieve("What is the capital of Alabama?", k=10, mode="graph")
-    assert _ranked(boosted) != _ranked(pipeline.retrieve("What is the capital of Alabama?", k=10, mode="hybrid"))
+    return RetrievalPipeline(kb)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -228,5 +213,4 @@ def test_missing_knowledge_base_says_to_ingest(tmp_settings):
 def test_graph_mode_ranks_first_the_passage_stating_the_asked_fact(engine):
     hits = engine.retrieve("What is the capital of Alabama?", k=5, mode="graph")
     assert hits[0].title == "Alabama" and "Montgomery" in hits[0].text
-    boosted = RetrievalPipeline(engine._kb, fusion=BOOSTED).retrieve("What is the capital of Alabama?", k=5)
-    assert "facts" in boosted.passages[0].sources and "Montgomery" in boosted.passages[0].text
+    assert "facts" in hits[0].sources
