@@ -22,15 +22,15 @@ MAX_HISTORY_CHARS = 600
 
 
 def _defuse(text: str) -> str:
-    """Keep evidence from opening or closing the data block, and each item on one line of it."""
-    return one_line(text.replace("<evidence>", "‹evidence›").replace("</evidence>", "‹/evidence›"))
+    """Keep evidence from opening or closing the data block."""
+    return text.replace("<evidence>", "‹evidence›").replace("</evidence>", "‹/evidence›")
 
 
 def evidence_block(evidence: Evidence) -> str:
     """The numbered evidence lines: facts as [F1].., passages as [1].."""
     lines = [f"[F{i}] {_defuse(fact_line(f))}" for i, f in enumerate(evidence.facts, start=1)]
     lines += [
-        passage_header(i, p) + _defuse(p.text) for i, p in enumerate(evidence.passages, start=1)
+        passage_header(i, p) + _defuse(one_line(p.text)) for i, p in enumerate(evidence.passages, start=1)
     ]
     return "<evidence>\n" + "\n".join(lines) + "\n</evidence>"
 

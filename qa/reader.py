@@ -109,8 +109,9 @@ class ReaderModel:
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
         """Per candidate row of ``matrix`` (one question's, ``describe()``): the lesser of the two models' probabilities."""
-        logits = matrix @ np.asarray(self.weights, dtype=np.float64) + self.intercept
-        pointwise = 1.0 / (1.0 + np.exp(-logits))
+        from scipy.special import expit
+
+        pointwise = expit(matrix @ np.asarray(self.weights, dtype=np.float64) + self.intercept)
         if not self.listwise_weights:
             return pointwise
         utilities = matrix @ np.asarray(self.listwise_weights, dtype=np.float64)
