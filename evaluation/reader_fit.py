@@ -26,7 +26,12 @@ How the targets are read on dev is the operator's choice (``--risk``):
   abstains more.
 
 The report measures how either rule holds up: dev's articles are split in halves
-at random, the threshold is chosen on one half and judged on the other.
+at random, the threshold is chosen on one half and judged on the other. It also
+says what the targets cost (``trade_off``): the out-of-fold figures at a range of
+thresholds, down to 0, where the reader's first choice is always shown. That row's
+accuracy is what a perfect abstention rule over this reader's choices would reach,
+and the share of questions whose candidates hold the gold answer bounds any ranking
+of them; the share whose LM draft states it says how far the LM reads on its own.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from evaluation.qa_eval import trust
 from evaluation.questions import EvalQuestion
 from qa.answer import AnswerComposer, Grounding
 from qa.reader import FEATURES, ReaderModel, read_candidates
+from qa.sentences import strip_markers
 
 # The trust targets a choice must meet on dev before accuracy decides between choices (issue targets).
 MAX_WRONG_CITED = 0.03
@@ -57,6 +63,8 @@ FOLDS = 5
 REGULARISATION_C = 1.0
 # Random halvings of dev's articles for the held-out check in the report.
 HALVINGS = 200
+# Thresholds of the trade-off table in the report; 0 shows the reader's first choice whenever it has one.
+TRADE_OFF = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 _NAMES = (*FEATURES, *(f"{f}_vs_best" for f in FEATURES))
 
 
@@ -258,6 +266,21 @@ def held_out_halves(items: Sequence[ReadQuestion], best: Sequence[tuple[float, s
     }
 
 
+def draft_states_gold(items: Sequence[ReadQuestion]) -> float | None:
+    """Share of the answerable questions whose LM draft (markers taken out) states a gold answer."""
+    answerable = [item for item in items if not item.question.unanswerable]
+    if not answerable:
+        return None
+    stated = sum(_states_gold(" ".join(strip_markers(s) for s in item.drafted), item.question) for item in answerable)
+    return round(stated / len(answerable), 4)
+
+
+def trade_off(items: Sequence[ReadQuestion], best: Sequence[tuple[float, str]],
+              thresholds: Sequence[float] = TRADE_OFF) -> list[dict]:
+    """The figures of answering at each of ``thresholds``: what the trust targets cost in accuracy."""
+    return [{"threshold": t, "figures": trust(_rows(items, best, t))} for t in thresholds]
+
+
 def out_of_fold(composer: AnswerComposer, items: Sequence[ReadQuestion], count: int) -> list[tuple[float, str]]:
     """Per question: the best candidate's probability under a model fitted without its article, and its text."""
     from sklearn.model_selection import GroupKFold
@@ -293,6 +316,7 @@ def fit_reader(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None
     chosen = tried[0]
     count = chosen["candidates"]
     halves = {rule: held_out_halves(items, out_of_fold_best[count], rule) for rule in RISK_RULES}
+    costs = trade_off(items, out_of_fold_best[count], sorted({*TRADE_OFF, chosen["threshold"]}))
     described = _describe(composer, items, count)
     model = _fit(described, count)
     answerable = sum(1 for q in questions if not q.unanswerable)
@@ -307,10 +331,12 @@ def fit_reader(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None
         "dev_out_of_fold": chosen["figures"],
         "dev_held_out_halves": halves[risk],
         "dev_candidate_holds_gold": round(ceiling / answerable, 4) if answerable else None,
+        "dev_first_choice_states_gold": round(costs[0]["figures"]["accuracy"], 4),
+        "dev_draft_states_gold": draft_states_gold(items),
         "regularisation_c": REGULARISATION_C,
     }
     fitted = dataclasses.replace(model, threshold=chosen["threshold"], provenance=provenance)
-    report = {"chosen": chosen, "tried": tried, "provenance": provenance, "held_out_halves": halves,
+    report = {"chosen": chosen, "tried": tried, "provenance": provenance, "held_out_halves": halves, "trade_off": costs,
               "weights": dict(zip(_NAMES, fitted.weights)), "listwise_weights": dict(zip(_NAMES, fitted.listwise_weights)),
               "null_utility": fitted.null_utility}
     return fitted, report
@@ -332,6 +358,16 @@ def fit_markdown(report: dict) -> str:
     for rule, h in report["held_out_halves"].items():
         lines.append(f"| {rule} | {h['accuracy']:.3f} | {h['wrong_cited']:.3f} / {h['wrong_cited_p90']:.3f} | "
                      f"{h['abstention_unanswerable']:.3f} | {h['targets_met']:.0%} |")
+    lines += ["", f"What the targets cost ({report['chosen']['candidates']} candidates, out of fold; at threshold 0 "
+              "the reader's first choice is always shown). Candidates hold the gold answer for "
+              f"{report['provenance']['dev_candidate_holds_gold']:.3f} of answerable questions; the LM's own draft "
+              f"states it for {report['provenance']['dev_draft_states_gold']:.3f}.", "",
+              "| threshold | accuracy | wrong cited | false abstention | abstention, unanswerable |",
+              "|---|---|---|---|---|"]
+    for entry in report["trade_off"]:
+        f = entry["figures"]
+        lines.append(f"| {entry['threshold']:.2f} | {f['accuracy']:.3f} | {f['wrong_cited']:.3f} | "
+                     f"{f['false_abstention']:.3f} | {f['abstention_unanswerable']:.3f} |")
     lines += ["", "Pointwise weights: " + ", ".join(f"{k} {v:+.2f}" for k, v in report["weights"].items()),
               "", "Listwise weights: " + ", ".join(f"{k} {v:+.2f}" for k, v in report["listwise_weights"].items())
               + f"; none of them {report['null_utility']:+.2f}"]

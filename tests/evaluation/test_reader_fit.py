@@ -9,11 +9,14 @@ from evaluation.questions import EvalQuestion
 from evaluation.reader_fit import (
     ReadQuestion,
     _key,
+    draft_states_gold,
+    fit_markdown,
     _rows,
     fit_listwise,
     held_out_halves,
     listwise_loss,
     meets_targets,
+    trade_off,
 )
 from qa.reader import listwise_probabilities
 
@@ -72,6 +75,42 @@ def test_the_held_out_check_chooses_on_half_the_articles_and_judges_on_the_rest(
     # abstaining on everything
     reckless = held_out_halves(items, [(0.9, sentence) for _, sentence in best], "empirical", repeats=10)
     assert reckless["accuracy"] == 0.0 and reckless["abstention_unanswerable"] == 1.0
+
+
+def test_the_trade_off_shows_the_first_choice_at_zero_and_abstains_more_as_the_threshold_rises():
+    wrong = EvalQuestion(id="q4", question="Who was Einstein's wife?", answer="Mileva Marić")
+    items = [item(BORN), item(wrong), item(MOON), item(CAPITAL)]
+    best = [(0.8, "Einstein was born in 1879."), (0.5, "Einstein's mother was Pauline Koch."),
+            (0.3, "The Moon is bright."), (0.0, "")]  # no candidate: nothing to show even at 0
+    costs = {row["threshold"]: row["figures"] for row in trade_off(items, best, (0.0, 0.4, 0.6, 0.9))}
+    assert costs[0.0]["accuracy"] == 1 / 3 and costs[0.0]["wrong_cited"] == 1 / 3
+    assert costs[0.0]["abstention_unanswerable"] == 0.0
+    assert costs[0.4]["wrong_cited"] == 1 / 3 and costs[0.4]["abstention_unanswerable"] == 1.0
+    assert costs[0.6]["accuracy"] == 1 / 3 and costs[0.6]["wrong_cited"] == 0.0
+    assert costs[0.9]["accuracy"] == 0.0 and costs[0.9]["false_abstention"] == 1.0
+
+
+def test_a_draft_states_the_answer_only_where_its_words_do_and_unanswerable_questions_do_not_count():
+    said = ReadQuestion(BORN, None, ["Einstein was born in 1879 [1]."], "", "q2")
+    guessed = ReadQuestion(CAPITAL, None, ["The capital of Alabama is Birmingham [2]."], "", "q1")
+    silent = ReadQuestion(MOON, None, ["Nobody painted the Moon."], "", "q3")
+    assert draft_states_gold([said, guessed, silent]) == 0.5
+    assert draft_states_gold([silent]) is None
+
+
+def test_the_fit_report_shows_what_each_threshold_costs_beside_the_ceilings():
+    figures = {"accuracy": 0.4, "wrong_cited": 0.02, "false_abstention": 0.55, "abstention_unanswerable": 0.98}
+    halves = {"halvings": 10, "accuracy": 0.4, "wrong_cited": 0.02, "wrong_cited_p90": 0.03,
+              "abstention_unanswerable": 0.97, "targets_met": 0.5}
+    report = {"chosen": {"candidates": 8, "threshold": 0.6, "figures": figures}, "tried": [],
+              "held_out_halves": {"empirical": halves}, "weights": {}, "listwise_weights": {}, "null_utility": 1.0,
+              "provenance": {"dev_candidate_holds_gold": 0.871, "dev_draft_states_gold": 0.331},
+              "trade_off": [{"threshold": 0.0, "figures": {**figures, "accuracy": 0.772, "wrong_cited": 0.22}},
+                            {"threshold": 0.6, "figures": figures}]}
+    markdown = fit_markdown(report)
+    assert "| 0.00 | 0.772 | 0.220 | 0.550 | 0.980 |" in markdown
+    assert "| 0.60 | 0.400 | 0.020 | 0.550 | 0.980 |" in markdown
+    assert "hold the gold answer for 0.871" in markdown and "draft states it for 0.331" in markdown
 
 
 def test_the_listwise_loss_has_the_gradient_it_reports():
