@@ -11,6 +11,7 @@ comparison, which is all that matters.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -44,6 +45,11 @@ def fold(word: str) -> str:
 def words(text: str) -> list[str]:
     """Every word of ``text``, folded, stopwords kept (entity matching needs them)."""
     return [fold(w) for w in _WORD.findall(text)]
+
+
+def without_words(text: str, folded: Collection[str]) -> str:
+    """``text`` with every word whose folded form is in ``folded`` taken out (the rest as written)."""
+    return _WORD.sub(lambda match: "" if fold(match.group(0)) in folded else match.group(0), text)
 
 
 def content_words(text: str) -> list[str]:

@@ -306,9 +306,13 @@ class ClaimVerifier:
         return readings
 
     def _question_similarities(self, question: str, sentences: Sequence[EvidenceSentence]) -> list[float]:
-        if self._encode is None or not sentences:
-            return [1.0] * len(sentences)
-        vectors = self._encode([question, *[s.text for s in sentences]])
+        return self.similarities(question, [s.text for s in sentences])
+
+    def similarities(self, question: str, texts: Sequence[str]) -> list[float]:
+        """Cosine of each of ``texts`` and ``question`` by the embedder (1.0 each without one)."""
+        if self._encode is None or not texts:
+            return [1.0] * len(texts)
+        vectors = self._encode([question, *texts])
         return [float(v) for v in vectors[1:] @ vectors[0]]
 
     # -- the checks --------------------------------------------------------------------------------

@@ -7,6 +7,10 @@ retrieval already know of it, and by whether the LM's own draft, written over th
 evidence, says what the sentence says:
 
 - ``similarity``: cosine of the sentence and the question (all-MiniLM-L6-v2);
+- ``similarity_with_title``: the same with the sentence's article title before it ("Apollo: He
+  was born on Delos."), so a sentence that names its subject only by pronoun is read in context;
+- ``similarity_without_subject``: the same with the subject's words taken out of both, so what is
+  compared is what is asked of the subject, not the subject every candidate shares;
 - ``relation_share`` and ``relation_closeness``: how much of the asked relation the
   sentence speaks of, by word vectors (``ClaimVerifier.relation_share``);
 - ``own_article``: the sentence comes from the linked subject's own article;
@@ -36,8 +40,15 @@ tells a question the knowledge base cannot answer from one it can better, the li
 one a wrong candidate from the right one. With the threshold chosen on half of dev's
 articles and judged on the other half (200 halvings, dev's first 330 questions), the
 pointwise model alone gave accuracy 0.425 and wrong cited answers 0.032; needing both gave
-0.478 and 0.011. The weights, the threshold and the dev figures they came from live in
-``qa/reader_model.json``.
+0.478 and 0.011.
+
+The two cosines beside the plain one were measured on all 497 dev questions, out of
+fold: the average precision of the best candidate's probability for "the shown answer
+is right" rose from 0.885 to 0.903 (article bootstrap of the difference, 95% interval
+0.005 to 0.030), and held-out halves gave accuracy 0.414 against 0.386 at wrong cited
+0.020 against 0.021. Without the subject alone gave 0.406 held out, with the title alone
+0.404; the sentence before the candidate, read with it, gave nothing (0.375). The
+weights, the threshold and the dev figures they came from live in ``qa/reader_model.json``.
 """
 
 from __future__ import annotations
@@ -51,13 +62,15 @@ from pathlib import Path
 import numpy as np
 
 from kgqa.errors import KgqaError
-from kgqa.text import content_words, numbers
+from kgqa.text import content_words, numbers, without_words
 from kgqa.text import words as all_words
 from qa.claims import META_WORDS, REASON_WORDS, ClaimVerifier, QuestionFrame, names, spells_new_count
 from qa.sentences import markers_in, strip_markers
 
 FEATURES = (
     "similarity",
+    "similarity_with_title",
+    "similarity_without_subject",
     "relation_share",
     "relation_closeness",
     "own_article",
@@ -193,8 +206,14 @@ def describe(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence, 
     positions = _positions(readings)
     additions = draft_additions(frame, drafted)
     cited = {m for s in drafted for m in markers_in(s)}
+    with_title = verifier.similarities(frame.text, [f"{r.sentence.title}: {r.sentence.text}" for r in chosen])
+    if frame.subject_words:
+        without_subject = verifier.similarities(without_words(frame.text, frame.subject_words),
+                                                [without_words(r.sentence.text, frame.subject_words) for r in chosen])
+    else:
+        without_subject = [r.question_similarity for r in chosen]
     rows = []
-    for reading in chosen:
+    for reading, titled, unsubjected in zip(chosen, with_title, without_subject):
         sentence = reading.sentence
         held = reading.content | reading.title_words
         relations = frame.relation_words
@@ -202,6 +221,8 @@ def describe(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence, 
                      if relations else 1.0)
         rows.append([
             reading.question_similarity,
+            titled,
+            unsubjected,
             verifier.relation_share(frame, reading),
             closeness,
             float(reading.own_article),

@@ -1,4 +1,4 @@
-from kgqa.text import ContentWordCoder, content_words, fold, number_words, numbers
+from kgqa.text import ContentWordCoder, content_words, fold, number_words, numbers, without_words
 
 TEXTS = ["The capitals of the United States' states", "Orwell's Animal Farm (1945): animals, ANIMALS and cities",
          "a I to", "", "Café déjà-vu naïve CAFÉ 3.5 km, 1,819 people"]
@@ -27,3 +27,9 @@ def test_the_coder_gives_content_words_as_ids_of_one_vocabulary():
     words = list(coder.vocab)
     assert [[words[at] for at in ids] for ids in encoded] == [content_words(text) for text in TEXTS * 2]
     assert coder.encode("a I to") == [] and coder.id("<empty>") == len(words)
+
+
+def test_words_are_taken_out_by_their_folded_form_and_the_rest_stays_as_written():
+    assert without_words("What is Alabama's state flower?", {"alabama"}) == "What is  state flower?"
+    assert without_words("Aardvarks eat ants.", {"aardvark", "ant"}) == " eat ."
+    assert without_words("Who was Plato?", set()) == "Who was Plato?"

@@ -62,6 +62,25 @@ def test_the_features_read_the_draft_and_compare_each_candidate_with_the_best():
     assert by_text["Angola gained independence in 1975."][position] == 0.5
 
 
+def test_similarity_is_also_read_with_the_title_before_the_sentence_and_without_the_subject():
+    frame, readings = read("When did Angola gain independence?", ANGOLA, [HISTORY])
+    chosen = candidates(verifier, frame, readings, 8)
+    matrix = describe(verifier, frame, readings, chosen, [])
+    column = {name: FEATURES.index(name) for name in ("similarity_with_title", "similarity_without_subject")}
+    for reading, row in zip(chosen, matrix):
+        titled, = verifier.similarities(frame.text, [f"Angola: {reading.sentence.text}"])
+        assert row[column["similarity_with_title"]] == pytest.approx(titled)
+        # "Angola" is out of both: "When did  gain independence?" against the sentence without it
+        unsubjected, = fake_encode([reading.sentence.text.replace("Angola", "")]) @ fake_encode(
+            ["When did gain independence?"]).T
+        assert row[column["similarity_without_subject"]] == pytest.approx(float(unsubjected[0]), abs=1e-6)
+    # nothing linked and no name in the question: no subject to take out, the plain similarity is read
+    frame, readings = read("When did it gain independence?", [], [HISTORY])
+    chosen = candidates(verifier, frame, readings, 8)
+    matrix = describe(verifier, frame, readings, chosen, [])
+    assert np.allclose(matrix[:, column["similarity_without_subject"]], [r.question_similarity for r in chosen])
+
+
 def test_the_noun_that_names_the_kind_asked_for_is_not_a_relation():
     frame = frame_question("In what year did Angola gain independence?", ANGOLA)
     assert frame.answer_type == "date" and frame.relation_words == ("gain", "independence")
