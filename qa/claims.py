@@ -284,7 +284,7 @@ class ClaimVerifier:
     def read(self, frame: QuestionFrame, sentences: Sequence[EvidenceSentence]) -> list[_Reading]:
         """Each usable sentence with its subject and relation signals; hostile passages are left out."""
         usable = [s for s in sentences if not s.hostile]
-        similarities = self._question_similarities(frame.text, usable)
+        similarities = self.similarities(frame.text, [s.text for s in usable])
         readings = []
         for sentence, similarity in zip(usable, similarities):
             tokens = tokens_of(sentence.text)
@@ -304,9 +304,6 @@ class ClaimVerifier:
                     hits[relation] = (score, tokens.index(word))
             readings.append(_Reading(sentence, tokens, content, about, hits, title_words, similarity, own_article))
         return readings
-
-    def _question_similarities(self, question: str, sentences: Sequence[EvidenceSentence]) -> list[float]:
-        return self.similarities(question, [s.text for s in sentences])
 
     def similarities(self, question: str, texts: Sequence[str]) -> list[float]:
         """Cosine of each of ``texts`` and ``question`` by the embedder (1.0 each without one)."""
