@@ -331,7 +331,7 @@ def fit_reader(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None
         "dev_out_of_fold": chosen["figures"],
         "dev_held_out_halves": halves[risk],
         "dev_candidate_holds_gold": round(ceiling / answerable, 4) if answerable else None,
-        "dev_first_choice_states_gold": round(costs[0]["figures"]["accuracy"], 4),
+        "dev_first_choice_states_gold": round(next(c["figures"]["accuracy"] for c in costs if c["threshold"] == 0.0), 4),
         "dev_draft_states_gold": draft_states_gold(items),
         "regularisation_c": REGULARISATION_C,
     }

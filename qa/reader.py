@@ -200,6 +200,17 @@ def draft_additions(frame: QuestionFrame, drafted: Sequence[str]) -> list[set[st
     return [a for a in added if a]
 
 
+def _other_similarities(verifier: ClaimVerifier, frame: QuestionFrame,
+                        chosen: Sequence) -> tuple[list[float], list[float]]:
+    """Per candidate: the question's cosine with the title before the sentence, and without the subject's words."""
+    with_title = verifier.similarities(frame.text, [f"{r.sentence.title}: {r.sentence.text}" for r in chosen])
+    asked = without_words(frame.text, frame.subject_words) if frame.subject_words else ""
+    if not content_words(asked):  # no subject, or nothing asked beyond it ("What is anarchism?"): the plain cosine
+        return with_title, [r.question_similarity for r in chosen]
+    return with_title, verifier.similarities(asked, [without_words(r.sentence.text, frame.subject_words)
+                                                     for r in chosen])
+
+
 def describe(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence, chosen: Sequence,
              drafted: Sequence[str]) -> np.ndarray:
     """The feature matrix of ``chosen`` (rows in order): ``FEATURES``, then each minus its best over ``chosen``."""
@@ -208,13 +219,7 @@ def describe(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence, 
     positions = _positions(readings)
     additions = draft_additions(frame, drafted)
     cited = {m for s in drafted for m in markers_in(s)}
-    with_title = verifier.similarities(frame.text, [f"{r.sentence.title}: {r.sentence.text}" for r in chosen])
-    asked = without_words(frame.text, frame.subject_words) if frame.subject_words else ""
-    if content_words(asked):
-        without_subject = verifier.similarities(asked, [without_words(r.sentence.text, frame.subject_words)
-                                                        for r in chosen])
-    else:  # no subject, or nothing asked beyond it ("What is anarchism?"): the plain cosine
-        without_subject = [r.question_similarity for r in chosen]
+    with_title, without_subject = _other_similarities(verifier, frame, chosen)
     rows = []
     for reading, titled, unsubjected in zip(chosen, with_title, without_subject):
         sentence = reading.sentence
