@@ -44,14 +44,15 @@ def ask() -> Response:
     return jsonify(result.model_dump(mode="json"))
 
 
-def start_event_stream(engine, question: str, k: int | None, history, release):
-    """Start the engine's stream in a worker and await its first event (so early errors get a status)."""
+def start_event_stream(engine, question: str, k: int | None, history, release, *, await_first: bool = True):
+    """Start the engine's stream in a worker; with ``await_first``, await its first event (so early errors get a
+    status). Without it the first event is ``None``: the response starts at once and later errors go in the stream."""
     try:
         stream = BackgroundStream(engine.ask_stream(question, k=k, history=history), on_done=release).start()
     except BaseException:
         release()
         raise
-    first = stream.next()  # re-raises InvalidQuestion / Overloaded / ... before any byte is sent
+    first = stream.next() if await_first else None  # re-raises InvalidQuestion / Overloaded / ... before any byte
     return stream, first
 
 

@@ -96,7 +96,8 @@ def chat_completions() -> Response:
 
 
 def _stream_completion(engine, question: str, history, release) -> Response:
-    stream, first = start_event_stream(engine, question, None, history, release)
+    # The role chunk goes out at once; the question was validated and admitted before this point.
+    stream, first = start_event_stream(engine, question, None, history, release, await_first=False)
     interval = current_app.config["SSE_KEEPALIVE_S"]
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 

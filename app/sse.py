@@ -95,8 +95,9 @@ class BackgroundStream:
 
 
 def with_keepalives(stream: BackgroundStream, first, interval: float) -> Iterator[object]:
-    """``first`` then the rest of ``stream``, yielding ``KEEPALIVE`` for every ``interval`` s of silence."""
-    yield first
+    """``first`` (unless None) then the rest of ``stream``, yielding ``KEEPALIVE`` for every ``interval`` s of silence."""
+    if first is not None:
+        yield first
     while True:
         try:
             yield stream.next(timeout=interval)

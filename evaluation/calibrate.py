@@ -1,158 +1,129 @@
-"""Choose the claim checks' thresholds on a dev question set, never on the test set.
+"""Calibrate the claim checker for the configured LM: its threshold, chosen on a dev question set.
 
-The expensive part of answering (retrieval, the LM's draft, reading the evidence)
-does not depend on the thresholds, so it runs once per question; every candidate
-``Thresholds`` then re-composes all answers from those readings, and the one kept
-is the most accurate that meets the trust targets (wrong cited answers and
-abstention on unanswerable questions). The result, with the grid and the runner-up
-figures, goes to a report that ``qa/tuning.py`` cites.
+A stronger model writes other sentences than the one the checker's threshold was
+chosen with, so the threshold that keeps wrong answers out may sit elsewhere. This
+drafts every dev question once with the configured LM (``KGQA_LM_PATH`` / ``KGQA_LM_URL``;
+the drafts are cached), checks every drafted sentence once (its best evidence sentence's
+probability does not depend on the threshold), and then composes every answer at each
+threshold: the checked sentences at or above it, else the reader's sentence, else an
+abstention. The threshold kept is the most accurate that meets the trust targets on dev
+(wrong cited answers and abstention on unanswerable questions); the checker's weights
+stay as fitted on the hand-written claims. The result is a checker model file the engine
+reads through ``KGQA_CHECKER_MODEL``.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from evaluation import metrics as m
 from evaluation.drafts import DraftCache
 from evaluation.qa_eval import trust
 from evaluation.questions import EvalQuestion
-from qa.answer import Grounding
-from qa.tuning import Thresholds
+from qa.checker import CheckerModel
+from qa.sentences import strip_markers
 
 # The trust targets a choice must meet on dev before accuracy decides between choices.
 MAX_WRONG_CITED = 0.03
 MIN_ABSTENTION_UNANSWERABLE = 0.97
-
-# The claim checks' values around those the full grid chose (qa/tuning.py, 3,600 combinations).
-GRID: dict[str, Sequence] = {
-    "relation_match": (0.5, 0.55, 0.6, 0.7),
-    "relation_share": (0.5, 0.67, 1.0),
-    "question_similarity": (0.5, 0.6, 0.7),
-    "own_article_only": (True, False),
-}
+THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 1.0, 0.05))
 
 
 @dataclass
-class Prepared:
-    """One dev question with everything the thresholds do not change."""
+class Drafted:
+    """One dev question: what decides its answer at any threshold."""
 
     question: EvalQuestion
-    grounding: Grounding | None  # None when retrieval found nothing to answer from
-    drafted: list[str]
-    early_reason: str  # the engine's own abstention before grounding ("nothing retrieved", ...)
+    early: bool  # the engine abstains before any draft (nothing to answer from)
+    lead: str  # the fact sentence that answers outright ("" when none)
+    sentences: list[tuple[str, float]]  # each drafted sentence with its checker probability (0 when nothing backs it)
+    reader: str  # the reader's sentence where nothing drafted stands ("" when it is not sure enough)
 
 
 def prepare(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None = None,
-            progress: bool = True) -> list[Prepared]:
-    """Retrieve, draft with the LM and read the evidence once per question.
-
-    ``drafts`` is a JSONL file of the LM's drafts by question id: drafts found there are
-    reused (the LM is the slow part, and its drafts do not depend on the thresholds or
-    the claim checks), new ones are appended to it as they are made.
-    """
-    prepared = []
+            progress: bool = True) -> list[Drafted]:
     composer = engine.composer
+    checker = composer.checker
+    found = []
     with DraftCache(drafts) as cache:
-        for question in tqdm(questions, desc="calibrate: drafting", unit="question", disable=not progress):
-            retrieval, evidence = engine.prepare(question.question)
-            early = engine.nothing_to_answer_from(retrieval, evidence)
-            grounding = composer.ground(question.question, engine.evidence_to_read(retrieval, evidence),
-                                        retrieval.entities)
-            drafted = [] if early else cache.get(question.id, lambda: engine.draft(question.question, evidence))
-            prepared.append(Prepared(question, grounding, drafted, early))
-    return prepared
+        for question in tqdm(questions, desc="calibrate", unit="question", disable=not progress):
+            retrieval, prompt = engine.gather(question.question)
+            evidence = engine.evidence_to_read(retrieval, prompt)
+            grounding = composer.ground(question.question, evidence, retrieval.entities)
+            if engine.nothing_to_answer_from(retrieval, prompt) or composer.precheck(grounding):
+                found.append(Drafted(question, True, "", [], ""))
+                continue
+            lead = composer.lead_fact(grounding)
+            if lead is not None:
+                found.append(Drafted(question, False, lead[0], [], ""))
+                continue
+            drafted = cache.get(question.id or question.question,
+                                lambda: engine.draft(question.question, prompt))
+            scored = []
+            for sentence in drafted:
+                verdict = checker.check(strip_markers(sentence), grounding.frame, grounding.readings)
+                scored.append((strip_markers(sentence), verdict.score if verdict.sentence is not None else 0.0))
+            read = composer.read(grounding, drafted)
+            found.append(Drafted(question, False, "", scored, read.sentence.text if read else ""))
+    return found
 
 
-def judge(composer, item: Prepared) -> dict:
-    """The row ``trust`` reads, for one question answered under the composer's current thresholds."""
-    question = item.question
-    if item.early_reason:
-        abstained, answer = True, ""
-    else:
-        reason = composer.precheck(item.grounding)
-        grounded = (composer.abstain(question.question, item.grounding.evidence, reason) if reason
-                    else composer.compose_grounded(item.grounding, item.drafted))
-        abstained, answer = grounded.abstained, grounded.answer
-    contained = 0.0 if abstained or not question.answers else m.best_over_golds(
-        m.answer_contained, answer, question.answers)
-    return {"id": question.id, "kind": question.kind, "unanswerable": question.unanswerable,
-            "abstained": abstained, "contained": contained, "answer": answer}
+def answer_at(item: Drafted, threshold: float) -> str:
+    """The answer text the engine would show at ``threshold`` ("" for an abstention)."""
+    if item.early:
+        return ""
+    if item.lead:
+        return item.lead
+    shown = [text for text, probability in item.sentences if probability >= threshold]
+    return " ".join(shown) if shown else item.reader
 
 
-def score(composer, items: Sequence[Prepared], thresholds: Thresholds) -> tuple[dict, list[dict]]:
-    composer.verifier.thresholds = thresholds
-    rows = [judge(composer, item) for item in items]
-    return trust(rows), rows
+def rows_at(items: Sequence[Drafted], threshold: float) -> list[dict]:
+    rows = []
+    for item in items:
+        answer = answer_at(item, threshold)
+        question = item.question
+        contained = bool(answer) and bool(question.answers) and m.best_over_golds(
+            m.answer_contained, answer, question.answers) > 0
+        rows.append({"unanswerable": question.unanswerable, "abstained": not answer, "contained": contained,
+                     "kind": question.kind})
+    return rows
 
 
-def utility(figures: dict) -> float:
-    """Right answers gained minus trust lost: a wrong cited answer, or an answer to an unanswerable
-    question, costs as much as a right answer gains."""
-    return ((figures["accuracy"] or 0.0) - (figures["wrong_cited"] or 0.0)
-            - (1.0 - (figures["abstention_unanswerable"] or 0.0)))
-
-
-def _key(figures: dict) -> tuple:
-    """Choices meeting both trust targets first; among them the most accurate; else the highest utility."""
-    feasible = ((figures["wrong_cited"] or 0.0) <= MAX_WRONG_CITED
-                and (figures["abstention_unanswerable"] or 0.0) >= MIN_ABSTENTION_UNANSWERABLE)
-    return (feasible, figures["accuracy"] or 0.0) if feasible else (False, utility(figures))
-
-
-def calibrate(engine, questions: Sequence[EvalQuestion], *, grid: dict[str, Sequence] | None = None,
-              drafts: Path | None = None, progress: bool = True) -> dict:
-    """The best thresholds on ``questions`` (dev), with the figures of the current defaults beside them."""
-    grid = grid or GRID
+def calibrate(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None = None, source: str = "",
+              progress: bool = True) -> tuple[CheckerModel, dict]:
+    """The shipped checker with the threshold that suits the configured LM on these dev questions."""
     items = prepare(engine, questions, drafts=drafts, progress=progress)
-    composer = engine.composer
-    original = composer.verifier.thresholds
-    try:
-        default_figures, _ = score(composer, items, Thresholds())
-        names = [f.name for f in fields(Thresholds) if f.name in grid]
-        combos = list(itertools.product(*(grid[name] for name in names)))
-        results = []
-        for values in tqdm(combos, desc="calibrate: grid", unit="combination", disable=not progress):
-            thresholds = replace(Thresholds(), **dict(zip(names, values)))
-            figures, _ = score(composer, items, thresholds)
-            results.append((figures, thresholds))
-        results.sort(key=lambda pair: _key(pair[0]), reverse=True)
-        best_figures, best = results[0]
-        _, rows = score(composer, items, best)
-    finally:
-        composer.verifier.thresholds = original
-    return {
-        "questions": len(questions),
-        "targets": {"max_wrong_cited": MAX_WRONG_CITED, "min_abstention_unanswerable": MIN_ABSTENTION_UNANSWERABLE},
-        "grid": {name: list(values) for name, values in grid.items()},
-        "combinations": len(results),
-        "feasible": sum(1 for figures, _ in results if _key(figures)[0]),
-        "defaults": {"thresholds": asdict(Thresholds()), "figures": default_figures},
-        "best": {"thresholds": asdict(best), "figures": best_figures},
-        "runners_up": [{"thresholds": asdict(t), "figures": f} for f, t in results[1:6]],
-        "per_question": rows,
-    }
+    current = engine.composer.checker.model
+    grid = sorted(set(THRESHOLDS) | {current.threshold})
+    results = [{"threshold": t, **trust(rows_at(items, t))} for t in grid]
+    meeting = [r for r in results if (r["wrong_cited"] or 0) <= MAX_WRONG_CITED
+               and (r["abstention_unanswerable"] is None or r["abstention_unanswerable"] >= MIN_ABSTENTION_UNANSWERABLE)]
+    chosen = max(meeting, key=lambda r: (r["accuracy"] or 0, -r["threshold"])) if meeting else max(
+        results, key=lambda r: r["threshold"])
+    model = current.with_threshold(chosen["threshold"], calibrated_on=source,
+                                   calibrated_model=engine.generator.model_name,
+                                   calibrated_dev={k: chosen[k] for k in ("accuracy", "wrong_cited", "false_abstention",
+                                                                          "abstention_unanswerable")})
+    return model, {"shipped_threshold": current.threshold, "chosen": chosen, "met_targets": bool(meeting),
+                   "grid": results, "questions": len(items)}
 
 
-def calibration_markdown(report: dict) -> str:
-    def row(label, block):
-        f = block["figures"]
-        t = block["thresholds"]
-        return (f"| {label} | {f['accuracy']:.3f} | {f['wrong_cited']:.3f} | {f['false_abstention']:.3f} | "
-                f"{f['abstention_unanswerable']:.3f} | {utility(f):.3f} | " + ", ".join(f"{k}={v}" for k, v in t.items()) + " |")
+def calibration_markdown(result: dict) -> str:
+    def fmt(value):
+        return "n/a" if value is None else f"{value:.3f}"
 
-    lines = [
-        f"### Calibration on {report['questions']} dev questions "
-        f"({report['feasible']} of {report['combinations']} combinations meet the targets)",
-        "",
-        "| thresholds | accuracy | wrong cited | false abstention | abstention, unanswerable | utility | values |",
-        "|---|---|---|---|---|---|---|",
-        row("defaults (qa/tuning.py)", report["defaults"]),
-        row("best", report["best"]),
-    ]
-    lines += [row(f"runner-up {i}", block) for i, block in enumerate(report["runners_up"], start=1)]
-    return "\n".join(lines)
+    lines = ["| threshold | accuracy | wrong cited | false abstention | abstention, unanswerable |", "|---|---|---|---|---|"]
+    for row in result["grid"]:
+        mark = " **(chosen)**" if row["threshold"] == result["chosen"]["threshold"] else ""
+        lines.append(f"| {row['threshold']:.2f}{mark} | {fmt(row['accuracy'])} | {fmt(row['wrong_cited'])} | "
+                     f"{fmt(row['false_abstention'])} | {fmt(row['abstention_unanswerable'])} |")
+    head = (f"### Claim checker calibrated on {result['questions']} dev questions\n\n"
+            f"shipped threshold {result['shipped_threshold']:.3f}; chosen {result['chosen']['threshold']:.3f}"
+            + ("" if result["met_targets"] else " (no threshold met both trust targets: the strictest is kept)"))
+    return head + "\n\n" + "\n".join(lines)

@@ -78,11 +78,45 @@ def tune_fusion_command(ctx, questions: Path, report_dir, limit) -> None:
 @_LIMIT
 @click.option("--embedding-check/--no-embedding-check", default=True, show_default=True,
               help="Let sentence-evidence embedding similarity rescue paraphrases in the support check.")
+@click.option("--stand-in", "stand_in", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Draft with this claim file's hand-written claims instead of the LM: what the answer path "
+                   "lets through for a capable model.")
+@click.option("--right-share", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="With --stand-in: share of answerable questions whose draft holds a right claim "
+                   "(every draft also holds a wrong one).")
 @click.pass_context
-def qa_command(ctx, questions: Path, report_dir, limit, embedding_check: bool) -> None:
+def qa_command(ctx, questions: Path, report_dir, limit, embedding_check: bool, stand_in, right_share) -> None:
     """EM/F1, citation recall/precision, abstention and latency per stage (runs the LM)."""
     _, markdown, paths = runs.run_qa_eval(_settings(ctx), questions, report_dir=report_dir,
-                                          limit=limit, use_embeddings=embedding_check)
+                                          limit=limit, use_embeddings=embedding_check,
+                                          stand_in_claims=stand_in, right_share=right_share)
+    _show(markdown, paths)
+
+
+_CLAIMS = click.argument("claims", type=click.Path(path_type=Path, dir_okay=False))
+
+
+@eval_group.command("claims")
+@_QUESTIONS
+@_CLAIMS
+@_REPORT_DIR
+@click.pass_context
+def claims_command(ctx, questions: Path, claims: Path, report_dir) -> None:
+    """The claim checker as a classifier: right and wrong hand-written claims accepted (no LM)."""
+    _, markdown, paths = runs.run_checker_eval(_settings(ctx), questions, claims, report_dir=report_dir)
+    _show(markdown, paths)
+
+
+@eval_group.command("fit-checker")
+@_QUESTIONS
+@_CLAIMS
+@_REPORT_DIR
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Where the fitted model goes (the engine reads qa/checker_model.json).")
+@click.pass_context
+def fit_checker_command(ctx, questions: Path, claims: Path, report_dir, out: Path) -> None:
+    """Fit the claim checker's weights and threshold on a DEV claim set (never the test set)."""
+    _, markdown, paths = runs.run_checker_fit(_settings(ctx), questions, claims, out=out, report_dir=report_dir)
     _show(markdown, paths)
 
 
@@ -91,10 +125,12 @@ def qa_command(ctx, questions: Path, report_dir, limit, embedding_check: bool) -
 @_REPORT_DIR
 @_LIMIT
 @_DRAFTS
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="Where the calibrated checker model goes; serve with KGQA_CHECKER_MODEL=<out>.")
 @click.pass_context
-def calibrate_command(ctx, questions: Path, report_dir, limit, drafts) -> None:
-    """Choose the claim checks' thresholds on a DEV question set (never the test set); runs the LM once per question."""
-    _, markdown, paths = runs.run_calibration(_settings(ctx), questions, report_dir=report_dir, limit=limit,
+def calibrate_command(ctx, questions: Path, report_dir, limit, drafts, out: Path) -> None:
+    """Choose the claim checker's threshold for the configured LM (KGQA_LM_PATH / KGQA_LM_URL) on a DEV question set."""
+    _, markdown, paths = runs.run_calibration(_settings(ctx), questions, out=out, report_dir=report_dir, limit=limit,
                                               drafts=drafts)
     _show(markdown, paths)
 

@@ -94,7 +94,7 @@ def prepare(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None = 
     items = []
     with DraftCache(drafts) as cache:
         for question in tqdm(questions, desc="fit-reader: reading", unit="question", disable=not progress):
-            retrieval, prompt = engine.prepare(question.question)
+            retrieval, prompt = engine.gather(question.question)
             evidence = engine.evidence_to_read(retrieval, prompt)
             grounding = composer.ground(question.question, evidence, retrieval.entities)
             if engine.nothing_to_answer_from(retrieval, prompt) or composer.precheck(grounding):

@@ -85,6 +85,40 @@ def qa_markdown(report: dict) -> str:
     )
 
 
+def _claim_rows(figures: dict) -> list[list[str]]:
+    rows = [
+        ["right claims accepted (recall; 95% interval)",
+         f"{_fmt(figures['right_accepted'])} of {figures['right_claims']} {_interval(figures['right_accepted_95'])}"],
+        ["wrong claims accepted (95% interval)",
+         f"{_fmt(figures['wrong_accepted'])} of {figures['wrong_claims']} {_interval(figures['wrong_accepted_95'])}"],
+        ["precision of accepted claims", _fmt(figures["precision"])],
+    ]
+    rows += [[f"wrong claims accepted, {kind}", f"{_fmt(k['accepted'])} of {k['claims']}"]
+             for kind, k in figures["wrong_accepted_by_kind"].items()]
+    return rows
+
+
+def _interval(bounds) -> str:
+    return f"({bounds[0]:.3f}–{bounds[1]:.3f})" if bounds else ""
+
+
+def checker_markdown(report: dict) -> str:
+    s = report["summary"]
+    return (f"### Claim checker (threshold {s['threshold']:.3f})\n\n"
+            + _table(["metric", "value"], _claim_rows(s)))
+
+
+def checker_fit_markdown(report: dict) -> str:
+    trade = [[_fmt(row["threshold"], 2), _fmt(row["right_accepted"]), _fmt(row["wrong_accepted"]), _fmt(row["precision"])]
+             for row in report["trade_off"]]
+    return (f"### Claim checker fitted on dev: threshold {report['threshold']:.3f}\n\n"
+            "Out of fold (5 folds by article):\n\n" + _table(["metric", "value"], _claim_rows(report["out_of_fold"]))
+            + "\n\nIn sample (the shipped weights on the claims they were fitted on):\n\n"
+            + _table(["metric", "value"], _claim_rows(report["in_sample"]))
+            + "\n\nOut-of-fold trade-off:\n\n"
+            + _table(["threshold", "right accepted", "wrong accepted", "precision"], trade))
+
+
 def run_metadata(settings, questions_path: Path, extra: dict | None = None) -> dict:
     """What a reader needs to compare two reports: when, on what, with which models."""
     return {

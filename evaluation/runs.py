@@ -19,11 +19,12 @@ def _sessions(settings: Settings):
     return session_factory(open_knowledge_base(settings))
 
 
-def _qa_engine(settings: Settings, *, load_lm: bool, load_reader: bool = True):
+def _qa_engine(settings: Settings, *, load_lm: bool, load_reader: bool = True, load_checker: bool = True,
+               generator=None):
     """The engine under test; retrieval alone never loads the LM (``retrieve`` warms only the index)."""
     from qa.engine import QAEngine
 
-    engine = QAEngine(settings, load_reader=load_reader)
+    engine = QAEngine(settings, load_reader=load_reader, load_checker=load_checker, generator=generator)
     if load_lm:
         engine.warm_up()
     return engine
@@ -95,21 +96,36 @@ def _embedding_similarity(settings: Settings):
     return embedder.encode_documents
 
 
+def stand_in(claims_path: Path, right_share: float):
+    """The generator that writes the claim file's hand-written claims (``evaluation.claim_set``)."""
+    from evaluation.claim_set import StandInGenerator, load_claims
+
+    return StandInGenerator(load_claims(claims_path), right_share=right_share)
+
+
 def run_qa_eval(settings: Settings, questions_path: Path, *, report_dir: Path | None = None,
-                limit: int | None = None, engine=None, use_embeddings: bool = True, progress: bool = True):
-    """Ask every question; writes report.json, report.md and latency.png."""
+                limit: int | None = None, engine=None, use_embeddings: bool = True, progress: bool = True,
+                stand_in_claims: Path | None = None, right_share: float = 1.0):
+    """Ask every question; writes report.json, report.md and latency.png.
+
+    ``stand_in_claims``: draft with the hand-written claims of that file (``StandInGenerator``)
+    instead of the configured LM.
+    """
     from evaluation.evidence import StoreEvidence
     from evaluation.qa_eval import evaluate_qa
     from evaluation.support import SupportChecker
 
     questions = load_questions(questions_path, limit=limit)
     _sessions(settings)
-    engine = engine or _qa_engine(settings, load_lm=True)
+    generator = stand_in(stand_in_claims, right_share) if stand_in_claims else None
+    engine = engine or _qa_engine(settings, load_lm=True, generator=generator)
     checker = SupportChecker(embed=_embedding_similarity(settings) if use_embeddings else None)
     result = evaluate_qa(engine, questions, checker=checker, evidence_text=StoreEvidence(settings),
                          retrieval_k=settings.top_k, progress=progress)
     result["meta"] = report.run_metadata(settings, questions_path, {
-        "model": getattr(engine, "model_name", ""), "support_checker": checker.__dict__ | {"embed": use_embeddings}})
+        "model": engine.generator.model_name if engine.generator else "",
+        "stand_in": {"claims": str(stand_in_claims), "right_share": right_share} if stand_in_claims else None,
+        "support_checker": checker.__dict__ | {"embed": use_embeddings}})
     report_dir = Path(report_dir) if report_dir else report.default_report_dir(settings, "qa")
     markdown = report.qa_markdown(result)
     paths = report.write_report(report_dir, result, markdown)
@@ -117,9 +133,9 @@ def run_qa_eval(settings: Settings, questions_path: Path, *, report_dir: Path | 
     return result, markdown, paths
 
 
-def run_calibration(settings: Settings, questions_path: Path, *, report_dir: Path | None = None,
+def run_calibration(settings: Settings, questions_path: Path, *, out: Path, report_dir: Path | None = None,
                     limit: int | None = None, drafts: Path | None = None, engine=None, progress: bool = True):
-    """Grid-search the claim checks' thresholds on a dev set; writes report.json and report.md."""
+    """Choose the claim checker's threshold for the configured LM on a DEV set; writes its model to ``out``."""
     from evaluation.calibrate import calibrate, calibration_markdown
 
     questions = load_questions(questions_path, limit=limit)
@@ -127,9 +143,45 @@ def run_calibration(settings: Settings, questions_path: Path, *, report_dir: Pat
     engine = engine or _qa_engine(settings, load_lm=True)
     report_dir = Path(report_dir) if report_dir else report.default_report_dir(settings, "calibration")
     report_dir.mkdir(parents=True, exist_ok=True)
-    result = calibrate(engine, questions, drafts=drafts or report_dir / "drafts.jsonl", progress=progress)
-    result["meta"] = report.run_metadata(settings, questions_path)
-    markdown = calibration_markdown(result)
+    model, result = calibrate(engine, questions, drafts=drafts or report_dir / "drafts.jsonl", source=str(questions_path),
+                              progress=progress)
+    model.save(out)
+    result["meta"] = report.run_metadata(settings, questions_path, {"model": engine.generator.model_name})
+    markdown = calibration_markdown(result) + f"\n\nmodel: {out} (serve with KGQA_CHECKER_MODEL={out})"
+    return result, markdown, report.write_report(report_dir, result, markdown)
+
+
+def run_checker_fit(settings: Settings, questions_path: Path, claims_path: Path, *, out: Path,
+                    report_dir: Path | None = None, engine=None, progress: bool = True):
+    """Fit the claim checker on a DEV claim set and write its model to ``out``."""
+    from evaluation.checker_fit import fit_checker
+    from evaluation.claim_set import load_claims
+
+    questions = load_questions(questions_path)
+    _sessions(settings)
+    engine = engine or _qa_engine(settings, load_lm=False, load_checker=False)
+    model, result = fit_checker(engine, questions, load_claims(claims_path), out=out, source=str(claims_path),
+                                progress=progress)
+    model.save(out)
+    result["meta"] = report.run_metadata(settings, questions_path, {"claims": str(claims_path)})
+    report_dir = Path(report_dir) if report_dir else report.default_report_dir(settings, "checker-fit")
+    markdown = report.checker_fit_markdown(result) + f"\n\nmodel: {out}"
+    return result, markdown, report.write_report(report_dir, result, markdown)
+
+
+def run_checker_eval(settings: Settings, questions_path: Path, claims_path: Path, *,
+                     report_dir: Path | None = None, engine=None, progress: bool = True):
+    """The claim checker as a classifier on a claim set: right and wrong claims accepted."""
+    from evaluation.checker_fit import evaluate_checker
+    from evaluation.claim_set import load_claims
+
+    questions = load_questions(questions_path)
+    _sessions(settings)
+    engine = engine or _qa_engine(settings, load_lm=False)
+    result = evaluate_checker(engine, questions, load_claims(claims_path), progress=progress)
+    result["meta"] = report.run_metadata(settings, questions_path, {"claims": str(claims_path)})
+    report_dir = Path(report_dir) if report_dir else report.default_report_dir(settings, "claims")
+    markdown = report.checker_markdown(result)
     return result, markdown, report.write_report(report_dir, result, markdown)
 
 

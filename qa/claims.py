@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kgqa.questions import asked_kind
 from kgqa.records import LinkedEntity
 from kgqa.text import STOPWORDS, content_words, fold, number_words, numbers
 from kgqa.text import words as all_words
@@ -93,7 +94,7 @@ _LOOKALIKES = str.maketrans(
 )
 _INVISIBLE = re.compile(r"[\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]")
 _NOT_A_LETTER = re.compile(r"[^a-z]+")
-_MONTHS = frozenset(
+MONTHS = frozenset(
     "january february march april may june july august september october november december "
     "jan feb mar apr jun jul aug sep sept oct nov dec bc bce ad ce".split()
 )
@@ -160,47 +161,11 @@ def names(text: str) -> set[str]:
     return found
 
 
-# The noun after "which"/"what"/"in which" that says what kind of thing is asked for.
-_TYPE_NOUNS = {
-    "date": frozenset("year years date day decade century month".split()),
-    "number": frozenset("number percentage percent population amount".split()),
-    "place": frozenset("city town country place state region province capital continent island river".split()),
-    "name": frozenset("person man woman king queen president leader author writer director player".split()),
-}
 # Words with which an explanation is given: a "why" question is answered only by a sentence holding one.
 REASON_WORDS = frozenset(
     "because since due owing cause caused causes reason reasons result resulted therefore thus so hence "
     "order allow allows allowed lead led".split()
 )
-
-
-def _type_noun(words: list[str]) -> tuple[str, str] | None:
-    """The kind asked for and the noun that says it, where "which"/"what" is followed by one ("In what year")."""
-    head = words[:3]
-    if "which" not in head and "what" not in head:
-        return None
-    start = max(words.index(w) for w in ("which", "what") if w in head) + 1
-    for noun in words[start:start + 2]:
-        for kind, nouns in _TYPE_NOUNS.items():
-            if fold(noun) in nouns or noun in nouns:
-                return kind, fold(noun)
-    return None
-
-
-def _answer_type(words: list[str], typed: tuple[str, str] | None) -> str:
-    """The kind of answer asked for, from the question's lower-cased words and its type noun (``_type_noun``)."""
-    head = words[:3]
-    if "why" in head:
-        return "reason"
-    if "when" in head:
-        return "date"
-    if "how" in head and any(w in words[:4] for w in ("many", "much", "long", "old", "far", "tall", "large", "big")):
-        return "number"
-    if "who" in head or "whom" in head:
-        return "name"
-    if "where" in head:
-        return "place"
-    return typed[0] if typed else "other"
 
 
 @dataclass(frozen=True)
@@ -222,6 +187,29 @@ def spells_new_count(frame: QuestionFrame, text: str) -> bool:
     return bool(number_words(text) - frame.number_words)
 
 
+def answer_kind_missing(frame: QuestionFrame, text: str, *, reason_word: bool = True) -> str:
+    """Why ``text`` gives no answer of the kind ``frame`` asks for, beyond the question's own words ("" when it does).
+
+    A year or another new number for "when", a count in digits or words for "how many",
+    a name that is no month or era for "who" and "where" (a where-question never gets a
+    date), a word of explanation for "why" (unless ``reason_word`` is False: a writer may give
+    a reason without one), any new word otherwise.
+    """
+    kind = frame.answer_type
+    added = numbers(text) - frame.numbers
+    if kind == "reason" and reason_word and not REASON_WORDS & set(all_words(text)):
+        return "the question asks why and the sentence gives no reason"
+    if kind == "date" and not any(n.isdigit() and len(n) <= 4 for n in added):
+        return "the question asks when and the sentence gives no date"
+    if kind == "number" and not added and not spells_new_count(frame, text):
+        return "the question asks how many and the sentence gives no number"
+    if kind in ("name", "place") and not names(text) - frame.words - frame.subject_words - MONTHS:
+        return f"the question asks {'who' if kind == 'name' else 'where'} and the sentence names no one and nowhere new"
+    if not set(content_words(text)) - frame.words:
+        return "the sentence adds nothing to the question"
+    return ""
+
+
 def frame_question(question: str, entities: Sequence[LinkedEntity] = ()) -> QuestionFrame:
     """The frame of ``question`` given the entities retrieval linked in it."""
     words = frozenset(content_words(question))
@@ -230,18 +218,17 @@ def frame_question(question: str, entities: Sequence[LinkedEntity] = ()) -> Ques
         subject_words |= set(content_words(entity.title)) | set(content_words(entity.mention))
     if not entities:  # nothing linked: the question's own names are what it is about
         subject_words = names(question) & words
-    asked = [w.lower() for w in _TOKEN.findall(question)]
     # The noun that names the kind asked for ("In what year …") is answered by the answer itself, not a relation.
-    typed = _type_noun(asked)
+    asked = asked_kind(question)
     relation = tuple(dict.fromkeys(
         w for w in all_words(question)
-        if len(w) > 1 and w not in subject_words and w not in FUNCTION_WORDS and (not typed or w != typed[1])
+        if len(w) > 1 and w not in subject_words and w not in FUNCTION_WORDS and w != asked.type_noun
         and (w not in STOPWORDS or w in RELATION_STOPWORDS)
     ))
     return QuestionFrame(
         text=question, words=words, subject_titles=frozenset(e.title for e in entities),
         subject_words=frozenset(subject_words), relation_words=relation,
-        answer_type=_answer_type(asked, typed), numbers=frozenset(numbers(question)),
+        answer_type=asked.kind, numbers=frozenset(numbers(question)),
         number_words=frozenset(number_words(question)),
     )
 
@@ -258,7 +245,7 @@ class Verdict:
 
 
 @dataclass
-class _Reading:
+class Reading:
     """One evidence sentence as the verifier reads it (computed once per question)."""
 
     sentence: EvidenceSentence
@@ -281,7 +268,7 @@ class ClaimVerifier:
         self.thresholds = thresholds or Thresholds()
 
     # -- reading the evidence once per question --------------------------------------------------
-    def read(self, frame: QuestionFrame, sentences: Sequence[EvidenceSentence]) -> list[_Reading]:
+    def read(self, frame: QuestionFrame, sentences: Sequence[EvidenceSentence]) -> list[Reading]:
         """Each usable sentence with its subject and relation signals; hostile passages are left out."""
         usable = [s for s in sentences if not s.hostile]
         similarities = self.similarities(frame.text, [s.text for s in usable])
@@ -302,7 +289,7 @@ class ClaimVerifier:
                 score, word = self.words.best_match(relation, candidates)
                 if word:
                     hits[relation] = (score, tokens.index(word))
-            readings.append(_Reading(sentence, tokens, content, about, hits, title_words, similarity, own_article))
+            readings.append(Reading(sentence, tokens, content, about, hits, title_words, similarity, own_article))
         return readings
 
     def similarities(self, question: str, texts: Sequence[str]) -> list[float]:
@@ -313,7 +300,7 @@ class ClaimVerifier:
         return [float(v) for v in vectors[1:] @ vectors[0]]
 
     # -- the checks --------------------------------------------------------------------------------
-    def about_subject(self, frame: QuestionFrame, reading: _Reading) -> bool:
+    def about_subject(self, frame: QuestionFrame, reading: Reading) -> bool:
         """Whether the sentence speaks of the question's subject.
 
         With ``own_article_only``, a linked subject's facts come from its own article only:
@@ -324,7 +311,7 @@ class ClaimVerifier:
             return reading.own_article
         return reading.mentions_subject
 
-    def relation_share(self, frame: QuestionFrame, reading: _Reading, *, match: float | None = None) -> float:
+    def relation_share(self, frame: QuestionFrame, reading: Reading, *, match: float | None = None) -> float:
         """Share of the question's relation words the sentence speaks of (1.0 when it names none).
 
         A question word that is a word of the sentence's article title names the topic
@@ -337,7 +324,7 @@ class ClaimVerifier:
         matched = sum(1 for r in relations if reading.relation_hits.get(r, (0.0, 0))[0] >= match)
         return matched / len(relations)
 
-    def number_bound(self, number: str, frame: QuestionFrame, reading: _Reading) -> bool:
+    def number_bound(self, number: str, frame: QuestionFrame, reading: Reading) -> bool:
         """Whether ``number`` stands next to the asked relation in the sentence, not to another one.
 
         Bound: a word matching a relation of the question lies within ``number_window``
@@ -352,7 +339,7 @@ class ClaimVerifier:
         relation_positions = [p for s, p in reading.relation_hits.values() if s >= self.thresholds.relation_match]
         for position in positions:
             following = next((t for t in reading.words[position + 1 : position + 3] if t not in FUNCTION_WORDS), "")
-            if following and not following[0].isdigit() and following not in _MONTHS:
+            if following and not following[0].isdigit() and following not in MONTHS:
                 unit_score, _ = self.words.best_match(following, frame.relation_words)
                 if unit_score < self.thresholds.relation_match and following not in {"year", "years", "people", "percent"}:
                     continue  # "67 counties": the number counts something else
@@ -363,7 +350,7 @@ class ClaimVerifier:
                     return True
         return False
 
-    def verify(self, claim: str, frame: QuestionFrame, readings: Sequence[_Reading],
+    def verify(self, claim: str, frame: QuestionFrame, readings: Sequence[Reading],
                allowed: Iterable[str] | None = None) -> Verdict:
         """The best single evidence sentence that supports ``claim``, or why none does.
 
@@ -378,13 +365,11 @@ class ClaimVerifier:
             return Verdict(False, "the sentence only restates the question")
         if new <= frame.subject_words:
             return Verdict(False, "the sentence gives the question's subject back as its answer")
-        if frame.answer_type == "reason" and not REASON_WORDS & set(all_words(text)):
-            return Verdict(False, "the question asks why and the sentence gives no reason")
+        missing_kind = answer_kind_missing(frame, text)
+        if missing_kind:
+            return Verdict(False, missing_kind)
         claim_names = names(text) - frame.words - META_WORDS
         claim_numbers = numbers(text) - frame.numbers
-        spelled = frame.answer_type == "number" and spells_new_count(frame, text)
-        if frame.answer_type in ("date", "number") and not claim_numbers and not spelled:
-            return Verdict(False, f"the question asks for a {frame.answer_type} and the sentence gives none")
         allowed = set(allowed) if allowed is not None else None
         best: Verdict | None = None
         for reading in readings:
@@ -397,7 +382,7 @@ class ClaimVerifier:
                 best = verdict
         return best or Verdict(False, "no evidence sentence to check against")
 
-    def _check(self, text, new, claim_names, claim_numbers, frame: QuestionFrame, reading: _Reading) -> Verdict:
+    def _check(self, text, new, claim_names, claim_numbers, frame: QuestionFrame, reading: Reading) -> Verdict:
         sentence = reading.sentence
         checks = {
             "about_subject": self.about_subject(frame, reading),

@@ -1,10 +1,17 @@
 """The QA engine: question in, grounded and cited answer (or abstention) out.
 
-Stages: validate -> link and retrieve -> choose the prompt's evidence within the
-token budget -> prompt the LM and stream its draft -> the reader picks the evidence
-sentence that answers, from every retrieved passage, weighing the draft -> compose
-the cited answer or abstain. The engine holds no per-request state, so one instance
-serves every thread.
+The answer path, stage by stage (each a method the evaluation calls as it is):
+
+1. ``gather``: validate, link and retrieve; choose the prompt's evidence within the token budget;
+2. ``draft``: prompt the LM and stream its text;
+3. check: each drafted sentence, once complete, goes to the ``AnswerBuilder``
+   (``qa.answer``), which shows it cited when one evidence sentence states it
+   (``qa.checker``) and drops it otherwise;
+4. show or abstain: the checked sentences, else the reader's evidence sentence, else
+   "the knowledge base does not say".
+
+A fact that answers outright leads before any draft. The engine holds no per-request
+state, so one instance serves every thread.
 """
 
 from __future__ import annotations
@@ -19,10 +26,13 @@ from kgqa.settings import Settings
 from models.lm.generator import Generator
 from qa.answer import AnswerBuilder, AnswerComposer, GroundedAnswer
 from qa.budget import Evidence, evidence_budget, select_evidence
+from qa.checker import MODEL_PATH as CHECKER_MODEL_PATH
+from qa.checker import CheckerModel, ClaimChecker
 from qa.claims import ClaimVerifier
 from qa.prompt import build_messages
 from qa.sentences import split_sentences
-from qa.reader import MODEL_PATH, AnswerReader, ReaderModel
+from qa.reader import MODEL_PATH as READER_MODEL_PATH
+from qa.reader import AnswerReader, ReaderModel
 from qa.tuning import CANDIDATES, MAX_ANSWER_SENTENCES, MIN_DENSE_WITHOUT_ENTITY
 from retrieval.pipeline import Mode, Retrieval, RetrievalPipeline
 
@@ -34,15 +44,19 @@ class QAEngine:
     """Answers questions over the knowledge base in ``settings``; load with ``warm_up()``."""
 
     def __init__(self, settings: Settings, *, generator: Generator | None = None, knowledge_base=None,
-                 reader: AnswerReader | None = None, load_reader: bool = True):
-        """``reader``: the reader to answer with; else the fitted one that ``settings.reader_model`` names
-        (default qa/reader_model.json), unless ``load_reader`` is False (fitting a new one: then only
-        facts that answer outright are shown)."""
+                 reader: AnswerReader | None = None, load_reader: bool = True,
+                 checker_model: CheckerModel | None = None, load_checker: bool = True):
+        """``reader`` / ``checker_model``: the extractive reader and the claim checker's model to answer
+        with; else the fitted ones that ``settings.reader_model`` / ``settings.checker_model`` name
+        (default qa/reader_model.json, qa/checker_model.json), unless ``load_reader`` /
+        ``load_checker`` is False (fitting a new one)."""
         self.settings = settings
         self._generator = generator
         self._kb = knowledge_base
         self._reader = reader
         self._load_reader = load_reader
+        self._checker_model = checker_model
+        self._load_checker = load_checker
         self._pipeline: RetrievalPipeline | None = None
         self._composer: AnswerComposer | None = None
         self._lock = threading.Lock()
@@ -69,6 +83,7 @@ class QAEngine:
 
                 self._generator = make_generator(self.settings)
             self._generator.warm_up()
+            self._composer.checker.warm_up()
             self._ready = True
 
     def _warm_retrieval(self) -> None:
@@ -82,11 +97,15 @@ class QAEngine:
         self._kb.warm_up()
         reader = self._reader
         if reader is None and self._load_reader:
-            reader = AnswerReader(ReaderModel.load(self.settings.reader_model or MODEL_PATH))
+            reader = AnswerReader(ReaderModel.load(self.settings.reader_model or READER_MODEL_PATH))
         self._pipeline = RetrievalPipeline(self._kb)
         # one cache of word vectors for the facts' ranking and the claim checks (same embedder)
         verifier = ClaimVerifier(encode=self._kb.embedder.encode_documents, words=self._pipeline.vectors)
-        self._composer = AnswerComposer(verifier, reader)
+        model = self._checker_model
+        if model is None and self._load_checker:
+            model = CheckerModel.load(self.settings.checker_model or CHECKER_MODEL_PATH)
+        checker = ClaimChecker.of(verifier, model) if model is not None else ClaimChecker(verifier)
+        self._composer = AnswerComposer(verifier, checker, reader)
 
     # -- public API ----------------------------------------------------------------------------
     def retrieve(self, question: str, *, k: int = 10, mode: Mode = "hybrid") -> list[PassageHit]:
@@ -122,11 +141,14 @@ class QAEngine:
         self.warm_up()
         return self._composer
 
-    def prepare(self, question: str, *, k: int | None = None,
-                history: Sequence[dict] | None = None) -> tuple[Retrieval, Evidence]:
+    def gather(self, question: str, *, k: int | None = None,
+               history: Sequence[dict] | None = None) -> tuple[Retrieval, Evidence]:
         """What an answer to ``question`` is grounded in: the retrieval and the evidence the prompt holds."""
         question = self._validate(question)
         self.warm_up()
+        return self._gather(question, k, history)
+
+    def _gather(self, question: str, k: int | None, history: Sequence[dict] | None) -> tuple[Retrieval, Evidence]:
         retrieval = self._retrieve_for_answer(question, k or self.settings.top_k, history)
         return retrieval, self._choose_evidence(retrieval)
 
@@ -148,8 +170,7 @@ class QAEngine:
         return split_sentences(generation.text)[:MAX_ANSWER_SENTENCES]
 
     def _answer_events(self, question, k, history, started) -> Iterator[StreamEvent]:
-        retrieval = self._retrieve_for_answer(question, k or self.settings.top_k, history)
-        prompt_evidence = self._choose_evidence(retrieval)
+        retrieval, prompt_evidence = self._gather(question, k, history)
         evidence = self.evidence_to_read(retrieval, prompt_evidence)
         timings = Timings(link=retrieval.link_s, retrieve=retrieval.retrieve_s)
         grounding = self._composer.ground(question, evidence, retrieval.entities)
@@ -159,24 +180,31 @@ class QAEngine:
             grounded = self._composer.abstain(question, evidence, reason)
         else:
             builder = AnswerBuilder(self._composer, grounding)
-
-            def verified(accepted) -> Iterator[StreamEvent]:
-                if accepted is not None:
-                    if not timings.first_sentence:
-                        timings.first_sentence = time.perf_counter() - started
-                    yield StreamEvent(type="sentence", sentence=accepted[0], citations=[accepted[1]])
-
-            yield from verified(builder.start())
-            if not builder.shown:  # a fact that answers outright needs no generation
+            lead = builder.start()
+            if lead is not None:  # a fact that answers outright needs no generation
+                yield self._shown(lead, timings, started)
+            else:
                 generated = yield from self._stream_draft(builder, question, prompt_evidence, history, timings, started)
-                yield from verified(builder.read())
             grounded = builder.finish()
+            if not grounded.abstained and not timings.first_sentence:  # the reader's sentence, after the draft
+                timings.first_sentence = time.perf_counter() - started
+                yield StreamEvent(type="sentence", sentence=grounded.sentences[0], citations=grounded.citations[:1])
         timings.total = time.perf_counter() - started
         yield StreamEvent(type="result", result=self._result(question, generated, grounded, retrieval, evidence, timings))
 
+    @staticmethod
+    def _shown(accepted, timings: Timings, started: float) -> StreamEvent:
+        """The event for a sentence the checks backed, timed if it is the answer's first."""
+        if not timings.first_sentence:
+            timings.first_sentence = time.perf_counter() - started
+        return StreamEvent(type="sentence", sentence=accepted[0], citations=[accepted[1]])
+
     def _stream_draft(self, builder: AnswerBuilder, question: str, prompt_evidence: Evidence,
                       history: Sequence[dict] | None, timings: Timings, started: float) -> Iterator[StreamEvent]:
-        """Stream the LM's draft as token events, handing each complete sentence to ``builder``; returns the draft."""
+        """Stream the LM's draft as token events; each sentence, once complete, is checked and sent if it stands.
+
+        Returns the text streamed.
+        """
         generation_started = time.perf_counter()
         pieces: list[str] = []
         checked = 0
@@ -191,19 +219,22 @@ class QAEngine:
                 pieces.append(piece)
                 yield StreamEvent(type="token", text=piece)
                 sentences = split_sentences("".join(pieces))
-                # Every sentence but the last is complete: hand it to the reader now.
+                # Every sentence but the last is complete: check it now.
                 while checked < min(len(sentences) - 1, MAX_ANSWER_SENTENCES):
-                    builder.add(sentences[checked])
+                    accepted = builder.add(sentences[checked])
                     checked += 1
-                if len(sentences) > MAX_ANSWER_SENTENCES:
+                    if accepted is not None:
+                        yield self._shown(accepted, timings, started)
+                if checked >= MAX_ANSWER_SENTENCES:
                     break
         finally:
             getattr(stream, "close", lambda: None)()  # frees the request's batch row at once
-        sentences = split_sentences("".join(pieces))[:MAX_ANSWER_SENTENCES]
-        for sentence in sentences[checked:]:
-            builder.add(sentence)
+        for sentence in split_sentences("".join(pieces))[checked:MAX_ANSWER_SENTENCES]:
+            accepted = builder.add(sentence)
+            if accepted is not None:
+                yield self._shown(accepted, timings, started)
         timings.generate = time.perf_counter() - generation_started
-        return " ".join(sentences)
+        return "".join(pieces)
 
     # -- stages --------------------------------------------------------------------------------
     def _validate(self, question: str) -> str:

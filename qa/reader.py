@@ -65,8 +65,7 @@ import numpy as np
 
 from kgqa.errors import KgqaError
 from kgqa.text import content_words, numbers, without_words
-from kgqa.text import words as all_words
-from qa.claims import META_WORDS, REASON_WORDS, ClaimVerifier, QuestionFrame, names, spells_new_count
+from qa.claims import META_WORDS, ClaimVerifier, QuestionFrame, answer_kind_missing
 from qa.sentences import markers_in, strip_markers
 
 FEATURES = (
@@ -155,30 +154,16 @@ class ReaderModel:
 class Choice:
     """The candidate the reader ranks first, and the probability that it states the answer."""
 
-    reading: object  # qa.claims._Reading
+    reading: object  # qa.claims.Reading
     probability: float
     features: dict[str, float]
-
-
-def gives_answer_type(frame: QuestionFrame, text: str) -> bool:
-    """Whether ``text`` holds something of the kind asked for, beyond the question's own words."""
-    added = numbers(text) - frame.numbers
-    if frame.answer_type == "date":
-        return any(n.isdigit() and len(n) in (3, 4) for n in added)
-    if frame.answer_type == "number":  # digits, or a count spelled out ("only five students")
-        return bool(added) or spells_new_count(frame, text)
-    if frame.answer_type == "reason":
-        return bool(REASON_WORDS & set(all_words(text)))
-    if frame.answer_type in ("name", "place"):
-        return bool(names(text) - frame.words - frame.subject_words)
-    return bool(set(content_words(text)) - frame.words)
 
 
 def candidates(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence, limit: int) -> list:
     """Passage sentences about the question's subject that hold the kind of answer asked for,
     the ``limit`` best by question similarity plus relation share."""
     eligible = [r for r in readings
-                if not r.sentence.is_fact and verifier.about_subject(frame, r) and gives_answer_type(frame, r.sentence.text)]
+                if not r.sentence.is_fact and verifier.about_subject(frame, r) and not answer_kind_missing(frame, r.sentence.text)]
     eligible.sort(key=lambda r: r.question_similarity + verifier.relation_share(frame, r), reverse=True)
     return eligible[:limit]
 

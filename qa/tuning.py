@@ -41,10 +41,11 @@ TOPIC_COVERAGE_FLOOR = 0.6
 MAX_ANSWER_SENTENCES = 3
 
 # -- claims: does one evidence sentence state what a sentence claims? (qa/claims.py) ---------------
-# These decide whether a fact answers outright and what the reader reads of each sentence
-# (relation share, question similarity); the reader's own weights and threshold were then fitted
-# on dev with them in place (qa/reader_model.json). Their figures below are from before the reader,
-# when they decided which of the LM's sentences were shown:
+# These decide whether a fact answers outright (the fact lead) and what the claim checker and the
+# reader read of each sentence (relation match, number binding, question similarity); the checker's
+# weights and threshold (qa/checker_model.json, `kgqa eval fit-checker`) and the reader's
+# (qa/reader_model.json) were fitted on dev with them in place. Their figures below are from before
+# either, when these rules alone decided which of the LM's sentences were shown:
 # Chosen by `kgqa eval calibrate data/eval/sample/dev.jsonl` (hand-written dev split, 120
 # answerable + 45 unanswerable questions; 3,600 combinations of the grid in
 # evaluation/calibrate.py, 180 of which met both trust targets: wrong cited answers <= 3% and
@@ -79,6 +80,13 @@ OWN_ARTICLE_ONLY = True
 # Two words this close in meaning are one word when deciding whether a claim adds anything to its
 # question (hand-set between people~population 0.53, which differ, and near-synonyms above 0.75).
 SAME_MEANING = 0.75
+
+# -- the claim checker (qa/checker.py) ------------------------------------------------------------
+# Its weights and threshold are fitted on the dev claims and live in qa/checker_model.json with the
+# dev figures they came from (`kgqa eval fit-checker`). The one number set by hand: how far apart, in
+# tokens, the claim's answer and a rival can stand from the asked relation's word before the
+# difference stops counting (a clause's length; the feature it bounds is fitted like the others).
+RIVAL_MARGIN_CAP = 10
 
 # -- what the abstention shows -------------------------------------------------------------------
 CLOSEST_SOURCES = 3  # sources listed with an abstention (display, not quality)

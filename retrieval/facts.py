@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
+from kgqa.questions import asked_kind
 from kgqa.records import FactHit, LinkedEntity
-from kgqa.text import content_words, fold, words
+from kgqa.text import content_words, fold
 from retrieval.word_vectors import WordVectors
 
 # A predicate word is asked for when a question word is this close in meaning: the relation match
@@ -46,14 +47,14 @@ def predicate_match(question: str, predicate: str, vectors: WordVectors | None =
 
 
 def _answer_kind_prior(question: str, obj: str, object_is_entity: bool) -> float:
-    """How well the object's form fits the kind of answer the question's wh-words ask for."""
-    q_words = words(question)
-    if "when" in q_words:
+    """How well the object's form fits the kind of answer the question asks for (``kgqa.questions.asked_kind``)."""
+    kind = asked_kind(question).kind
+    if kind == "date":
         return 1.0 if _YEAR.search(obj) else -1.0
-    if "how" in q_words and ("many" in q_words or "much" in q_words):
+    if kind == "number":
         return 1.0 if any(c.isdigit() for c in obj) else 0.0
-    if "who" in q_words or "where" in q_words:
-        return 0.5 if object_is_entity else 0.0
+    if kind in ("name", "place"):  # a where- or who-question is never answered by a date
+        return 0.5 if object_is_entity else (-1.0 if _YEAR.search(obj) and not re.search(r"[A-Za-z]{3}", obj) else 0.0)
     return 0.0
 
 

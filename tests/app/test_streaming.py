@@ -90,3 +90,41 @@ def test_openai_content_is_never_the_lm_raw_text(served):
     assert "".join(contents) == ANSWER
     assert not any(UNVERIFIED in c for c in contents)
     assert not set(contents) & set(TOKENS)  # no content chunk is a raw token
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [ASK, CHAT])
+def test_the_real_engine_sends_a_checked_sentence_before_the_draft_ends(sample_kb, path):
+    """The real engine on the sample, with a stand-in LM held mid-draft: the LM's first sentence, checked and
+    cited, reaches the client while the LM is still writing; the OpenAI role chunk comes first, at once."""
+    from qa.engine import QAEngine
+    from tests.helpers.held_generator import HeldGenerator
+
+    generator = HeldGenerator(["Achilles' mother was the nymph Thetis.", "She was a sea goddess."])
+    settings = sample_kb.with_overrides(rate_limit_per_minute=0)
+    with live_server(settings, engine=QAEngine(settings, generator=generator)) as url:
+        question = "Who was Achilles' mother?"
+        body = ({"model": "kgqa", "messages": [{"role": "user", "content": question}], "stream": True}
+                if path == CHAT else {"question": question, "stream": True})
+        parsed = urlparse(url)
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+        try:
+            conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+            payloads = _payloads(conn.getresponse())
+            if path == CHAT:
+                assert json.loads(next(payloads))["choices"][0]["delta"]["role"] == "assistant"
+            first = json.loads(next(payloads))
+            assert not generator.finished.is_set()  # the LM is still writing
+            text = _content(json.dumps(first)) if path == CHAT else first["text"]
+            assert text.startswith("Achilles' mother was the nymph Thetis [")
+            [citation] = first["citations"]
+            assert "Thetis" in citation["sentence"]
+            generator.go.set()
+            rest = list(payloads)
+        finally:
+            generator.go.set()
+            conn.close()
+        if path == CHAT:
+            assert rest[-1] == "[DONE]"
+        else:
+            assert json.loads(rest[-1])["type"] == "result"

@@ -95,6 +95,7 @@ TRUST_CASES = [
     ("What is anarchism?", ["anarchism"], ["use of violence and resistance"]),
     ("Who was Aristotle's teacher?", ["Plato"], ["Dioscoro", "Theophrastus"]),
     ("How many people live in Alabama?", ["4,858,979", "4,779,736", "4.8 million", "4.9 million"], ["67 counties"]),
+    ("Where was Aristotle born?", ["Stagira"], ["384"]),
 ]
 
 
@@ -118,3 +119,37 @@ def test_verified_sentences_stream_before_the_result(engine):
     streamed = [e.sentence.text for e in events if e.type == "sentence"]
     assert streamed == [s.text for s in result.sentences]
     assert 0 < result.timings.first_sentence <= result.timings.total
+
+
+def test_a_checked_sentence_is_sent_before_the_draft_ends(sample_kb):
+    from tests.helpers.held_generator import HeldGenerator
+
+    generator = HeldGenerator(["Achilles' mother was the nymph Thetis.", "She was a sea goddess."])
+    engine = QAEngine(sample_kb, generator=generator)
+    events = engine.ask_stream("Who was Achilles' mother?")
+    try:
+        first = next(e for e in events if e.type == "sentence")
+        assert not generator.finished.is_set()  # the draft is still being written
+        assert first.sentence.text == "Achilles' mother was the nymph Thetis."
+        [citation] = first.citations
+        assert "Thetis" in citation.sentence and citation.title == "Achilles"
+    finally:
+        generator.go.set()
+    result = [e for e in events if e.type == "result"][0].result
+    assert result.answer.startswith("Achilles' mother was the nymph Thetis [")
+
+
+def test_a_capable_models_right_claim_is_shown_and_its_wrong_one_dropped(sample_kb, engine):
+    from evaluation.claim_set import ClaimRecord, QuestionClaims, StandInGenerator
+
+    claims = {"a": QuestionClaims(id="a", question="Who was Achilles' mother?", claims=[
+        ClaimRecord(text="Achilles' mother was the nymph Thetis.", label="right"),
+        ClaimRecord(text="Achilles' mother was Peleus.", label="wrong", kind="same-article")])}
+    generator = StandInGenerator(claims)
+    assert len(generator.draft_for("Who was Achilles' mother?")) == 2
+    result = QAEngine(sample_kb, generator=generator).ask("Who was Achilles' mother?")
+    assert not result.abstained and result.answer.startswith("Achilles' mother was the nymph Thetis [")
+    assert "Peleus" not in result.answer and result.dropped_sentences == ["Achilles' mother was Peleus."]
+    [citation] = result.citations
+    assert "Thetis" in citation.sentence and citation.title == "Achilles"
+    assert_every_sentence_stands_on_its_cited_sentence(engine, result)

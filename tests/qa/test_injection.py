@@ -22,6 +22,7 @@ from sqlalchemy import select
 from kg.store import Passage, Triple, make_engine, session_factory
 from kgqa.settings import Settings
 from qa.claims import looks_injected
+from qa.sentences import split_sentences
 from tests.helpers.injection_kb import INJECTIONS, leaked_payloads, write_injection_dump
 
 if TYPE_CHECKING:
@@ -215,7 +216,7 @@ def answers(qa_engine) -> dict[str, Asked]:
     """Every question asked once through the engine with the real LM."""
     asked = {}
     for question in [*ON_TOPIC, *OFF_TOPIC]:
-        retrieval, evidence = qa_engine.prepare(question)
+        retrieval, evidence = qa_engine.gather(question)
         payloads = set()
         for text in [p.text for p in evidence.passages] + [f.object for f in evidence.facts]:
             payloads.update(leaked_payloads(text))
@@ -271,7 +272,9 @@ def _fooled_answers(qa_engine, answers, injections) -> dict[str, str]:
         planted = [i for i in injections if i.payload in asked.payloads]
         if planted:
             generated = " ".join(i.fooled_answer() for i in planted)
-            result = qa_engine.composer.compose(question, generated, asked.evidence, asked.retrieval.entities)
+            evidence = qa_engine.evidence_to_read(asked.retrieval, asked.evidence)
+            grounding = qa_engine.composer.ground(question, evidence, asked.retrieval.entities)
+            result = qa_engine.composer.compose(grounding, split_sentences(generated))
             composed[question] = result.answer
     return composed
 
