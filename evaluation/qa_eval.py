@@ -178,6 +178,7 @@ def evaluate_qa(
         row.update(
             answer=result.answer,
             cited=[{"id": c.id, "title": c.title, "sentence": c.sentence} for c in result.citations],
+            shown=[] if result.abstained else [s.text for s in result.sentences],
             abstained=result.abstained,
             abstain_reason=result.abstain_reason,
             gold_retrieved=not question.unanswerable and gold_evidence_retrieved(question, result.citations, hits),

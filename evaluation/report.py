@@ -70,6 +70,10 @@ def qa_markdown(report: dict) -> str:
         ["abstention, unanswerable", _with_interval(s, "abstention_unanswerable")],
         ["errors", str(s["errors"])],
     ]
+    if s.get("stand_in_wrong_claims_shown"):
+        shown = s["stand_in_wrong_claims_shown"]
+        quality.append(["stand-in: questions whose answer shows a wrong claim",
+                        f"{_fmt(shown['share'])} ({shown['with_a_wrong_claim_shown']} of {shown['questions']})"])
     latency = [[stage, _fmt(s["latency"][stage]["p50_s"]), _fmt(s["latency"][stage]["p95_s"])] for stage in STAGES]
     kinds = [
         [kind or "(none)", str(k["answerable"]), str(k["unanswerable"]), _fmt(k["accuracy"]), _fmt(k["wrong_cited"]),

@@ -103,6 +103,15 @@ def stand_in(claims_path: Path, right_share: float):
     return StandInGenerator(load_claims(claims_path), right_share=right_share)
 
 
+def wrong_claims_shown(rows: list[dict], generator) -> dict:
+    """With a stand-in: the questions whose shown answer holds one of their wrong claims, as written."""
+    wrong = {c.question.strip(): {w.text.rstrip(".") for w in c.labelled("wrong")}
+             for c in generator.by_question.values()}
+    shown = [r for r in rows if any(s.rstrip(".") in wrong.get(r["question"].strip(), ()) for s in r.get("shown", []))]
+    return {"questions": len(rows), "with_a_wrong_claim_shown": len(shown),
+            "share": len(shown) / len(rows) if rows else None, "ids": [r["id"] for r in shown]}
+
+
 def run_qa_eval(settings: Settings, questions_path: Path, *, report_dir: Path | None = None,
                 limit: int | None = None, engine=None, use_embeddings: bool = True, progress: bool = True,
                 stand_in_claims: Path | None = None, right_share: float = 1.0):
@@ -122,6 +131,8 @@ def run_qa_eval(settings: Settings, questions_path: Path, *, report_dir: Path | 
     checker = SupportChecker(embed=_embedding_similarity(settings) if use_embeddings else None)
     result = evaluate_qa(engine, questions, checker=checker, evidence_text=StoreEvidence(settings),
                          retrieval_k=settings.top_k, progress=progress)
+    if generator is not None:
+        result["summary"]["stand_in_wrong_claims_shown"] = wrong_claims_shown(result["per_question"], generator)
     result["meta"] = report.run_metadata(settings, questions_path, {
         "model": engine.generator.model_name if engine.generator else "",
         "stand_in": {"claims": str(stand_in_claims), "right_share": right_share} if stand_in_claims else None,

@@ -75,3 +75,13 @@ def test_the_threshold_keeps_wrong_claims_within_the_target_by_conformal_risk():
     assert result["right_claims"] == 3 and result["wrong_claims"] == 100
     assert result["wrong_accepted"] == wrong_accepted / 100
     assert result["wrong_accepted_by_kind"]["same-article"]["claims"] == 100
+
+
+def test_the_report_counts_the_answers_that_show_a_wrong_claim(claims):
+    from evaluation.runs import wrong_claims_shown
+
+    rows = [{"id": "q1", "question": "Who was Achilles' mother?", "shown": ["Achilles' mother was Peleus."]},
+            {"id": "q1b", "question": "Who was Achilles' mother?", "shown": ["Achilles' mother was the nymph Thetis."]},
+            {"id": "q2", "question": "Who painted the Mona Lisa?", "shown": []}]
+    counted = wrong_claims_shown(rows, StandInGenerator(claims))
+    assert counted["with_a_wrong_claim_shown"] == 1 and counted["ids"] == ["q1"]
