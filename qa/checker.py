@@ -5,7 +5,10 @@ adds to the question: the names and numbers the question lacks (its *answer term
 else its new content words. No name or number of it may be missing from the evidence
 (an invented detail sinks the claim), and it stands only on one evidence sentence (or
 one infobox fact) that speaks of the question's subject and holds its answer: among
-such sentences, the one the fitted model finds most likely to state it. Where retrieval
+such sentences, the one the fitted model finds most likely to state it; a sentence
+that puts another name or number of the claim's kind nearer the asked relation's word
+binds that one to it, not the claim's ("Ankara is the capital of Turkey and Istanbul
+its largest city" backs Ankara, never Istanbul). Where retrieval
 found the subject's own article, only its sentences may back a claim (a statement in
 another article must not answer for the subject, however it was planted there).
 
@@ -280,6 +283,8 @@ class ClaimChecker:
             return "the sentence gives the topic of its evidence back as the answer"
         if claim.answer_terms and not claim.answer_terms & self._held(reading):
             return "no evidence sentence about the subject holds the claim's answer"
+        if not nearness(self.verifier, frame, reading, claim)[0]:
+            return "the evidence sentence binds another name or number to the asked relation"
         return ""
 
     @staticmethod

@@ -95,7 +95,7 @@ TRUST_CASES = [
     ("What is anarchism?", ["anarchism"], ["use of violence and resistance"]),
     ("Who was Aristotle's teacher?", ["Plato"], ["Dioscoro", "Theophrastus"]),
     ("How many people live in Alabama?", ["4,858,979", "4,779,736", "4.8 million", "4.9 million"], ["67 counties"]),
-    ("Where was Aristotle born?", ["Stagira"], ["384"]),
+    ("Where was Aristotle born?", ["Stagira"], ["birth date"]),  # never the date alone
 ]
 
 
