@@ -1,7 +1,7 @@
 """The LM's drafts by question id, kept in a JSONL file so a dev run drafts each question once.
 
 The draft is the slow part of a tuning run and does not depend on what is tuned (the
-claim checks' thresholds, the reader's weights), so runs over the same dev set reuse it.
+claim checker's threshold, the reader's weights), so runs over the same dev set reuse it.
 """
 
 from __future__ import annotations

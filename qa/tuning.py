@@ -46,7 +46,7 @@ MAX_ANSWER_SENTENCES = 3
 # weights and threshold (qa/checker_model.json, `kgqa eval fit-checker`) and the reader's
 # (qa/reader_model.json) were fitted on dev with them in place. Their figures below are from before
 # either, when these rules alone decided which of the LM's sentences were shown:
-# Chosen by `kgqa eval calibrate data/eval/sample/dev.jsonl` (hand-written dev split, 120
+# Chosen by the grid search `kgqa eval calibrate` ran before the claim checker existed (hand-written dev split, 120
 # answerable + 45 unanswerable questions; 3,600 combinations of the grid in
 # evaluation/calibrate.py, 180 of which met both trust targets: wrong cited answers <= 3% and
 # abstention on unanswerable >= 97%). The most accurate of those, on dev:
@@ -95,7 +95,7 @@ SNIPPET_CHARS = 280  # characters of a passage shown in a citation (display, not
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The claim checks' thresholds as one value, so a calibration run can try others side by side."""
+    """The claim checks' thresholds as one value, so a test can set its own beside the shipped ones."""
 
     relation_match: float = RELATION_MATCH
     relation_share: float = RELATION_SHARE
