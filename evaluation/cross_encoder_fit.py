@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.cross_encoder import MAX_TOKENS, base_model, pair_texts, save_trained
+from models.cross_encoder import MAX_TOKENS, base_model, pair_texts, save_trained, trained_layer_names
 
 TRAINED_LAYERS = 3
 PAIRS_PER_CLAIM = 3
@@ -52,8 +52,7 @@ def train(checked: Sequence, *, progress: bool = False):
     model, tokenizer = base_model()
     layers = model.config.num_hidden_layers
     for name, parameter in model.named_parameters():
-        parameter.requires_grad = name.startswith(
-            tuple(f"bert.encoder.layer.{i}." for i in range(layers - TRAINED_LAYERS, layers)) + ("bert.pooler.", "classifier."))
+        parameter.requires_grad = name.startswith(trained_layer_names(layers, TRAINED_LAYERS))
     head = [p for n, p in model.named_parameters() if n.startswith("classifier.")]
     body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("classifier.")]
     optimiser = torch.optim.AdamW([{"params": body, "lr": BODY_LR}, {"params": head, "lr": HEAD_LR}], weight_decay=0.01)
