@@ -70,11 +70,11 @@ def _stream_answer(engine, question, k, history, release) -> Response:
                 elif item.type == "sentence":
                     yield sse_data(answer.add(item)[0].model_dump(mode="json"))
                 elif item.type == "result":
-                    yield sse_data(ResultEvent(result=item.result).model_dump(mode="json"))
-        except Exception as exc:  # the status is already sent: report the failure as an event
+                    yield sse_data(ResultEvent(result=item.result).model_dump(mode="json", exclude={"error"}))
+        except Exception as exc:  # the status is already sent: the result event carries the failure
             if not isinstance(exc, KgqaError):
                 current_app.logger.exception("answer stream failed")
-            yield sse_data({"type": "error", **stream_error_payload(exc)})
+            yield sse_data({"type": "result", "result": None, **stream_error_payload(exc)})
         finally:
             stream.cancel()
 
@@ -103,10 +103,10 @@ def healthz() -> Response:
 @bp.get("/readyz")
 @bp.get("/api/v1/readyz")
 def readyz() -> Response:
-    """200 once the engine is warm; 503 with the reason until then."""
+    """200 once the engine is warm (``degraded`` while its LM server is unavailable); 503 with the reason until then."""
     runtime = current_runtime()
     runtime.engine()  # raises NotReady / the warm-up's error -> 503
-    return jsonify({"status": "ready", **runtime.describe()})
+    return jsonify(runtime.describe())
 
 
 @bp.get("/openapi.json")

@@ -118,16 +118,20 @@ def _stream_completion(engine, question: str, history, release) -> Response:
                     yield chunk(Delta(content=delta), citations=[CitationOut.of(c) for c in sent.citations])
                 elif item.type == "result":
                     result = item.result
-        except Exception as exc:  # the status is already sent: report the failure in the stream
+        except Exception as exc:  # the status is already sent: the error in the stream, then its usual end
             if not isinstance(exc, KgqaError):
                 current_app.logger.exception("completion stream failed")
             yield sse_data(stream_error_payload(exc))
+            yield chunk(Delta(), finish_reason="stop")
+            yield sse_data("[DONE]")
             return
         finally:
             stream.cancel()
         if result is None:
             current_app.logger.error("the engine's stream ended without a result")
             yield sse_data(stream_error_payload(RuntimeError("no result")))
+            yield chunk(Delta(), finish_reason="stop")
+            yield sse_data("[DONE]")
             return
         rest = answer.remainder(result)
         if rest:  # an abstention: nothing was verified, the engine says so

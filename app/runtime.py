@@ -160,9 +160,24 @@ class EngineRuntime:
             raise NotReady("the QA engine is warming up; retry shortly", code="warming_up")
         return self._engine
 
+    def lm_health(self) -> dict | None:
+        """The LM server's state (``KGQA_LM_URL``): ``{"reachable", "reason"}``; None for a model run in process.
+
+        Never waits on the server: it is what the last exchange found (a background probe refreshes it).
+        """
+        health = getattr(getattr(self._engine, "generator", None), "health", None)
+        if not callable(health):
+            return None
+        state = health()
+        return {"reachable": state.reachable, "reason": state.reason}
+
     def describe(self) -> dict:
+        """What ``/readyz`` says of a warm engine: ``ready``, or ``degraded`` while its LM server is unavailable."""
         engine = self._engine
+        lm = self.lm_health()
         return {
+            "status": "degraded" if lm is not None and not lm["reachable"] else "ready",
+            **({"lm": lm} if lm is not None else {}),
             "model": getattr(engine, "model_name", "") or getattr(getattr(engine, "generator", None), "model_name", ""),
             "max_concurrent": self.admission.max_concurrent,
             "max_waiting": self.admission.max_waiting,

@@ -48,8 +48,17 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+class LMHealth(BaseModel):
+    """The LM server's state (``KGQA_LM_URL`` only): what the last exchange with it found."""
+
+    reachable: bool
+    reason: str = ""  # why it is unavailable, without its address
+
+
 class Health(BaseModel):
-    status: Literal["ok", "ready"]
+    # degraded: the LM server is unavailable; answers that need no generation (a fact) still come
+    status: Literal["ok", "ready", "degraded"]
+    lm: LMHealth | None = None
     model: str = ""
     max_concurrent: int = 0  # answers generated at once (KGQA_MAX_CONCURRENT)
     max_waiting: int = 0  # requests allowed to wait for one of them (KGQA_MAX_WAITING)
@@ -73,20 +82,16 @@ class SentenceEvent(BaseModel):
 
 
 class ResultEvent(BaseModel):
-    """The last event: the whole answer, the same JSON as a plain (not streamed) answer."""
+    """The last event, always sent: what a plain (not streamed) request answers, the whole answer as ``result``,
+    or, for a failure after the stream started (its 200 is already sent, e.g. the LM server died
+    mid-answer), ``result: null`` and the ``error`` a plain request would have got."""
 
     type: Literal["result"] = "result"
-    result: QAResult
+    result: QAResult | None
+    error: ErrorDetail | None = None
 
 
-class ErrorEvent(BaseModel):
-    """A failure after the stream started (its 200 status is already sent); the stream ends with it."""
-
-    type: Literal["error"] = "error"
-    error: ErrorDetail
-
-
-class AskStreamEvent(RootModel[Annotated[SentenceEvent | ResultEvent | ErrorEvent, Field(discriminator="type")]]):
+class AskStreamEvent(RootModel[Annotated[SentenceEvent | ResultEvent, Field(discriminator="type")]]):
     """One ``data:`` line of a streamed answer: sentence events as they are verified, then one result event."""
 
 

@@ -32,3 +32,8 @@ class LMServerError(KgqaError):
         super().__init__(f"LM server {server}: {reason}")
         self.server = server
         self.reason = reason  # without the server's address, for the service's clients
+
+
+class LMServerUnavailable(LMServerError):
+    """The LM server could not be reached, timed out, or answered 429/5xx on every attempt: down or
+    starting, so worth trying again later (unlike a refusal or a malformed answer, which is its setup)."""

@@ -71,8 +71,8 @@
       setStatus("Writing the answer and checking each sentence against its source…");
       await readEvents(response, (event) => {
         if (event.type === "sentence") appendSentence(event);
+        else if (event.type === "result" && event.error) throw new Error(event.error.message);
         else if (event.type === "result") showResult(event.result);
-        else if (event.type === "error") throw new Error(event.error.message);
       });
     } catch (err) {
       setStatus("Error: " + err.message);

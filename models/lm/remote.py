@@ -19,7 +19,14 @@ retries and the closing of a stream stay in view here rather than inside an SDK.
 - Closing a stream (the engine does when it has enough sentences, the service when the
   client goes away) closes its HTTP response, which tells the server to stop generating.
 - A server that is down, refuses the request (HTTP 4xx) or answers something that is not
-  the protocol (not JSON, no ``choices``) is one ``LMServerError`` line naming the server.
+  the protocol (not JSON, no ``choices``) is one ``LMServerError`` line naming the server;
+  down, timed out or 429/5xx on every attempt is its ``LMServerUnavailable`` kind.
+- A server that is down is never remembered as down: ``warm_up()`` creates the client and
+  asks the server once, but a server that is unavailable then (not up yet, still loading)
+  does not fail the warm-up, and every request tries it afresh. ``health()`` says what the
+  last exchange with the server found, asking it again in the background (one
+  ``GET /models``, ``PROBE_TIMEOUT_S``) when that is older than ``PROBE_INTERVAL_S``;
+  the service's ``/readyz`` reports it.
 
 ``count_tokens``: the server's tokenizer is unknown here. With ``KGQA_LM_PATH`` set, that
 model's tokenizer counts (point it at the served model's folder for exact counts); else
@@ -35,10 +42,12 @@ import math
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx2
 
-from kgqa.errors import LMServerError
+from kgqa.cancel import Cancelled, check_current
+from kgqa.errors import LMServerError, LMServerUnavailable
 from kgqa.settings import Settings
 from models.lm.chat_protocol import Answer, MalformedAnswer, StopText, chat_request, read_chunk, read_completion
 from models.lm.generator import Generation, GenerationConfig, Messages
@@ -50,6 +59,17 @@ BACKOFF_S = 0.5  # first retry after 0.5 s, then 1 s, 2 s, ...
 MAX_BACKOFF_S = 8.0
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CHARS_PER_TOKEN = 3.5
+PROBE_TIMEOUT_S = 1.0  # health(): one GET /models, connect and read, no retry
+PROBE_INTERVAL_S = 5.0  # health(): ask the server again once what is known is this old
+
+
+@dataclass(frozen=True)
+class ServerHealth:
+    """What the last exchange with the LM server found: ``reason`` (without its address) says why it failed."""
+
+    reachable: bool
+    reason: str = ""
+    checked_at: float = 0.0  # time.monotonic() of that exchange; 0: never asked
 
 
 class OpenAIGenerator:
@@ -72,10 +92,16 @@ class OpenAIGenerator:
         self._client: httpx2.Client | None = None
         self._tokenizer = None
         self._lock = threading.Lock()
+        self._health = ServerHealth(reachable=False, reason="not asked yet")
+        self._probing = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def warm_up(self) -> None:
-        """Check that the server answers (and learn its model unless ``KGQA_LM_MODEL`` names one)."""
+        """Open the client and ask the server once (learning its model unless ``KGQA_LM_MODEL`` names one).
+
+        A server that refuses or answers garbage raises; one that is unavailable (down, not up
+        yet, still loading) is logged and tried again by every request.
+        """
         if self._client is not None:
             return
         with self._lock:
@@ -86,13 +112,15 @@ class OpenAIGenerator:
                 timeout=httpx2.Timeout(self.read_timeout_s, connect=self.connect_timeout_s), headers=headers
             )
             try:
-                self._model = self._model or self._served_model(client)
-                if self.settings.lm_model:
-                    self._send(client, "GET", "/models", allow={404})  # reachable; not every server lists models
+                self._learn_model(client)
+            except LMServerUnavailable as exc:
+                log.warning("LM server %s is unavailable (%s); starting without it, every request tries it again",
+                            self.base_url, exc.reason)
             except BaseException:
                 client.close()
                 raise
-            log.info("generation runs on %s (model %s)", self.base_url, self._model)
+            else:
+                log.info("generation runs on %s (model %s)", self.base_url, self._model)
             self._client = client
 
     def close(self) -> None:
@@ -101,8 +129,49 @@ class OpenAIGenerator:
 
     @property
     def model_name(self) -> str:
+        """``KGQA_LM_MODEL``, else the served model once the server has been reached ("" until then)."""
         self.warm_up()
         return self._model
+
+    def _request_model(self) -> str:
+        """The model a request names: learnt from the server now if it was unavailable until now."""
+        self.warm_up()
+        if not self._model:
+            self._learn_model(self._client)
+        return self._model
+
+    def _learn_model(self, client: httpx2.Client) -> None:
+        if not self._model:
+            self._model = self._served_model(client)
+        else:
+            self._send(client, "GET", "/models", allow={404})  # reachable; not every server lists models
+
+    def health(self, max_age_s: float = PROBE_INTERVAL_S) -> ServerHealth:
+        """What the last exchange with the server found; older than ``max_age_s``, a background probe asks again."""
+        health = self._health
+        if self._client is not None and time.monotonic() - health.checked_at >= max_age_s and self._probing.acquire(blocking=False):
+            threading.Thread(target=self._probe, name="kgqa-lm-probe", daemon=True).start()
+        return health
+
+    def _probe(self) -> None:
+        """One ``GET /models`` within ``PROBE_TIMEOUT_S``, no retry: any answer but 429/5xx means reachable."""
+        try:
+            response = self._client.get(self.base_url + "/models", timeout=PROBE_TIMEOUT_S)
+            response.close()
+            if response.status_code in RETRY_STATUSES:
+                self._note(f"HTTP {response.status_code}")
+            else:
+                self._note(None)
+        except httpx2.TimeoutException:
+            self._note(f"no answer within {PROBE_TIMEOUT_S:g} s")
+        except httpx2.HTTPError as exc:
+            self._note(_describe(exc, PROBE_TIMEOUT_S))
+        finally:
+            self._probing.release()
+
+    def _note(self, failure: str | None) -> None:
+        """Record the outcome of an exchange: ``None`` when the server answered, else why it is unavailable."""
+        self._health = ServerHealth(reachable=failure is None, reason=failure or "", checked_at=time.monotonic())
 
     def _served_model(self, client: httpx2.Client) -> str:
         payload = _json(self._send(client, "GET", "/models"), self._fail)
@@ -129,7 +198,7 @@ class OpenAIGenerator:
     def generate(self, messages: Messages, **knobs) -> Generation:
         """One non-streamed request; ``first_token_s`` is unknown without streaming and reads ``total_s``."""
         config = self._config(knobs)
-        body = chat_request(messages, config, model=self.model_name, stream=False)
+        body = chat_request(messages, config, model=self._request_model(), stream=False)
         started = time.perf_counter()
         answer = self._read_answer(self._send(self._client, "POST", "/chat/completions", json_body=body))
         cut = StopText(config.stop)
@@ -147,8 +216,12 @@ class OpenAIGenerator:
     def stream(self, messages: Messages, **knobs) -> RemoteStream:
         """Text pieces as the server writes them; the request is sent (and a down server raises) before this returns."""
         config = self._config(knobs)
-        body = chat_request(messages, config, model=self.model_name, stream=True)
-        return RemoteStream(self, body, config.stop)
+        body = chat_request(messages, config, model=self._request_model(), stream=True)
+        scope = check_current()
+        stream = RemoteStream(self, body, config.stop)
+        if scope is not None:
+            scope.on_cancel(stream.abandon)
+        return stream
 
     def _config(self, knobs: dict) -> GenerationConfig:
         return GenerationConfig.build(**{"max_new_tokens": self.settings.max_new_tokens, **knobs})
@@ -159,6 +232,10 @@ class OpenAIGenerator:
     # -- HTTP ------------------------------------------------------------------------------
     def _fail(self, what: str) -> LMServerError:
         return LMServerError(self.base_url, what)
+
+    def _unavailable(self, what: str) -> LMServerUnavailable:
+        self._note(what)
+        return LMServerUnavailable(self.base_url, what)
 
     def _send(self, client: httpx2.Client, method: str, path: str, *, json_body: dict | None = None,
               stream: bool = False, allow: frozenset[int] | set[int] = frozenset()) -> httpx2.Response:
@@ -171,10 +248,12 @@ class OpenAIGenerator:
             except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.RemoteProtocolError, httpx2.ReadError) as exc:
                 failure = _describe(exc, self.connect_timeout_s)
             except httpx2.TimeoutException:
-                raise self._fail(f"no answer within {self.read_timeout_s:g} s (KGQA_LM_TIMEOUT_S)") from None
+                raise self._unavailable(f"no answer within {self.read_timeout_s:g} s (KGQA_LM_TIMEOUT_S)") from None
             except httpx2.HTTPError as exc:
                 raise self._fail(_describe(exc, self.connect_timeout_s)) from None
             else:
+                if response.status_code not in RETRY_STATUSES:
+                    self._note(None)  # it answered: reachable, whatever it said
                 if response.status_code < 400 or response.status_code in allow:
                     return response
                 failure = f"HTTP {response.status_code}: {_error_message(response)}"
@@ -185,7 +264,7 @@ class OpenAIGenerator:
                 delay = min(max(self.backoff_s * 2**attempt, retry_after), MAX_BACKOFF_S)
                 log.warning("LM server %s: %s; retrying in %.1f s", self.base_url, failure, delay)
                 time.sleep(delay)
-        raise self._fail(f"{failure} (after {attempts} attempts)")
+        raise self._unavailable(f"{failure} (after {attempts} attempts)")
 
     def _read_answer(self, response: httpx2.Response) -> Answer:
         try:
@@ -209,6 +288,7 @@ class RemoteStream(Iterator[str]):
         self.finish_reason: str | None = None
         self.prompt_tokens: int | None = None
         self.new_tokens: int | None = None
+        self._abandoned = False
         self._response = self._open()
         self._pieces = self._read()
 
@@ -223,6 +303,10 @@ class RemoteStream(Iterator[str]):
         self._response.close()
         self._pieces.close()
 
+    def abandon(self) -> None:
+        """Give the answer up from any thread (a cancel scope's callback): reading stops at the next chunk."""
+        self._abandoned = True
+
     def __enter__(self) -> RemoteStream:
         return self
 
@@ -231,13 +315,15 @@ class RemoteStream(Iterator[str]):
 
     def _read(self) -> Iterator[str]:
         """Pieces, cut at stop strings; a failure before any text arrived reopens the request (bounded)."""
-        fail = self._generator._fail
+        fail, unavailable = self._generator._fail, self._generator._unavailable
         reopened = 0
         try:
             while True:
                 cut = StopText(self._stop)
                 try:
                     for answer in self._answers():
+                        if self._abandoned:
+                            raise Cancelled("the request was cancelled: its client went away")
                         self._note(answer)
                         piece = cut.feed(answer.text)
                         if piece:
@@ -248,13 +334,13 @@ class RemoteStream(Iterator[str]):
                     break
                 except (httpx2.RemoteProtocolError, httpx2.ReadError) as exc:
                     if cut.text or reopened >= self._generator.retries:
-                        raise fail(f"the connection broke mid-answer ({_describe(exc, 0)})") from None
+                        raise unavailable(f"the connection broke mid-answer ({_describe(exc, 0)})") from None
                     reopened += 1
                     self._response.close()
                     time.sleep(min(self._generator.backoff_s * 2 ** (reopened - 1), MAX_BACKOFF_S))
                     self._response = self._open()
                 except httpx2.TimeoutException:
-                    raise fail(f"no answer within {self._generator.read_timeout_s:g} s (KGQA_LM_TIMEOUT_S)") from None
+                    raise unavailable(f"no answer within {self._generator.read_timeout_s:g} s (KGQA_LM_TIMEOUT_S)") from None
                 except MalformedAnswer as exc:
                     raise fail(f"malformed stream: {exc}") from None
             tail = cut.flush()

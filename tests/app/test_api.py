@@ -264,7 +264,7 @@ def test_unexpected_errors_are_json_500_without_traceback(tmp_path):
     assert b"Traceback" not in response.data
 
 
-def test_failure_mid_stream_is_an_error_event(tmp_path):
+def test_failure_mid_stream_is_a_result_event_carrying_the_error(tmp_path):
     engine = FakeEngine()
 
     def broken(question, **_):
@@ -275,5 +275,6 @@ def test_failure_mid_stream_is_an_error_event(tmp_path):
     app = make_app(tmp_path / "data", engine)
     body = app.test_client().post("/api/v1/ask", json={"question": QUESTION, "stream": True}).get_data(as_text=True)
     last = json.loads(sse_events(body)[-1])
-    assert last == {"type": "error", "error": {"code": "internal_error", "message": "internal server error"}}
+    assert last == {"type": "result", "result": None,
+                    "error": {"code": "internal_error", "message": "internal server error"}}
     assert app.extensions["kgqa_runtime"].admission.running == 0

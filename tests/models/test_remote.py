@@ -22,9 +22,10 @@ import httpx2
 import pytest
 
 from kgqa.assets import bundled_gguf_path
-from kgqa.errors import LMServerError
+from kgqa.errors import LMServerError, LMServerUnavailable
 from kgqa.settings import Settings
 from models.lm.remote import CHARS_PER_TOKEN, OpenAIGenerator
+from tests.helpers.fake_lm_server import FakeLMServer
 
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
 COUNTING = [{"role": "user", "content": "Count from 1 to 500, separated by commas."}]
@@ -177,14 +178,56 @@ def test_a_refused_request_is_not_retried_and_says_why(tmp_path, scripted):
     assert len(scripted.requests) == 1
 
 
-def test_a_server_that_is_down_is_one_error_after_the_retries(tmp_path):
-    probe = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    url = f"http://127.0.0.1:{probe.server_address[1]}/v1"
-    probe.server_close()  # nothing listens there now
-    generator = remote(tmp_path, url)
-    with pytest.raises(LMServerError) as info:
-        generator.warm_up()
-    assert_one_line_naming(info.value, url, "cannot connect", "(after 3 attempts)")
+def test_a_server_that_is_down_is_one_error_after_the_retries_and_is_tried_again_later(tmp_path):
+    server = FakeLMServer(text="Paris.")  # its port is free: nothing listens there yet
+    generator = remote(tmp_path, server.url)
+    generator.warm_up()  # a server that is not up yet does not fail the warm-up
+    assert generator.model_name == "" and not generator.health().reachable
+    with pytest.raises(LMServerUnavailable) as info:
+        generator.generate(QUESTION)
+    assert_one_line_naming(info.value, server.url, "cannot connect", "(after 3 attempts)")
+    assert "cannot connect" in generator.health().reason
+    server.start()
+    try:  # the very next request reaches it: the failure was not remembered
+        assert generator.generate(QUESTION).text == "Paris."
+        assert generator.model_name == "fake-model" and generator.health().reachable
+        assert "".join(generator.stream(QUESTION)) == "Paris."
+    finally:
+        server.stop()
+
+
+def test_health_is_refreshed_by_a_background_probe(tmp_path):
+    server = FakeLMServer().start()
+    generator = remote(tmp_path, server.url)
+    generator.warm_up()
+    assert generator.health().reachable
+    server.stop()
+    assert generator.health().reachable  # what the last exchange found, at once
+    deadline = time.monotonic() + 5
+    while generator.health(max_age_s=0).reachable and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "cannot connect" in generator.health().reason
+
+
+def test_a_refusal_at_warm_up_is_an_error_at_once(tmp_path):
+    class Refusing(BaseHTTPRequestHandler):
+        def do_GET(self):
+            json_reply(401, {"error": {"message": "Invalid API key"}})(self)
+
+        def log_message(self, *args):
+            pass
+
+    http = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{http.server_address[1]}/v1"
+    try:  # a server that answers and refuses is a setup to fix, not one to wait for
+        with pytest.raises(LMServerError) as info:
+            remote(tmp_path, url).warm_up()
+    finally:
+        http.shutdown()
+        http.server_close()
+    assert not isinstance(info.value, LMServerUnavailable)
+    assert_one_line_naming(info.value, url, "HTTP 401: Invalid API key")
 
 
 def test_a_silent_server_times_out_without_a_retry(tmp_path, scripted):
