@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from app.runtime import NotReady
+from kg.index_files import DamagedIndexFile
 from kgqa.errors import InvalidQuestion, KnowledgeBaseMissing, LMServerError, Overloaded
 
 bp = Blueprint("errors", __name__)
@@ -85,6 +86,12 @@ def handle_kb_missing(exc: KnowledgeBaseMissing) -> Response:
     return error_response(503, "knowledge_base_missing", str(exc))
 
 
+@bp.app_errorhandler(DamagedIndexFile)
+def handle_damaged_index(exc: DamagedIndexFile) -> Response:
+    """An index file failed its check at load: 503 naming it by its place in the data folder, never its path."""
+    return error_response(503, "index_damaged", str(exc))
+
+
 @bp.app_errorhandler(Overloaded)
 def handle_overloaded(exc: Overloaded) -> Response:
     return error_response(503, "overloaded", str(exc), headers={"Retry-After": str(exc.retry_after)})
@@ -113,6 +120,8 @@ def stream_error_payload(exc: Exception) -> dict:
         code = "overloaded"
     elif isinstance(exc, KnowledgeBaseMissing):
         code = "knowledge_base_missing"
+    elif isinstance(exc, DamagedIndexFile):
+        code = "index_damaged"
     elif isinstance(exc, InvalidQuestion):
         code = "invalid_question"
     elif isinstance(exc, LMServerError):

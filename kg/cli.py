@@ -51,6 +51,17 @@ def stats_command(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{key:>24}: {value}")
 
 
+@kg_group.command("repair")
+@click.pass_context
+def repair_command(ctx: click.Context) -> None:
+    """Check every index file against its stamp; rebuild the damaged ones from the SQL store."""
+    from kg.repair import repair_index
+
+    report = repair_index(_settings(ctx))
+    damaged = ", ".join(report["damaged"]) or "none"
+    click.echo(f"damaged: {damaged}; vectors: {report['vectors']}")
+
+
 @kg_group.command("show")
 @click.argument("entity")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -16,6 +16,7 @@ streams the whole graph, links included, from SQL for exports of any size, and
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import sys
@@ -27,8 +28,11 @@ import networkx as nx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from kg import index_files
 from kg.store import Alias, Entity, IngestRun, Redirect, Triple, open_knowledge_base, session_factory
 from kgqa.settings import Settings
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2  # 2: page links left out of the snapshot
 
@@ -154,6 +158,7 @@ def save_graph(graph: nx.MultiDiGraph, stamp: tuple, path: Path) -> None:
         with os.fdopen(fd, "wb") as handle:
             pickle.dump({"stamp": stamp, "graph": graph}, handle, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
+        index_files.stamp(path.parent, [path])
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -165,17 +170,29 @@ def rebuild_graph(settings: Settings, session: Session) -> nx.MultiDiGraph:
     return graph
 
 
+def _read_snapshot(path: Path) -> dict | None:
+    """The pickled snapshot, checked against its stamp first (kg/index_files.py): a damaged one is logged and None
+    (rebuilt), and bytes that differ from what kgqa wrote are never unpickled."""
+    if not path.is_file():
+        return None
+    try:
+        snapshot = pickle.loads(index_files.read_checked(path.parent, path) or path.read_bytes())
+        return snapshot if isinstance(snapshot, dict) else None
+    except (index_files.DamagedIndexFile, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            ImportError, IndexError, KeyError) as exc:
+        log.warning("%s; rebuilding the graph from the SQL store", exc)
+        return None
+
+
 def load_graph(settings: Settings) -> nx.MultiDiGraph:
     """The persisted graph; rebuilt from SQL (and re-saved) when missing or stale."""
     engine = open_knowledge_base(settings)
     try:
         with session_factory(engine)() as session:
             stamp = sql_stamp(session)
-            if settings.graph_path.is_file():
-                with settings.graph_path.open("rb") as handle:
-                    snapshot = pickle.load(handle)
-                if snapshot.get("stamp") == stamp:
-                    return snapshot["graph"]
+            snapshot = _read_snapshot(settings.graph_path)
+            if snapshot is not None and snapshot.get("stamp") == stamp:
+                return snapshot["graph"]
             return rebuild_graph(settings, session)
     finally:
         engine.dispose()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
+from kg import index_files
 from kg.dump_reader import RawPage, iter_pages
 from kg.errors import DumpError
 from kg.link_graph import load_link_graph
@@ -191,7 +192,8 @@ def _write_batch(sessions, vectors: PassageVectors, batch, summary: IngestSummar
 
 
 def _finish(settings, sessions, run_id, summary, status, error, started) -> None:
-    """Link redirects, build the link graph and the sparse index, close the run record, whatever happened.
+    """Link redirects, build the link graph and the sparse index, close the run record and stamp every index
+    file in the manifest (kg/index_files.py), whatever happened.
 
     The NetworkX fact graph is not built here: nothing that serves answers reads it, and
     ``kg.graph.load_graph`` builds it from SQL on first use.
@@ -217,6 +219,8 @@ def _finish(settings, sessions, run_id, summary, status, error, started) -> None
         lap("link graph")
         load_sparse_index(settings, session)  # BM25 and the passage catalog, likewise
         lap("bm25")
+    index_files.stamp(settings.index_dir)  # last: every file under index/ as this run leaves it
+    lap("stamps")
     summary.elapsed_s = round(time.monotonic() - started, 3)
 
 

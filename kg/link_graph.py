@@ -245,8 +245,8 @@ def save_link_graph(graph: LinkGraph, stamp: dict, folder: Path) -> None:
 
 
 def open_link_graph(folder: Path) -> LinkGraph:
-    """The saved arrays of ``folder``, memory-mapped read-only (plain ndarray views: expansion slices rows by
-    the hundred)."""
+    """The saved arrays of ``folder``, checked against their stamps, read-only: read into memory, or memory-mapped
+    when large (plain ndarray views: expansion slices rows by the hundred)."""
     graph = LinkGraph(**open_arrays(folder, ARRAYS))
     n = len(graph.ids)
     if not (len(graph.indptr) == len(graph.title_offsets) == n + 1
@@ -257,7 +257,7 @@ def open_link_graph(folder: Path) -> LinkGraph:
 
 
 def load_link_graph(settings: Settings, session: Session) -> LinkGraph:
-    """The saved link graph, memory-mapped; rebuilt from SQL (and saved) when missing, stale or unreadable.
+    """The saved link graph (see ``open_link_graph``); rebuilt from SQL (and saved) when missing, stale or damaged.
 
     When the index folder cannot be written, the graph is built in memory for this process only.
     """

@@ -1,10 +1,15 @@
-"""Folders of ``.npy`` arrays derived from SQL, memory-mapped so that server processes share one copy.
+"""Folders of ``.npy`` arrays derived from SQL, checked against their stamps, then read or memory-mapped.
 
 A folder holds the arrays and a JSON stamp of the SQL state they were built from.
 It is written in a temporary folder beside its place and swapped in whole, under
 an exclusive file lock, so a reader (holding the shared lock) never sees half of
-one; a process that mapped the old files keeps its mappings after the swap. The
-link graph (kg/link_graph.py) and the BM25 index with its passage catalog
+one; a process that mapped the old files keeps its mappings after the swap. Each
+file's size and checksum go into the index manifest as the folder is swapped in
+(kg/index_files.py). A reader checks every file against it: a file up to
+``index_files.COPY_MAX_BYTES`` is read into memory (nothing done to the file later
+can reach the process), a larger one is memory-mapped, so that server processes
+share one copy. A damaged file is logged by name and the folder rebuilt from SQL.
+The link graph (kg/link_graph.py) and the BM25 index with its passage catalog
 (kg/sparse_index.py) are kept this way.
 """
 
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import fcntl
+import io
 import json
 import logging
 import os
@@ -23,6 +29,8 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+
+from kg import index_files
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,7 @@ def replacing(folder: Path, stamp: dict) -> Iterator[Path]:
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}-old-", dir=folder.parent))
             os.replace(folder, old / folder.name)
         os.replace(building, folder)
+        index_files.stamp(folder.parent, [folder])  # still under the exclusive lock: readers see both or neither
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -64,17 +73,40 @@ def save_arrays(arrays: Mapping[str, np.ndarray], stamp: dict, folder: Path) -> 
             np.save(building / f"{name}.npy", array)
 
 
-def open_arrays(folder: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The named arrays of ``folder``, memory-mapped read-only.
+def open_arrays(folder: Path, names: tuple[str, ...], *, checked: bool = True) -> dict[str, np.ndarray]:
+    """The named arrays of ``folder``, read-only: each file checked against its stamp in the manifest of the
+    folder's parent (``checked``), then read into memory, or memory-mapped when larger than
+    ``index_files.COPY_MAX_BYTES``. Raises ``index_files.DamagedIndexFile`` (a ``ValueError``) naming a damaged file.
 
-    Each is a plain ndarray view of its ``np.memmap`` (its ``base``): slicing a memmap costs several times more.
+    A mapped array is a plain ndarray view of its ``np.memmap`` (its ``base``): slicing a memmap costs several
+    times more.
     """
-    return {name: np.asarray(np.load(folder / f"{name}.npy", mmap_mode="r")) for name in names}
+    return {name: _open_array(folder, folder / f"{name}.npy", checked) for name in names}
 
 
-def saved_stamp(folder: Path) -> dict | None:
+def _open_array(folder: Path, path: Path, checked: bool) -> np.ndarray:
+    if checked:
+        data = index_files.read_checked(folder.parent, path)
+    else:
+        data = path.read_bytes() if path.stat().st_size <= index_files.COPY_MAX_BYTES else None
+    if data is None:
+        return np.asarray(np.load(path, mmap_mode="r"))
+    array = np.load(io.BytesIO(data), allow_pickle=False)
+    array.flags.writeable = False
+    return array
+
+
+def saved_stamp(folder: Path, *, checked: bool = False) -> dict | None:
+    """The folder's SQL stamp; None when there is none. With ``checked``, a stamp file that differs from its
+    manifest entry raises ``index_files.DamagedIndexFile``."""
+    path = folder / STAMP_FILE
     try:
-        return json.loads((folder / STAMP_FILE).read_text())
+        data = index_files.read_checked(folder.parent, path) if checked else path.read_bytes()
+        return json.loads(data)
+    except index_files.DamagedIndexFile:
+        if not path.is_file():
+            return None
+        raise
     except (OSError, ValueError):
         return None
 
@@ -98,12 +130,12 @@ def load_current(folder: Path, stamp: dict, open_folder: Callable[[Path], T], bu
 
 
 def _open_if_current(folder: Path, stamp: dict, open_folder: Callable[[Path], T], what: str) -> T | None:
-    if saved_stamp(folder) != stamp:
-        return None
     try:
+        if saved_stamp(folder, checked=True) != stamp:
+            return None
         return open_folder(folder)
-    except (OSError, ValueError) as exc:  # a file missing or cut short: rebuild
-        log.warning("%s in %s unreadable (%s)", what, folder, exc)
+    except (OSError, ValueError) as exc:  # a file missing, cut short or changed since it was stamped: rebuild
+        log.warning("%s is unusable: %s; rebuilding it from the SQL store", what, exc)
         return None
 
 

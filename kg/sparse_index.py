@@ -101,7 +101,8 @@ def sparse_stamp(session: Session) -> dict:
 
 
 def load_sparse_index(settings: Settings, session: Session) -> SparseArrays:
-    """The saved BM25 index and catalog, memory-mapped; rebuilt from SQL (and saved) when missing or stale.
+    """The saved BM25 index and catalog, checked and read or memory-mapped (kg/mapped_arrays.py); rebuilt from SQL
+    (and saved) when missing, stale or damaged.
 
     When the index folder cannot be written, they are built in a temporary folder for this process only.
     """
@@ -119,13 +120,14 @@ def load_sparse_index(settings: Settings, session: Session) -> SparseArrays:
         private = Path(tempfile.mkdtemp(prefix="kgqa-bm25-"))
         try:
             build_sparse_index(session, private)
-            return open_sparse_index(private)  # the mappings outlive the files
+            return open_sparse_index(private, checked=False)  # the arrays (or mappings) outlive the files
         finally:
             shutil.rmtree(private, ignore_errors=True)
 
 
-def open_sparse_index(folder: Path) -> SparseArrays:
-    arrays = open_arrays(folder, ARRAYS)
+def open_sparse_index(folder: Path, *, checked: bool = True) -> SparseArrays:
+    """The saved arrays of ``folder``, each checked against its stamp (``checked``); see ``open_arrays``."""
+    arrays = open_arrays(folder, ARRAYS, checked=checked)
     scores = {"data": arrays.pop(SCORES[0]), "indices": arrays.pop(SCORES[1]), "indptr": arrays.pop(SCORES[2]),
               "num_docs": len(arrays["vector_ids"])}
     index = SparseArrays(**arrays, scores=scores)

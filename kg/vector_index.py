@@ -60,6 +60,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
+from kg import index_files
 from kg.rwlock import ReadWriteLock
 from kgqa.errors import EmbedderMismatch
 from models.embedding.identity import EmbedderIdentity
@@ -134,29 +135,52 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, embedder: EmbedderIdentity | None = None,
-             ivf_threshold: int = IVF_THRESHOLD, mmap: bool = False) -> "VectorIndex":
+             ivf_threshold: int = IVF_THRESHOLD, mmap: bool = False, checked: bool = False,
+             repair: str = "") -> "VectorIndex":
         """Read a saved index and its embedder record; with ``embedder``, refuse an index another one built.
 
         ``mmap`` maps the vectors (flat, HNSW or the IVF lists) from the file instead of copying
         them (``IO_FLAG_MMAP_IFC``): page cache that every process serving the same index shares,
         for a read-only index (``add``/``remove`` refuse).
+
+        ``checked`` (for serving) first compares the index and its record with their stamps in the
+        manifest of their folder (kg/index_files.py) and parses the very bytes checked: a file up to
+        ``index_files.COPY_MAX_BYTES`` is read into memory even with ``mmap``, so nothing done to it
+        later reaches the process; only a larger one is mapped. A missing, cut-short, changed or
+        unparseable file raises ``DamagedIndexFile`` naming it by its place in the data folder,
+        followed by ``repair`` (what to do about it).
         """
         import faiss
 
         path = Path(path)
-        if not path.is_file():
+        name, data, record_data = str(path), None, None
+        if checked:
+            name = index_files.display_name(path.parent, path)
+            data = index_files.read_checked(path.parent, path, repair=repair)
+            record = embedder_record_path(path)
+            if record.is_file() or index_files.stamped(path.parent, record):
+                record_data = index_files.read_checked(path.parent, record, repair=repair)
+        elif not path.is_file():
             raise FileNotFoundError(f"no vector index at {path}")
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0)
+        try:
+            if data is not None:
+                index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+            else:
+                index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0)
+        except RuntimeError:
+            if not checked:
+                raise
+            raise index_files.DamagedIndexFile(name, "cannot be read as a FAISS index", repair=repair) from None
         if not isinstance(index, (faiss.IndexIDMap2, faiss.IndexIVFScalarQuantizer)):
-            raise ValueError(f"{path} holds a {type(index).__name__}, not an id-mapped index")
-        recorded = _read_embedder_record(path)
+            raise ValueError(f"{name} holds a {type(index).__name__}, not an id-mapped index")
+        recorded = _read_embedder_record(path, record_data, checked=checked, repair=repair)
         if recorded is not None and recorded.dim != index.d:
-            raise ValueError(f"{embedder_record_path(path)} says {recorded.dim}-d, the index holds {index.d}-d vectors")
+            raise ValueError(f"{name}.json says {recorded.dim}-d, the index holds {index.d}-d vectors")
         if embedder is not None:
-            _check_embedder(path, index.d, recorded, embedder)
+            _check_embedder(name, index.d, recorded, embedder)
             if recorded is None:
                 logger.warning("the vector index %s records no embedder (saved before indexes recorded one); "
-                               "taking it as built by %s, recorded at its next save", path, embedder)
+                               "taking it as built by %s, recorded at its next save", name, embedder)
         return cls(index, embedder=recorded or embedder, ivf_threshold=ivf_threshold, read_only=mmap)
 
     # -- properties ---------------------------------------------------------------------------
@@ -301,9 +325,13 @@ class VectorIndex:
             return self._index.reconstruct(int(vector_id))
 
     # -- persistence --------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, *, stamp: bool = False) -> Path:
         """Write the index and its embedder record atomically: temp files in the same folder, fsync,
-        then ``os.replace`` each (the record never changes once written, so their order is safe)."""
+        then ``os.replace`` each (the record never changes once written, so their order is safe).
+
+        ``stamp`` records their sizes and checksums in the manifest of the folder (kg/index_files.py), so
+        that a kill at any point leaves files that match their stamps.
+        """
         import faiss
 
         path = Path(path)
@@ -322,8 +350,12 @@ class VectorIndex:
             for tmp in temps:
                 with open(tmp, "rb") as fh:
                     os.fsync(fh.fileno())
+            if stamp:
+                index_files.expect(path.parent, dict(zip(targets, temps)))
             for tmp, target in zip(temps, targets):
                 os.replace(tmp, target)
+            if stamp:
+                index_files.stamp(path.parent, targets)
         except BaseException:
             for tmp in temps:
                 tmp.unlink(missing_ok=True)
@@ -411,25 +443,32 @@ def embedder_record_path(index_path: str | os.PathLike) -> Path:
     return index_path.with_name(index_path.name + ".json")
 
 
-def _read_embedder_record(index_path: str | os.PathLike) -> EmbedderIdentity | None:
-    """The embedder an index file records, or None for an index saved before indexes recorded one."""
+def _read_embedder_record(index_path: Path, data: bytes | None = None, *, checked: bool = False,
+                          repair: str = "") -> EmbedderIdentity | None:
+    """The embedder an index file records (``data``: its checked bytes), or None for an index saved before
+    indexes recorded one."""
     record = embedder_record_path(index_path)
-    if not record.is_file():
-        return None
+    if data is None:
+        if checked or not record.is_file():
+            return None
+        data = record.read_bytes()
     try:
-        return EmbedderIdentity.model_validate_json(record.read_text())
+        return EmbedderIdentity.model_validate_json(data)
     except ValidationError as exc:
+        if checked:
+            raise index_files.DamagedIndexFile(index_files.display_name(record.parent, record),
+                                               "is not an embedder record", repair=repair) from None
         raise ValueError(f"{record} is not an embedder record: {exc.errors()[0]['msg']}") from None
 
 
-def _check_embedder(path: Path, dim: int, recorded: EmbedderIdentity | None, embedder: EmbedderIdentity) -> None:
+def _check_embedder(name: str, dim: int, recorded: EmbedderIdentity | None, embedder: EmbedderIdentity) -> None:
     if recorded is not None and recorded.same_vectors(embedder):
         return
     if recorded is None and dim == embedder.dim:
         return
     built = f"was built with {recorded}" if recorded else f"holds {dim}-d vectors of an unrecorded embedder"
     raise EmbedderMismatch(
-        f"the index {path} {built}; the configured embedder is {embedder}: re-ingest into a new data folder "
+        f"the index {name} {built}; the configured embedder is {embedder}: re-ingest into a new data folder "
         "(KGQA_DATA_DIR), or set KGQA_EMBEDDER_PATH back to the embedder that built it")
 
 

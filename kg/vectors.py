@@ -16,6 +16,7 @@ bits a clean run would have stored.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -26,11 +27,14 @@ import numpy as np
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from kg import index_files
 from kg.store import Passage
 from kgqa.settings import Settings
 
 if TYPE_CHECKING:
     from models.embedding.embedder import PassageEncoder
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_SECONDS = 5.0  # the most embedding a killed run loses, while saving the index is cheap
 SAVE_COST_SHARE = 0.1  # a large index saves only once the embedding since the last save took 10x its save time
@@ -81,12 +85,15 @@ class PassageVectors:
         identity = self.embedder.identity
         for leftover in path.parent.glob(f".{path.name}.*.tmp"):  # a save killed before its rename
             leftover.unlink(missing_ok=True)
-        if path.is_file():
-            self.index = VectorIndex.load(path, embedder=identity)
-            self.dirty = not embedder_record_path(path).is_file()  # an older index gets its record at the next save
-        else:
-            self.index = VectorIndex.create(identity.dim, embedder=identity)
-            self.dirty = True
+        if path.is_file() or index_files.stamped(path.parent, path):
+            try:
+                self.index = VectorIndex.load(path, embedder=identity, checked=True)
+                self.dirty = not embedder_record_path(path).is_file()  # an older index gets its record at the next save
+                return
+            except index_files.DamagedIndexFile as exc:  # reconcile re-embeds every passage into a fresh index
+                log.warning("%s; rebuilding the vector index from the SQL store", exc)
+        self.index = VectorIndex.create(identity.dim, embedder=identity)
+        self.dirty = True
 
     def close(self) -> None:
         """Drop the in-memory index (after a forced checkpoint saved it); ``warm_up`` opens it again."""
@@ -161,7 +168,7 @@ class PassageVectors:
         if not self.dirty or (not force and time.monotonic() - self.last_save < interval):
             return
         started = time.monotonic()
-        self.index.save(self.settings.faiss_path)
+        self.index.save(self.settings.faiss_path, stamp=True)
         self.save_seconds = time.monotonic() - started
         pause_point("index-saved")
         with self.sessions() as session:

@@ -1,9 +1,13 @@
 """Everything retrieval reads, loaded once per process: SQL store, passage catalog, BM25, FAISS, graph, linker.
 
 ``__init__`` only stores settings; ``warm_up()`` loads (idempotent, thread-safe).
-The catalog, BM25, link graph and FAISS index are memory-mapped files under
-``index/`` (rebuilt from SQL when stale), so processes serving one knowledge base
-share one copy; aliases are looked up in SQL, question by question.
+The catalog, BM25, link graph and FAISS index are files under ``index/``, each
+checked against the size and checksum stamped when it was written (kg/index_files.py),
+then read into memory, or memory-mapped when large so that processes serving one
+knowledge base share one copy. A stale or damaged BM25 or link-graph folder is
+rebuilt from SQL; a damaged FAISS index fails the warm-up with ``DamagedIndexFile``
+naming the file (``/readyz`` answers 503) until ``kgqa kg repair`` rebuilds it.
+Aliases are looked up in SQL, question by question.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from kg.store import open_knowledge_base, session_factory
 from retrieval.catalog import PassageCatalog
 
 log = logging.getLogger(__name__)
+
+REPAIR_HINT = "rebuild it from the SQL store with `kgqa kg repair`"
 
 
 class KnowledgeBase:
@@ -100,10 +106,17 @@ class KnowledgeBase:
         return EntityLinker(sql_alias_lookup(sessions), normalize_alias, wikipedia_url, popularity=popularity)
 
     def _load_vectors(self):
+        from kg import index_files
         from kg.vector_index import VectorIndex
 
-        if not self.settings.faiss_path.is_file():
-            log.warning("no vector index at %s; dense retrieval is off", self.settings.faiss_path)
+        path = self.settings.faiss_path
+        if not path.is_file() and not index_files.stamped(path.parent, path):
+            log.warning("no vector index at %s; dense retrieval is off", path)
             return None
-        # Memory-mapped: serving processes (kgqa serve --workers N) share one copy in the page cache.
-        return VectorIndex.load(self.settings.faiss_path, embedder=self.embedder.identity, mmap=True)  # refuses another's index
+        # Checked against its stamp; a large one memory-mapped, shared by serving processes (kgqa serve --workers N).
+        try:
+            return VectorIndex.load(path, embedder=self.embedder.identity, mmap=True, checked=True,
+                                    repair=REPAIR_HINT)  # refuses another's index
+        except index_files.DamagedIndexFile as exc:
+            log.error("%s", exc)
+            raise

@@ -14,6 +14,7 @@ from kg.link_graph import (
     link_graph_dir,
     load_link_graph,
 )
+from kg import index_files
 from kg.mapped_arrays import STAMP_FILE
 from kg.store import Entity, Triple
 from tests.helpers.link_store import link_store, networkx_link_graph, random_link_store
@@ -118,7 +119,9 @@ def test_an_empty_store_gives_an_empty_graph(tmp_path):
     assert len(graph) == 0 and graph.edge_count == 0 and graph.node("Alabama") is None
 
 
-def test_the_saved_graph_is_memory_mapped_read_only(store):
+@pytest.mark.parametrize("copy_max_bytes", [0, 2**20], ids=["mapped", "copied"])
+def test_the_saved_graph_is_read_only_mapped_when_large_and_copied_when_small(store, monkeypatch, copy_max_bytes):
+    monkeypatch.setattr(index_files, "COPY_MAX_BYTES", copy_max_bytes)
     settings, sessions = store
     with sessions() as session:
         built = build_link_graph(session)
@@ -127,7 +130,7 @@ def test_the_saved_graph_is_memory_mapped_read_only(store):
     assert sorted(p.name for p in folder.iterdir()) == sorted([f"{name}.npy" for name in ARRAYS] + [STAMP_FILE])
     for name in ARRAYS:
         array = getattr(loaded, name)
-        assert isinstance(array.base, np.memmap) and not array.flags.writeable
+        assert isinstance(array.base, np.memmap) == (copy_max_bytes == 0) and not array.flags.writeable
         assert np.array_equal(array, getattr(built, name))
     with pytest.raises(ValueError):
         loaded.weights[0] = 9
@@ -169,7 +172,6 @@ def test_an_unreadable_saved_graph_is_rebuilt(store):
         (link_graph_dir(settings) / "indices.npy").write_bytes(b"cut short")
         graph = load_link_graph(settings, session)
         same_graph(graph, networkx_link_graph(session))
-    assert isinstance(graph.indices.base, np.memmap)
 
 
 def test_an_unwritable_index_folder_gives_a_graph_in_memory(store):

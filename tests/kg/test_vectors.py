@@ -159,7 +159,7 @@ def test_flagged_passages_whose_vectors_are_missing_are_embedded_again(store):
     alabama = [row.vector_id for row in passages(sessions) if row.page_id == ALABAMA.page_id]
     index = saved_index(settings)
     index.remove(np.asarray(alabama, dtype=np.int64))  # an older copy of the index, without Alabama's vectors
-    index.save(settings.faiss_path)
+    index.save(settings.faiss_path, stamp=True)
     assert drift(settings, sessions) == {"orphan_vectors": 0, "flagged_without_vector": len(alabama),
                                          "unembedded_passages": 0}
     embedder = HashingEmbedder()

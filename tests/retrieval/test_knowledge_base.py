@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kg import index_files
 from kg.store import init_db, make_engine
 from kgqa.errors import KnowledgeBaseMissing
 from retrieval.knowledge_base import KnowledgeBase
@@ -45,7 +46,8 @@ def test_the_catalog_knows_every_passage_by_id_vector_and_page_in_reading_order(
 
 def test_the_sparse_index_holds_every_passage_and_finds_one_by_its_title(kb):
     assert kb.sparse.size == PASSAGES
-    assert isinstance(kb.sparse._retriever.scores["data"].base, np.memmap)  # shared, not a copy
+    data = kb.sparse._retriever.scores["data"]
+    assert not isinstance(data.base, np.memmap) and not data.flags.writeable  # small: a checked copy, read-only
     keys = [key for key, _ in kb.sparse.search("Huntsville convention", 3)]
     assert keys[0] == "303:1001:2:2"
     # the title is indexed with the text: Einstein's Nobel passage never says "Albert"
@@ -92,6 +94,7 @@ def test_the_link_graph_is_built_in_memory_when_the_index_folder_cannot_hold_it(
 def test_without_a_vector_index_dense_retrieval_is_off_and_the_rest_loads(tmp_path):
     settings = build_tiny_kb(tmp_path / "data")
     settings.faiss_path.unlink()
+    index_files.stamp(settings.index_dir)  # a knowledge base stamped without one
     kb = KnowledgeBase(settings, embedder=HashingEmbedder())
     kb.warm_up()
     assert kb.vector_index is None
