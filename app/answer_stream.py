@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from app.schemas import SentenceEvent
 from app.sse import KEEPALIVE, BackgroundStream, with_keepalives
@@ -24,14 +24,16 @@ from qa.sentences import with_markers
 log = logging.getLogger(__name__)
 
 
-def verified_events(stream: BackgroundStream, first, interval: float) -> Iterator[StreamEvent | str]:
+def verified_events(stream: BackgroundStream, first, interval: float,
+                    gone: Callable[[], bool] = lambda: False) -> Iterator[StreamEvent | str]:
     """The engine's ``sentence`` and ``result`` events, with ``KEEPALIVE`` after every ``interval`` s without one.
 
     ``token`` events are dropped here: while the LM writes tokens nothing is verified
-    yet, so the connection only gets keep-alive comments.
+    yet, so the connection only gets keep-alive comments. Once ``gone()`` says the client
+    went away the stream is cancelled and the events end (``app.sse.with_keepalives``).
     """
     last_sent = time.monotonic()
-    for item in with_keepalives(stream, first, interval):
+    for item in with_keepalives(stream, first, interval, gone):
         if item is KEEPALIVE or getattr(item, "type", None) == "token":
             if time.monotonic() - last_sent >= interval:
                 last_sent = time.monotonic()

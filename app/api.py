@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from app.answer_stream import VerifiedAnswer, verified_events
 from app.errors import stream_error_payload
 from app.kb import find_entity, find_passage
 from app.limits import current_limits
 from app.schemas import AskRequest, ResultEvent, parse_body
-from app.sse import KEEPALIVE, BackgroundStream, sse_data, sse_response
+from app.sse import KEEPALIVE, BackgroundStream, client_gone, first_event, sse_data, sse_response
 from kgqa.errors import KgqaError
 
 bp = Blueprint("api", __name__)
@@ -52,19 +52,21 @@ def start_event_stream(engine, question: str, k: int | None, history, release, *
     except BaseException:
         release()
         raise
-    first = stream.next() if await_first else None  # re-raises InvalidQuestion / Overloaded / ... before any byte
+    # re-raises InvalidQuestion / Overloaded / ... before any byte; None if the client leaves meanwhile
+    first = first_event(stream, client_gone(request.environ)) if await_first else None
     return stream, first
 
 
 def _stream_answer(engine, question, k, history, release) -> Response:
     stream, first = start_event_stream(engine, question, k, history, release)
     interval = current_app.config["SSE_KEEPALIVE_S"]
+    gone = client_gone(request.environ)  # a client that goes away cancels the answer at once
 
     def events():
         answer = VerifiedAnswer()
         yield KEEPALIVE  # the status and headers go out now: the first verified sentence may be seconds away
         try:
-            for item in verified_events(stream, first, interval):
+            for item in verified_events(stream, first, interval, gone):
                 if item is KEEPALIVE:
                     yield item
                 elif item.type == "sentence":
@@ -78,7 +80,7 @@ def _stream_answer(engine, question, k, history, release) -> Response:
         finally:
             stream.cancel()
 
-    return sse_response(events())
+    return sse_response(events(), on_close=stream.cancel)
 
 
 @bp.get("/api/v1/entities/<path:name>")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from app.answer_stream import VerifiedAnswer, verified_events
@@ -41,7 +41,7 @@ from app.schemas import (
     ResponseMessage,
     parse_body,
 )
-from app.sse import KEEPALIVE, sse_data, sse_response
+from app.sse import KEEPALIVE, client_gone, sse_data, sse_response
 from kgqa.errors import KgqaError
 from kgqa.records import QAResult
 
@@ -99,6 +99,7 @@ def _stream_completion(engine, question: str, history, release) -> Response:
     # The role chunk goes out at once; the question was validated and admitted before this point.
     stream, first = start_event_stream(engine, question, None, history, release, await_first=False)
     interval = current_app.config["SSE_KEEPALIVE_S"]
+    gone = client_gone(request.environ)  # a client that goes away cancels the answer at once
     completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 
     def chunk(delta: Delta, **extra) -> str:
@@ -110,7 +111,7 @@ def _stream_completion(engine, question: str, history, release) -> Response:
         yield chunk(Delta(role="assistant", content=""))
         answer, result = VerifiedAnswer(), None
         try:
-            for item in verified_events(stream, first, interval):
+            for item in verified_events(stream, first, interval, gone):
                 if item is KEEPALIVE:
                     yield item
                 elif item.type == "sentence":
@@ -127,6 +128,8 @@ def _stream_completion(engine, question: str, history, release) -> Response:
             return
         finally:
             stream.cancel()
+        if result is None and stream.scope.cancelled:  # the client went away: nobody to tell
+            return
         if result is None:
             current_app.logger.error("the engine's stream ended without a result")
             yield sse_data(stream_error_payload(RuntimeError("no result")))
@@ -139,7 +142,7 @@ def _stream_completion(engine, question: str, history, release) -> Response:
         yield chunk(Delta(), finish_reason="stop", citations=citations_of(result), abstained=result.abstained)
         yield sse_data("[DONE]")
 
-    return sse_response(chunks())
+    return sse_response(chunks(), on_close=stream.cancel)
 
 
 @bp.get("/models")

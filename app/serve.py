@@ -13,7 +13,10 @@ so nothing is buffered), a malformed request (400) or transfer coding (501). Tho
 refusals carry the service's error shape and security headers too: the
 connections use ``ServiceChannel``, whose error task renders them as the app does.
 A connection silent for ``CHANNEL_TIMEOUT_S`` (idle between requests, or stalled
-mid-request, such as a body shorter than its ``Content-Length``) is closed.
+mid-request, such as a body shorter than its ``Content-Length``) is closed. waitress keeps
+reading a connection while its request runs (``channel_request_lookahead``), so a client
+that closes mid-answer is seen at once (``waitress.client_disconnected``) and its stream
+cancelled (app/sse.py), instead of at the next write.
 
 ``--workers N`` (N > 1) runs N processes under gunicorn instead, its ``gthread`` workers
 with the same threads each, on one listening socket. Each worker builds its own app after
@@ -41,6 +44,7 @@ MAX_HEADER_BYTES = 64 * 1024  # request line + headers; waitress's default is 25
 CHANNEL_TIMEOUT_S = 5  # close a connection silent this long (keep-alive idle or a stalled request)
 CLEANUP_INTERVAL_S = 1  # how often waitress looks for such connections (its default, 30 s, would dominate)
 SPARE_THREADS = 8  # threads beyond the admitted requests: refusals, pages, health checks
+REQUEST_LOOKAHEAD = 1  # keep reading a connection while its request runs: a client's close is seen at once
 
 
 class JSONErrorTask(ErrorTask):
@@ -99,6 +103,7 @@ def build_server(app, *, host: str = "127.0.0.1", port: int = 5000, threads: int
         cleanup_interval=CLEANUP_INTERVAL_S,
         max_request_header_size=MAX_HEADER_BYTES,
         max_request_body_size=settings.max_body_bytes + 1,  # the app's limit: a body of max_body_bytes passes
+        channel_request_lookahead=REQUEST_LOOKAHEAD,
         ident="kgqa",
     )
     for listener in socket_map.values():  # one per listening socket (a host name may resolve to several)

@@ -1,22 +1,58 @@
-"""Server-Sent Events: framing, keep-alives, and running the engine's stream off the response thread.
+"""Server-Sent Events: framing, keep-alives, running the engine's stream off the response thread, and
+noticing a client that went away.
 
 The engine's stream runs in a worker thread feeding a queue, so the response
 can send ``:`` keep-alive comments while the model is silent, and so the view
 can await the first event *before* committing to a 200: failures at the start
 (invalid question, full model queue) still get their proper status.
+
+A client that closes its connection mid-answer is noticed within ``POLL_S``
+(``client_gone``), not at the next write: the stream is cancelled, which frees its
+admission place at once and stops the model working for it (``kgqa.cancel``).
 """
 
 from __future__ import annotations
 
 import json
 import queue
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from flask import Response, stream_with_context
 
+from kgqa.cancel import CancelScope, running_in
+
 KEEPALIVE = ": keep-alive\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+POLL_S = 0.1  # how often a silent stream looks whether its client is still there
+
+
+def client_gone(environ: dict) -> Callable[[], bool]:
+    """A check that says whether the request's client closed its connection.
+
+    waitress (``kgqa serve``) keeps reading a connection while its request runs
+    (``channel_request_lookahead``, app/serve.py) and says so itself; under gunicorn or
+    the Werkzeug development server the socket is peeked at (an orderly close reads as
+    end of file). Elsewhere (a test client, a TLS socket) it always says no.
+    """
+    waitress_check = environ.get("waitress.client_disconnected")
+    if waitress_check is not None:
+        return waitress_check
+    sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
+    if not isinstance(sock, socket.socket) or not hasattr(socket, "MSG_DONTWAIT"):
+        return lambda: False
+
+    def peek() -> bool:
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError, ValueError):  # nothing to read yet; or not peekable (TLS)
+            return False
+        except OSError:  # reset by the peer, or closed under us
+            return True
+
+    return peek
 
 
 def sse_data(payload: dict | str) -> str:
@@ -25,9 +61,17 @@ def sse_data(payload: dict | str) -> str:
     return f"data: {text}\n\n"
 
 
-def sse_response(chunks: Iterable[str]) -> Response:
-    """A streaming response whose headers are fixed before the first chunk is produced."""
-    return Response(stream_with_context(chunks), mimetype="text/event-stream", headers=SSE_HEADERS)
+def sse_response(chunks: Iterable[str], *, on_close: Callable[[], None] | None = None) -> Response:
+    """A streaming response whose headers are fixed before the first chunk is produced.
+
+    ``on_close`` runs when the server closes the response, however it ends: sent in
+    full, or given up because a write found the client gone (even before ``chunks``
+    started, when a generator's own ``finally`` would never run).
+    """
+    response = Response(stream_with_context(chunks), mimetype="text/event-stream", headers=SSE_HEADERS)
+    if on_close is not None:
+        response.call_on_close(on_close)
+    return response
 
 
 class _End:
@@ -40,13 +84,15 @@ class StreamIdle(Exception):
 
 
 class BackgroundStream:
-    """Iterates ``source`` in a daemon thread; ``on_done`` runs when the source finishes or is cancelled."""
+    """Iterates ``source`` in a daemon thread, inside a cancel scope; ``on_done`` runs once, when the source
+    finishes or when the stream is cancelled, whichever comes first."""
 
     def __init__(self, source: Iterator, *, on_done: Callable[[], None] | None = None):
         self._source = source
         self._on_done = on_done
+        self._done_lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
-        self._cancelled = threading.Event()
+        self.scope = CancelScope()
         self._finished = False
         self._thread = threading.Thread(target=self._run, name="kgqa-stream", daemon=True)
 
@@ -57,19 +103,25 @@ class BackgroundStream:
     def _run(self) -> None:
         error: BaseException | None = None
         try:
-            for item in self._source:
-                if self._cancelled.is_set():
-                    break
-                self._queue.put(item)
+            with running_in(self.scope):
+                for item in self._source:
+                    if self.scope.cancelled:
+                        break
+                    self._queue.put(item)
         except Exception as exc:  # handed to the consumer, which reports it
             error = exc
         finally:
             close = getattr(self._source, "close", None)
             if close is not None:
                 close()
-            if self._on_done is not None:
-                self._on_done()
+            self._done()
             self._queue.put(_End(error))
+
+    def _done(self) -> None:
+        with self._done_lock:
+            on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done()
 
     def next(self, timeout: float | None = None):
         """The next item; ``StreamIdle`` after ``timeout`` s of silence, ``StopIteration`` at the end.
@@ -90,18 +142,47 @@ class BackgroundStream:
         return item
 
     def cancel(self) -> None:
-        """Ask the worker to stop after its current item (the client went away)."""
-        self._cancelled.set()
+        """Give the stream up (the client went away, or the response ended): ``on_done`` runs now, and the
+        worker stops at its next step: the model request it waits on is abandoned (``kgqa.cancel``), and
+        a stage that is not the model's (retrieval, a claim check) is the last it runs."""
+        self.scope.cancel()
+        self._done()
 
 
-def with_keepalives(stream: BackgroundStream, first, interval: float) -> Iterator[object]:
-    """``first`` (unless None) then the rest of ``stream``, yielding ``KEEPALIVE`` for every ``interval`` s of silence."""
-    if first is not None:
-        yield first
+def first_event(stream: BackgroundStream, gone: Callable[[], bool]):
+    """The stream's first item (an error it raises comes here, before any status is sent), or None once
+    ``gone()`` says the client went away meanwhile (the stream is then cancelled)."""
     while True:
         try:
-            yield stream.next(timeout=interval)
+            return stream.next(timeout=POLL_S)
         except StreamIdle:
-            yield KEEPALIVE
+            if gone():
+                stream.cancel()
+                return None
+
+
+def with_keepalives(stream: BackgroundStream, first, interval: float,
+                    gone: Callable[[], bool] = lambda: False) -> Iterator[object]:
+    """``first`` (unless None) then the rest of ``stream``, yielding ``KEEPALIVE`` for every ``interval`` s of silence.
+
+    ``gone`` is asked between items and every ``POLL_S`` of silence: once it says the
+    client went away the stream is cancelled and this ends (nothing more can reach the client).
+    """
+    if first is not None:
+        yield first
+    quiet_since = time.monotonic()
+    while True:
+        if gone():
+            stream.cancel()
+            return
+        try:
+            item = stream.next(timeout=min(POLL_S, interval))
+        except StreamIdle:
+            if time.monotonic() - quiet_since >= interval:
+                quiet_since = time.monotonic()
+                yield KEEPALIVE
+            continue
         except StopIteration:
             return
+        quiet_since = time.monotonic()
+        yield item

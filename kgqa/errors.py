@@ -37,3 +37,7 @@ class LMServerError(KgqaError):
 class LMServerUnavailable(LMServerError):
     """The LM server could not be reached, timed out, or answered 429/5xx on every attempt: down or
     starting, so worth trying again later (unlike a refusal or a malformed answer, which is its setup)."""
+
+
+class Cancelled(KgqaError):
+    """The work was given up: the client that asked for it went away (``kgqa.cancel``)."""

@@ -26,11 +26,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kgqa.cancel import CancelScope
+from kgqa.errors import Cancelled
 from models.lm.generator import GenerationConfig
 
 log = logging.getLogger(__name__)
 
 _DONE = object()
+_ABANDONED = object()
 
 
 @dataclass(eq=False)
@@ -53,6 +56,17 @@ class Request:
     def close(self, error: BaseException | None = None) -> None:
         self.pieces.put(error if error is not None else _DONE)
 
+    def abandon(self) -> None:
+        """Give the request up from any thread: the worker drops its row at its next step, and the
+        reader gets ``Cancelled`` at once instead of waiting for that step (or a prefill under way)."""
+        self.cancelled.set()
+        self.pieces.put(_ABANDONED)
+
+    def watch(self, scope: CancelScope | None) -> None:
+        """Be abandoned when ``scope`` is cancelled."""
+        if scope is not None:
+            scope.on_cancel(self.abandon)
+
     def iter_pieces(self):
         """Yield text pieces until the worker closes the request; re-raise a worker error here."""
         try:
@@ -60,6 +74,8 @@ class Request:
                 item = self.pieces.get()
                 if item is _DONE:
                     return
+                if item is _ABANDONED:
+                    raise Cancelled("the request was cancelled: its client went away")
                 if isinstance(item, BaseException):
                     raise item
                 yield item

@@ -12,7 +12,8 @@ never dequantised.
   wait inside llama.cpp.
 - Streaming: the engine calls back with each chunk (OpenAI ``chat.completion.chunk``);
   a thread per stream hands them to the reading thread. Closing the stream makes the next
-  callback answer "stop", which ends the request and frees its slot.
+  callback answer "stop", which ends the request and frees its slot. Inside a cancel scope
+  (``kgqa.cancel``) cancelling does the same, and the reader gets ``Cancelled`` at once.
 - Stops: sent as ``stop`` and cut here too (models/lm/chat_protocol.py), like the remote generator.
 - Threads: one thread decodes and half the cores prefill, none spinning between steps
   (``poll = 0``). Measured on the shared 2-core machine (load average 5-8): decoding ran at
@@ -40,6 +41,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from kgqa.assets import AssetMissing, bundled_gguf_path, resolve_lm
+from kgqa.cancel import check_current
+from kgqa.errors import Cancelled
 from kgqa.settings import Settings
 from models.lm.chat_protocol import MalformedAnswer, StopText, chat_request, read_chunk
 from models.lm.generator import Generation, GenerationConfig, Messages
@@ -50,6 +53,7 @@ CONTEXT_TOKENS = 8192  # the KV pool the slots share
 DECODE_THREADS = 1
 HTTP_THREADS = 2
 _END = object()
+_ABANDONED = object()
 
 
 def gguf_path(settings: Settings) -> Path:
@@ -148,7 +152,11 @@ class LlamaCppGenerator:
         config = GenerationConfig.build(**{"max_new_tokens": self.settings.max_new_tokens, **knobs})
         body = _request(messages, config)
         body["cache_prompt"] = self.cache_prompts
-        return LlamaCppStream(self._engine, body, config.stop)
+        scope = check_current()
+        stream = LlamaCppStream(self._engine, body, config.stop)
+        if scope is not None:
+            scope.on_cancel(stream.abandon)
+        return stream
 
     def generate(self, messages: Messages, **knobs) -> Generation:
         return self.stream(messages, **knobs).collect()
@@ -207,6 +215,11 @@ class LlamaCppStream(Iterator[str]):
         self._cancelled.set()
         self._pieces.close()
 
+    def abandon(self) -> None:
+        """Give the request up from any thread: the engine's next callback ends it; the reader gets ``Cancelled`` now."""
+        self._cancelled.set()
+        self._chunks.put((time.perf_counter(), _ABANDONED))
+
     def collect(self) -> Generation:
         """Read to the end: the whole answer with its counts, and times from submission to the engine's chunks."""
         text = "".join(self)
@@ -221,6 +234,8 @@ class LlamaCppStream(Iterator[str]):
                 self.last_chunk_at, chunk = self._chunks.get()
                 if chunk is _END:
                     break
+                if chunk is _ABANDONED:
+                    raise Cancelled("the request was cancelled: its client went away")
                 if isinstance(chunk, Exception):
                     raise chunk
                 answer = _read_engine_chunk(chunk)

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 
+from kgqa.cancel import check_current
 from kgqa.settings import Settings
 from models.lm.backends import DecodingBackend, open_backend
 from models.lm.batching import BatchingQueue, Join, Request
@@ -135,8 +136,12 @@ class LocalGenerator:
         return self.submit_many([messages], **knobs)[0]
 
     def submit_many(self, conversations: list[Messages], **knobs) -> list[Request]:
-        """Queue several requests at once (all or none), so they can share one batch."""
+        """Queue several requests at once (all or none), so they can share one batch.
+
+        Inside a cancel scope (``kgqa.cancel``) the requests are abandoned when it is cancelled.
+        """
         self.warm_up()
+        scope = check_current()
         config = GenerationConfig.build(**{"max_new_tokens": self.settings.max_new_tokens, **knobs})
         limit = getattr(self._backend.lm.model.config, "max_position_embeddings", None)
         requests = []
@@ -147,6 +152,8 @@ class LocalGenerator:
                     f"prompt of {len(ids)} tokens plus {config.max_new_tokens} new tokens exceeds the model's {limit}"
                 )
             requests.append(Request(ids, config))
+        for request in requests:
+            request.watch(scope)
         return self._queue.submit_many(requests)
 
     def stream(self, messages: Messages, **knobs) -> Iterator[str]:

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 import httpx2
 
+from kgqa.cancel import Cancelled, check_current
 from kgqa.errors import LMServerError, LMServerUnavailable
 from kgqa.settings import Settings
 from models.lm.chat_protocol import Answer, MalformedAnswer, StopText, chat_request, read_chunk, read_completion
@@ -216,7 +217,11 @@ class OpenAIGenerator:
         """Text pieces as the server writes them; the request is sent (and a down server raises) before this returns."""
         config = self._config(knobs)
         body = chat_request(messages, config, model=self._request_model(), stream=True)
-        return RemoteStream(self, body, config.stop)
+        scope = check_current()
+        stream = RemoteStream(self, body, config.stop)
+        if scope is not None:
+            scope.on_cancel(stream.abandon)
+        return stream
 
     def _config(self, knobs: dict) -> GenerationConfig:
         return GenerationConfig.build(**{"max_new_tokens": self.settings.max_new_tokens, **knobs})
@@ -283,6 +288,7 @@ class RemoteStream(Iterator[str]):
         self.finish_reason: str | None = None
         self.prompt_tokens: int | None = None
         self.new_tokens: int | None = None
+        self._abandoned = False
         self._response = self._open()
         self._pieces = self._read()
 
@@ -296,6 +302,10 @@ class RemoteStream(Iterator[str]):
     def close(self) -> None:
         self._response.close()
         self._pieces.close()
+
+    def abandon(self) -> None:
+        """Give the answer up from any thread (a cancel scope's callback): reading stops at the next chunk."""
+        self._abandoned = True
 
     def __enter__(self) -> RemoteStream:
         return self
@@ -312,6 +322,8 @@ class RemoteStream(Iterator[str]):
                 cut = StopText(self._stop)
                 try:
                     for answer in self._answers():
+                        if self._abandoned:
+                            raise Cancelled("the request was cancelled: its client went away")
                         self._note(answer)
                         piece = cut.feed(answer.text)
                         if piece:
