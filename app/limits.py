@@ -5,10 +5,20 @@ A hand-written bucket rather than a library: the service needs one rule
 state and a ``Retry-After``; it fits in a few lines and adds no dependency.
 Body size is bounded by Flask's ``MAX_CONTENT_LENGTH`` (413), set in the factory, and under
 ``kgqa serve`` by waitress before the body is read (app.serve); JSON nesting by app.json_body.
+
+A question's cost is bounded in tokens, not characters: 1,000 characters of CJK or of
+combining marks are 2,000-2,900 of the LM's tokens (an English question of that length ~200),
+and took 41-53 s to answer instead of ~2 s. The question (``max_question_tokens``) and the
+earlier turns the prompt keeps (``max_history_tokens``, together) are counted twice: first
+by a bound that needs no model, a quarter of their UTF-8 bytes (an English word's token
+covers ~4.5 bytes; a byte-level BPE never makes more tokens than bytes, so nothing passes it
+that costs over 4x the limit), then, once the engine is warm, by the LM's own tokenizer
+(``Generator.count_tokens``: the local tokenizer, or llama.cpp's ``/tokenize``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -22,6 +32,8 @@ from app.schemas import MAX_TURN_CHARS
 from kgqa.errors import InvalidQuestion
 from kgqa.questions import validate_question
 from kgqa.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Every route shares one per-client budget (the API, the OpenAI endpoint and the pages that read the
 # knowledge base) except these: what a load balancer polls, the spec, and the page's static files.
@@ -75,12 +87,18 @@ class ServiceLimits:
             )
 
     def check_question(self, question: str) -> str:
-        """The question stripped, or ``InvalidQuestion`` (kgqa.questions, the one validation)."""
-        return validate_question(question, self.settings.max_question_chars)
+        """The question stripped, or ``InvalidQuestion`` (kgqa.questions, the one validation; then its tokens)."""
+        text = validate_question(question, self.settings.max_question_chars)
+        self._check_tokens([text], self.settings.max_question_tokens, "the question", "KGQA_MAX_QUESTION_TOKENS")
+        return text
 
-    @staticmethod
-    def check_turns(turns: Iterable[tuple[str, str]]) -> None:
-        """Earlier turns ``(where, text)`` pass the same validation (the engine retrieves on them); blank ones are skipped."""
+    def check_turns(self, turns: Iterable[tuple[str, str]]) -> None:
+        """Earlier turns ``(where, text)`` pass the same validation (the engine retrieves on them); blank ones are
+        skipped. The ones the prompt keeps (the last ``MAX_HISTORY_MESSAGES``, cut to ``MAX_HISTORY_CHARS``) are
+        limited to ``max_history_tokens`` together."""
+        from qa.prompt import MAX_HISTORY_CHARS, MAX_HISTORY_MESSAGES
+
+        turns = list(turns)
         for where, text in turns:
             if not text.strip():
                 continue
@@ -88,6 +106,41 @@ class ServiceLimits:
                 validate_question(text, MAX_TURN_CHARS)
             except InvalidQuestion as exc:
                 raise InvalidQuestion(f"{where}: {exc}") from exc
+        kept = [text[:MAX_HISTORY_CHARS] for _, text in turns[-MAX_HISTORY_MESSAGES:] if text.strip()]
+        if kept:
+            self._check_tokens(kept, self.settings.max_history_tokens, f"the last {len(kept)} turns of history",
+                               "KGQA_MAX_HISTORY_TOKENS")
+
+    def _check_tokens(self, texts: list[str], limit: int, what: str, setting: str) -> None:
+        size = sum(len(text.encode("utf-8")) for text in texts)
+        if math.ceil(size / BYTES_PER_TOKEN) > limit:
+            raise InvalidQuestion(f"{what} is {size} bytes of UTF-8, more than {limit} tokens can hold; "
+                                  f"the limit is {limit} tokens ({setting})")
+        count = _token_counter()
+        if count is None:
+            return
+        try:
+            tokens = sum(count(text) for text in texts)
+        except Exception as exc:  # counting refines the byte bound: an LM server away (llama.cpp's /tokenize) or any
+            # failure of it is logged, never a 500 for a question that passed the bound
+            log.warning("tokens not counted (%s: %s); the byte bound holds", type(exc).__name__, exc)
+            return
+        if tokens > limit:
+            raise InvalidQuestion(f"{what} has {tokens} tokens; the limit is {limit} ({setting})")
+
+
+# A token of the LM covers ~4.5 bytes of English; a quarter of the bytes over-counts English, and text that
+# tokenizes densely (CJK, combining marks: 1.5-2 bytes a token) is refused by it before any model is asked.
+BYTES_PER_TOKEN = 4
+
+
+def _token_counter() -> Callable[[str], int] | None:
+    """The warm engine's LM tokenizer (``Generator.count_tokens``), or None while it warms or when it has none."""
+    runtime = current_app.extensions.get("kgqa_runtime")
+    if runtime is None or not runtime.ready:
+        return None
+    generator = getattr(runtime.engine(), "generator", None)
+    return getattr(generator, "count_tokens", None)
 
 
 def current_limits() -> ServiceLimits:

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
 
     # Service limits.
     max_question_chars: int = Field(default=1000, ge=1)
+    # What a question may cost, in the LM's tokens: a 1,000-character English question is ~200, the same
+    # length of CJK characters or combining marks 2,000-2,900 (41-53 s an answer instead of ~2 s).
+    max_question_tokens: int = Field(default=256, ge=1)
+    max_history_tokens: int = Field(default=512, ge=0)  # the earlier turns the prompt keeps, together
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     rate_limit_per_minute: int = Field(default=120, ge=0)  # 0 disables rate limiting
     # Admission: at most max_concurrent answers are generated at once, max_waiting more
