@@ -119,6 +119,22 @@ def stamp(index_dir: Path, paths: Iterable[Path] | None = None) -> dict[str, dic
     return files
 
 
+def complete(index_dir: Path) -> dict[str, dict]:
+    """Stamp the files the manifest does not list yet and drop the entries of files gone; a stamped file keeps its
+    stamp, so one damaged since it was written stays found. The ingest's last step."""
+    present = index_files(index_dir)
+    with _manifest_lock(index_dir):
+        files = read_manifest(index_dir) or {}
+        files = {key: value for key, value in files.items() if (index_dir / key).is_file()}
+        for path in present:
+            key = path.relative_to(index_dir).as_posix()
+            if key not in files:
+                size, sha256 = digest(path)
+                files[key] = {"size": size, "sha256": sha256}
+        _write_manifest(index_dir, files)
+    return files
+
+
 def expect(index_dir: Path, replacements: dict[Path, Path]) -> None:
     """Before ``os.replace(temp, target)`` for each target -> temp: stamp each target with its temp file's digest,
     keeping the stamp it had as ``previous``, so a run killed before, between or after the renames leaves files

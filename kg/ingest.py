@@ -219,7 +219,7 @@ def _finish(settings, sessions, run_id, summary, status, error, started) -> None
         lap("link graph")
         load_sparse_index(settings, session)  # BM25 and the passage catalog, likewise
         lap("bm25")
-    index_files.stamp(settings.index_dir)  # last: every file under index/ as this run leaves it
+    index_files.complete(settings.index_dir)  # last: every file under index/ stamped (its writer stamped most)
     lap("stamps")
     summary.elapsed_s = round(time.monotonic() - started, 3)
 

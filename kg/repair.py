@@ -38,7 +38,7 @@ def repair_index(settings: Settings, *, embedder=None) -> dict:
             vectors = _repair_vectors(settings, sessions, embedder)
     finally:
         engine.dispose()
-    index_files.stamp(index_dir)
+    index_files.complete(index_dir)
     return {"damaged": damaged, "vectors": vectors}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from kg import index_files
 from kg.queries import EntityView, entity_view, resolve_entity
 from kg.vectors import consistency
 from kg.store import Alias, Entity, IngestRun, Page, Passage, Redirect, Triple, open_knowledge_base, session_factory
@@ -39,6 +40,8 @@ def kb_stats(settings: Settings) -> dict:
             last = session.scalars(select(IngestRun).order_by(IngestRun.id.desc()).limit(1)).first()
             if last is not None:
                 stats["last_run"] = f"#{last.id} {last.status} {last.started_at:%Y-%m-%d %H:%M:%S} {last.dump}"
+            damaged = [problem.name for problem in index_files.damaged(settings.index_dir)]
+            stats["damaged_index_files"] = ", ".join(damaged) + " (run `kgqa kg repair`)" if damaged else "none"
             index = _load_index(settings)
             stats["vectors"] = index.ntotal if index is not None else 0
             stats.update(_embedder_stats(index))
@@ -53,7 +56,10 @@ def _load_index(settings: Settings):
         return None
     from kg.vector_index import VectorIndex
 
-    return VectorIndex.load(settings.faiss_path)
+    try:
+        return VectorIndex.load(settings.faiss_path, checked=True)
+    except index_files.DamagedIndexFile:  # listed under damaged_index_files
+        return None
 
 
 def _embedder_stats(index) -> dict:

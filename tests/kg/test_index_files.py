@@ -110,3 +110,13 @@ def test_a_replacement_killed_at_any_point_leaves_files_that_match_their_stamps(
     path.write_bytes(b"vectors" * 100)  # the old file is no longer accepted once the new one is stamped
     with pytest.raises(DamagedIndexFile):
         index_files.check(index_dir, path)
+
+
+def test_completing_the_manifest_stamps_new_files_and_keeps_the_stamps_it_has(index_dir):
+    index_files.stamp(index_dir)
+    (index_dir / "bm25" / "data.npy").write_bytes(b"damaged since")
+    (index_dir / "graph.pickle").write_bytes(b"new")
+    (index_dir / "passages.faiss").unlink()
+    files = index_files.complete(index_dir)
+    assert sorted(files) == ["bm25/data.npy", "graph.pickle"]
+    assert [problem.name for problem in index_files.damaged(index_dir)] == ["index/bm25/data.npy"]

@@ -18,6 +18,7 @@ from kg import index_files
 from kg.graph import load_graph
 from kg.index_files import DamagedIndexFile
 from kg.repair import repair_index
+from kg.stats import kb_stats
 from retrieval.knowledge_base import KnowledgeBase
 from tests.helpers.index_damage import KINDS, damage, pristine  # noqa: F401 (fixture)
 from tests.helpers.tiny_kb import HashingEmbedder
@@ -87,10 +88,11 @@ def test_kgqa_kg_repair_rebuilds_a_damaged_vector_index_from_the_store(pristine,
     settings = copy_of(pristine, tmp_path)
     damage(settings.index_dir / name, "random start")
     embedder = HashingEmbedder()
+    assert kb_stats(settings)["damaged_index_files"] == f"index/{name} (run `kgqa kg repair`)"
     report = repair_index(settings, embedder=embedder)
     assert report["damaged"] == [f"index/{name}"]
     assert report["vectors"]["embedded"] == len(pristine_passages(pristine))  # every passage embedded again
-    assert not index_files.damaged(settings.index_dir)
+    assert not index_files.damaged(settings.index_dir) and kb_stats(settings)["damaged_index_files"] == "none"
     kb = KnowledgeBase(settings, embedder=HashingEmbedder())
     kb.warm_up()
     search_works(kb)
