@@ -101,8 +101,8 @@ def saved_stamp(folder: Path, *, checked: bool = False) -> dict | None:
     manifest entry raises ``index_files.DamagedIndexFile``."""
     path = folder / STAMP_FILE
     try:
-        data = index_files.read_checked(folder.parent, path) if checked else path.read_bytes()
-        return json.loads(data)
+        data = index_files.read_checked(folder.parent, path) if checked else None
+        return json.loads(path.read_bytes() if data is None else data)  # None: checked in place (a large file)
     except index_files.DamagedIndexFile:
         if not path.is_file():
             return None

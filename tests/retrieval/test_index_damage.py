@@ -124,3 +124,42 @@ def test_a_missing_stamped_file_is_named(pristine, tmp_path):
     kb = KnowledgeBase(settings, embedder=HashingEmbedder())
     kb.warm_up()  # the link graph is rebuilt
     search_works(kb)
+
+
+SEARCH_AFTER_TRUNCATION = """
+import signal, sys
+from pathlib import Path
+from kg import index_files
+from kgqa.settings import Settings
+from retrieval.knowledge_base import KnowledgeBase
+from tests.helpers.tiny_kb import HashingEmbedder
+
+index_files.COPY_MAX_BYTES = int(sys.argv[2])
+settings = Settings(data_dir=Path(sys.argv[1]), database_url="")
+kb = KnowledgeBase(settings, embedder=HashingEmbedder())
+kb.warm_up()
+for name in ("bm25/data.csc.index.npy", "bm25/indices.csc.index.npy", "links/indices.npy", "links/indptr.npy"):
+    (settings.index_dir / name).open("r+b").truncate(0)  # in place, as a process outside kgqa would
+print(kb.sparse.search("Montgomery capital", 3), kb.expander is not None, flush=True)
+print(len(kb.linker.link("Who wrote Animal Farm?")), int(kb.expander is not None), flush=True)
+"""
+
+
+@pytest.mark.parametrize("copy_max_bytes, survives", [(index_files.COPY_MAX_BYTES, True), (0, False)],
+                         ids=["read into memory", "memory-mapped"])
+def test_a_mapped_file_cut_short_kills_the_process_and_a_copied_one_cannot(pristine, tmp_path, copy_max_bytes,
+                                                                            survives):
+    """Why small files are read, not mapped: the mapped case dies of SIGBUS (what a large file still risks)."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    settings = copy_of(pristine, tmp_path)
+    done = subprocess.run([sys.executable, "-c", SEARCH_AFTER_TRUNCATION, str(settings.data_dir), str(copy_max_bytes)],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    if survives:
+        assert done.returncode == 0, done.stderr
+        assert "303:1001:1:1" in done.stdout
+    else:
+        assert done.returncode == -signal.SIGBUS, (done.returncode, done.stderr[-500:])
