@@ -18,11 +18,12 @@ def create_app(settings: Settings | None = None, *, engine=None) -> Flask:
     from app import api, errors, limits, openai_compat, web
     from app.json_body import RequestJSONProvider, ServiceRequest
     from app.kb import RequestSessions
+    from app.routing import ServiceFlask
     from app.runtime import EngineRuntime
 
     stay_offline()
     settings = settings or Settings()
-    app = Flask(__name__)
+    app = ServiceFlask(__name__)  # werkzeug's redirects with a relative Location
     app.request_class = ServiceRequest  # says why a JSON body was refused: 400 invalid_json
     app.json = RequestJSONProvider(app)  # bodies parsed as bounded I-JSON; responses keep field order
     app.config.update(

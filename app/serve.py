@@ -18,6 +18,14 @@ reading a connection while its request runs (``channel_request_lookahead``), so 
 that closes mid-answer is seen at once (``waitress.client_disconnected``) and its stream
 cancelled (app/sse.py), instead of at the next write.
 
+``ServiceParser`` refuses with 400 what RFC 9112 says a server must not take as it comes:
+an HTTP/1.1 request without a Host header or with one that is not ``host[:port]`` (several
+Host lines arrive joined by commas, so they are refused too; section 3.2), and a request with
+both ``Content-Length`` and ``Transfer-Encoding`` (section 6.1: the framing is ambiguous, the
+stuff of request smuggling). ``ServiceChannel`` sends no ``100 Continue`` for a request
+already refused on its headers (a ``Content-Length`` over the body limit gets its 413 and the
+connection closes, not an invitation to send the body).
+
 ``--workers N`` (N > 1) runs N processes under gunicorn instead, its ``gthread`` workers
 with the same threads each, on one listening socket. Each worker builds its own app after
 the fork and warms its own engine (a model loaded before a fork would share its thread
@@ -31,9 +39,11 @@ refusals (a malformed request, a request line over 8 KiB) are gunicorn's plain-t
 from __future__ import annotations
 
 import json
+import re
 
 import click
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.task import ErrorTask
 
 from app.errors import status_code_name
@@ -44,6 +54,8 @@ MAX_HEADER_BYTES = 64 * 1024  # request line + headers; waitress's default is 25
 CHANNEL_TIMEOUT_S = 5  # close a connection silent this long (keep-alive idle or a stalled request)
 CLEANUP_INTERVAL_S = 1  # how often waitress looks for such connections (its default, 30 s, would dominate)
 SPARE_THREADS = 8  # threads beyond the admitted requests: refusals, pages, health checks
+# RFC 3986's host (an IP literal, or a reg-name, which covers IPv4) and an optional port.
+HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+;=-]*)(:[0-9]*)?")
 REQUEST_LOOKAHEAD = 1  # keep reading a connection while its request runs: a client's close is seen at once
 
 
@@ -69,14 +81,38 @@ class JSONErrorTask(ErrorTask):
         self.write(body)
 
 
+class ServiceParser(HTTPRequestParser):
+    """waitress's request parser, refusing (400) a missing or malformed Host and ambiguous framing."""
+
+    def parse_header(self, header_plus):
+        super().parse_header(header_plus)
+        if self.version == "1.1":
+            host = self.headers.get("HOST")
+            if host is None:
+                raise ParsingError("an HTTP/1.1 request needs a Host header")
+            if not HOST.fullmatch(host):
+                raise ParsingError("the Host header must be one host with an optional port")
+        if self.chunked and "CONTENT_LENGTH" in self.headers:
+            raise ParsingError("a request may not have both Content-Length and Transfer-Encoding")
+
+
 class ServiceChannel(HTTPChannel):
     """waitress's connection, answering its own refusals with ``JSONErrorTask``.
 
-    ``error_task_class`` is the class attribute through which waitress's channel builds
-    every error response; the server's ``channel_class`` picks the channel.
+    ``error_task_class`` and ``parser_class`` are the class attributes through which
+    waitress's channel builds every error response and parses every request; the server's
+    ``channel_class`` picks the channel.
     """
 
     error_task_class = JSONErrorTask
+    parser_class = ServiceParser
+
+    def send_continue(self):
+        """``100 Continue`` only for a request that may go on: one refused on its headers gets its error instead."""
+        if self.request.error is not None:
+            self.request.expect_continue = False
+            return
+        super().send_continue()
 
 
 def default_threads(settings: Settings) -> int:

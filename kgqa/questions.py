@@ -13,10 +13,16 @@ from kgqa.text import fold
 # and control characters (Cc) other than ordinary whitespace.
 _REFUSED_CATEGORIES = {"Cs": "a lone surrogate", "Cn": "an unassigned code point", "Cc": "a control character"}
 _ALLOWED_CONTROLS = {"\t", "\n", "\r"}
+# Invisible formatting characters, removed: bidirectional embeddings, overrides and isolates
+# (U+202A-U+202E, U+2066-U+2069), which can make text read otherwise than it is; zero-width
+# spaces, joiners and direction marks (U+200B-U+200F); the word joiner and invisible operators
+# (U+2060-U+2064); the Arabic letter mark (U+061C); a byte order mark (U+FEFF). A question
+# pasted from a page often carries some; none changes what it asks, and none is echoed back.
+INVISIBLE = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
 def validate_question(question: object, max_chars: int) -> str:
-    """The question stripped of surrounding whitespace, or ``InvalidQuestion`` saying what is wrong.
+    """The question without its ``INVISIBLE`` characters and surrounding whitespace, or ``InvalidQuestion``.
 
     Refused: a non-string, an empty or blank question, one longer than ``max_chars``
     characters, and one holding a code point no text encoder accepts (a lone surrogate
@@ -24,7 +30,7 @@ def validate_question(question: object, max_chars: int) -> str:
     """
     if not isinstance(question, str):
         raise InvalidQuestion(f"the question must be a string, not {type(question).__name__}")
-    text = question.strip()
+    text = INVISIBLE.sub("", question).strip()
     if not text:
         raise InvalidQuestion("the question is empty")
     if len(text) > max_chars:

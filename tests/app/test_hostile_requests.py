@@ -20,6 +20,7 @@ from tests.helpers.app_fakes import FakeEngine, make_app
 from tests.helpers.app_live import live_server
 
 from app.json_body import MAX_JSON_DEPTH, check_nesting, load_request_json
+from app.routing import relative_location
 from app.serve import CHANNEL_TIMEOUT_S, MAX_HEADER_BYTES
 from app.web import SECURITY_HEADERS
 from kgqa.settings import Settings
@@ -426,9 +427,15 @@ LIVE_CASES = {
     "garbage-request-line": (b"GARBAGE\r\n\r\n", 400, "bad_request"),
     "non-numeric-content-length": (
         b"POST /api/v1/ask HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400, "bad_request"),
-    "content-length-and-chunked": (  # Transfer-Encoding overrides Content-Length (RFC 9112): the app reads the chunks
+    "content-length-and-chunked": (  # ambiguous framing, the stuff of request smuggling (RFC 9112 section 6.1)
         http("POST", ASK, headers={"Content-Length": "5", "Transfer-Encoding": "chunked"}) + b"0\r\n\r\n",
-        415, "unsupported_media_type"),
+        400, "bad_request"),
+    "http-1.1-without-host": (b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", 400, "bad_request"),
+    "two-host-lines": (b"GET /healthz HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n", 400, "bad_request"),
+    "host-with-a-path": (b"GET /healthz HTTP/1.1\r\nHost: a.example/evil\r\n\r\n", 400, "bad_request"),
+    "expect-100-continue-over-the-body-limit": (  # 413 on the headers alone: no "100 Continue", no body read
+        b"POST /api/v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 10000000\r\n\r\n", 413, "payload_too_large"),
     "nul-in-header-value": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Evil: a\x00b\r\n\r\n", 400, "bad_request"),
     "bare-lf-header-injection": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: 1\nSet-Cookie: evil=1\r\n\r\n", 400,
                                  "bad_request"),
@@ -488,3 +495,73 @@ def test_a_body_shorter_than_its_content_length_frees_the_connection_within_the_
     assert closed.is_set(), "the stalled connection is still open"
     assert time.monotonic() - started < CHANNEL_TIMEOUT_S + 2.5
     assert exchange(live_port, http("GET", "/healthz")).status == 200
+
+
+def test_a_refused_expect_continue_gets_no_100_continue_and_the_connection_closes(live_port):
+    with socket.create_connection(("127.0.0.1", live_port), timeout=5) as sock:
+        sock.sendall(b"POST /api/v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: 10000000\r\n\r\n")
+        received = bytearray()
+        while chunk := sock.recv(65536):  # ends when the server closes: it waits for no body
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 413 ") and b"100 Continue" not in received
+
+
+def test_an_accepted_expect_continue_still_gets_100_continue(live_port):
+    body = json.dumps({"question": QUESTION}).encode()
+    with socket.create_connection(("127.0.0.1", live_port), timeout=5) as sock:
+        sock.sendall(b"POST /api/v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                     b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        assert sock.recv(1024) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        received = bytearray()
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200 ")
+
+
+def test_http_1_0_needs_no_host(live_port):
+    assert exchange(live_port, b"GET /healthz HTTP/1.0\r\n\r\n").status == 200
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:5000", "[::1]:5000", "kgqa.example", "kgqa.example:8080", ""])
+def test_ordinary_hosts_pass(live_port, host):
+    answer = exchange(live_port, f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    assert answer.status == 200
+
+
+@pytest.mark.parametrize("path, location", [
+    ("/api//v1/healthz", "/api/v1/healthz"), ("/api/v1//entities/x?y=1", "/api/v1/entities/x?y=1")])
+def test_redirects_for_doubled_slashes_are_relative_never_the_host_header(live_port, path, location):
+    answer = exchange(live_port, f"GET {path} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".encode())
+    assert answer.status == 308 and answer.headers["location"] == location
+    assert b"evil.example" not in answer.body
+
+
+@pytest.mark.parametrize("path", ["//healthz", "//evil.example//x", "/%5Cevil.example//x", "/%2F%2Fevil.example//x"])
+def test_paths_that_look_like_a_host_never_redirect_off_the_server(live_port, path):
+    answer = exchange(live_port, f"GET {path} HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".encode())
+    location = answer.headers.get("location", "/")
+    assert location.startswith("/") and not location.startswith(("//", "/\\")), location
+
+
+@pytest.mark.parametrize("url, location", [
+    ("http://evil.example/api/v1/healthz?x=1", "/api/v1/healthz?x=1"),
+    ("http://evil.example//evil.example/x", "/evil.example/x"),
+    ("http://evil.example/\\evil.example/x", "/evil.example/x"),
+])
+def test_a_relative_location_can_only_name_this_server(url, location):
+    assert relative_location(url) == location
+
+
+@pytest.mark.parametrize("invisible", ["\u202e", "\u2066", "\u200b", "\u200f", "\ufeff"])
+@pytest.mark.parametrize("path", [ASK, CHAT])
+def test_invisible_characters_in_a_question_never_reach_the_engine_or_the_answer(client, engine, invisible, path):
+    engine.calls.clear()
+    question = f"What is the {invisible}capital of Alabama?{invisible}"
+    body = {"question": question} if path == ASK else chat(messages=[user(question)])["json"]
+    response = client.post(path, json=body)
+    assert response.status_code == 200
+    assert engine.calls[0]["question"] == QUESTION
+    assert invisible not in response.get_data(as_text=True)
+    assert invisible.encode("unicode_escape").decode() not in response.get_data(as_text=True)
