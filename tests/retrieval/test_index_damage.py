@@ -52,8 +52,12 @@ def test_the_pristine_kb_lists_every_file_it_reads(pristine):
     assert len(names) == 16 + 7 + 4 and not index_files.damaged(pristine.index_dir)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_each_damaged_file_is_rebuilt_from_sql_or_named_at_load(pristine, tmp_path, caplog, kind):
+@pytest.mark.parametrize("kind, copy_max_bytes", [*((kind, index_files.COPY_MAX_BYTES) for kind in KINDS),
+                                                   ("random start", 0)],
+                         ids=[*KINDS, "random start, every file mapped"])
+def test_each_damaged_file_is_rebuilt_from_sql_or_named_at_load(pristine, tmp_path, caplog, monkeypatch, kind,
+                                                                 copy_max_bytes):
+    monkeypatch.setattr(index_files, "COPY_MAX_BYTES", copy_max_bytes)  # 0: checked in place, then mapped
     for at, name in enumerate(index_file_names(pristine)):
         settings = copy_of(pristine, tmp_path / f"{at}")
         damage(settings.index_dir / name, kind)
