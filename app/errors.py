@@ -1,4 +1,7 @@
-"""One error shape for every failure: ``{"error": {"code", "message"}}`` with the right status.
+"""One error shape for every failure: ``{"error": {"code", "message", "type"}}`` with the right status.
+
+``code`` is kgqa's own; ``type`` is OpenAI's error type for the status (``error_type``), so an
+OpenAI client reads it as ``e.type``.
 
 HTTP errors (including the 500 Flask raises for an unhandled exception, which
 it logs with its traceback first) go through one handler; the expected kgqa
@@ -24,6 +27,14 @@ bp = Blueprint("errors", __name__)
 _CODES = {413: "payload_too_large", 500: "internal_error"}
 
 
+def error_type(status: int) -> str:
+    """OpenAI's error ``type`` for an HTTP status: ``rate_limit_error`` (429), ``server_error`` (5xx),
+    else ``invalid_request_error``."""
+    if status == 429:
+        return "rate_limit_error"
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
 def error_response(status: int, code: str, message: str, *, headers: dict | None = None, **extra) -> Response:
     """The JSON error body, or an HTML page for a browser on a web page."""
     if _wants_html():
@@ -31,7 +42,7 @@ def error_response(status: int, code: str, message: str, *, headers: dict | None
             render_template("error.html", status=status, code=code, message=message), status=status
         )
     else:
-        response = jsonify({"error": {"code": code, "message": message, **extra}})
+        response = jsonify({"error": {"code": code, "message": message, "type": error_type(status), **extra}})
         response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -63,7 +74,8 @@ def handle_http_error(exc: HTTPException) -> Response:
     code = getattr(exc, "error_code", None) or status_code_name(status, exc.name)
     message = "internal server error" if status >= 500 else (exc.description or exc.name)
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-    return error_response(status, code, message, headers=headers)
+    extra = {"param": exc.param} if getattr(exc, "param", None) else {}  # the request parameter at fault
+    return error_response(status, code, message, headers=headers, **extra)
 
 
 @bp.app_errorhandler(ValidationError)
@@ -126,7 +138,9 @@ def stream_error_payload(exc: Exception) -> dict:
         code = "invalid_question"
     elif isinstance(exc, LMServerError):
         log_lm_server_error(exc)
-        return {"error": {"code": "lm_server_error", "message": f"the language model server failed: {exc.reason}"}}
+        return {"error": {"code": "lm_server_error", "message": f"the language model server failed: {exc.reason}",
+                          "type": "server_error"}}
     else:
-        return {"error": {"code": "internal_error", "message": "internal server error"}}
-    return {"error": {"code": code, "message": str(exc)}}
+        return {"error": {"code": "internal_error", "message": "internal server error", "type": "server_error"}}
+    return {"error": {"code": code, "message": str(exc),
+                      "type": "invalid_request_error" if code == "invalid_question" else "server_error"}}

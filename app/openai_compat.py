@@ -39,11 +39,14 @@ from app.schemas import (
     ModelCard,
     ModelList,
     ResponseMessage,
+    Usage,
     parse_body,
 )
 from app.sse import KEEPALIVE, client_gone, sse_data, sse_response
+from app.structured import JSONAnswer, requested_shape
 from kgqa.errors import KgqaError
 from kgqa.records import QAResult
+from kgqa.usage import TokenMeter, metering
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
 
@@ -76,26 +79,32 @@ def citations_of(result: QAResult) -> list[CitationOut]:
 def chat_completions() -> Response:
     """OpenAI chat completions, non-streaming or streaming (SSE chunks ending with ``[DONE]``)."""
     body: ChatCompletionRequest = parse_body(ChatCompletionRequest)
+    shape = requested_shape(body)  # 400 for tools or a response_format the answer cannot fit, before any work
     question, history = split_conversation(body.messages)
     engine, release = admit()
     if body.stream:
-        return _stream_completion(engine, question, history, release)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return _stream_completion(engine, question, history, release, shape, include_usage)
+    meter = TokenMeter()
     try:
-        result = engine.ask(question, history=history)
+        with metering(meter):
+            result = engine.ask(question, history=history)
     finally:
         release()
     completion = ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
         model=MODEL_ID,
-        choices=[Choice(message=ResponseMessage(content=result.answer))],
+        choices=[Choice(message=ResponseMessage(content=shape.render(result) if shape else result.answer))],
+        usage=Usage.of(meter),
         citations=citations_of(result),
         abstained=result.abstained,
     )
     return jsonify(completion.model_dump(mode="json"))
 
 
-def _stream_completion(engine, question: str, history, release) -> Response:
+def _stream_completion(engine, question: str, history, release, shape: JSONAnswer | None = None,
+                       include_usage: bool = False) -> Response:
     # The role chunk goes out at once; the question was validated and admitted before this point.
     stream, first = start_event_stream(engine, question, None, history, release, await_first=False)
     interval = current_app.config["SSE_KEEPALIVE_S"]
@@ -114,7 +123,7 @@ def _stream_completion(engine, question: str, history, release) -> Response:
             for item in verified_events(stream, first, interval, gone):
                 if item is KEEPALIVE:
                     yield item
-                elif item.type == "sentence":
+                elif item.type == "sentence" and shape is None:  # JSON content comes whole, at the end
                     sent, delta = answer.add(item)
                     yield chunk(Delta(content=delta), citations=[CitationOut.of(c) for c in sent.citations])
                 elif item.type == "result":
@@ -136,13 +145,24 @@ def _stream_completion(engine, question: str, history, release) -> Response:
             yield chunk(Delta(), finish_reason="stop")
             yield sse_data("[DONE]")
             return
-        rest = answer.remainder(result)
-        if rest:  # an abstention: nothing was verified, the engine says so
+        rest = shape.render(result) if shape else answer.remainder(result)
+        if rest:  # JSON content; or an abstention: nothing was verified, the engine says so
             yield chunk(Delta(content=rest))
         yield chunk(Delta(), finish_reason="stop", citations=citations_of(result), abstained=result.abstained)
+        if include_usage:  # OpenAI's convention: a last chunk with no choices carries the usage
+            usage = ChatCompletionChunk(id=completion_id, created=created, model=MODEL_ID, choices=[],
+                                        usage=Usage.of(stream.usage))
+            yield sse_data(usage.model_dump(mode="json", exclude_none=True))
         yield sse_data("[DONE]")
 
     return sse_response(chunks(), on_close=stream.cancel)
+
+
+@bp.route("/completions", methods=["GET", "POST"])
+def legacy_completions() -> Response:
+    """Not served: the legacy text completions API; a JSON 404 that points at chat completions."""
+    raise NotFound("/v1/completions (the legacy text completions API) is not served: use POST "
+                   "/v1/chat/completions (LlamaIndex's OpenAILike needs is_chat_model=True)")
 
 
 @bp.get("/models")

@@ -28,6 +28,9 @@ _ERRORS = {
 }
 
 
+_LEGACY = "Not served (the legacy text completions API): always 404, pointing at /v1/chat/completions"
+
+
 def _entity_model():
     from kg.queries import EntityView
 
@@ -59,6 +62,8 @@ def _operations() -> dict[tuple[str, str], tuple]:
             schemas.ChatCompletionRequest,
             [(_JSON, schemas.ChatCompletion), (_SSE, schemas.ChatCompletionChunk)],
         ),
+        ("/v1/completions", "get"): (_LEGACY, None, []),
+        ("/v1/completions", "post"): (_LEGACY, None, []),
         ("/v1/models", "get"): ("OpenAI-compatible model list", None, ok_json(schemas.ModelList)),
         ("/v1/models/{model}", "get"): ("OpenAI-compatible model", None, ok_json(schemas.ModelCard)),
         ("/", "get"): ("The Q&A web page", None, [(_HTML, None)]),
@@ -84,7 +89,7 @@ def app_routes(app: Flask) -> set[tuple[str, str]]:
 
 def build_spec(app: Flask) -> dict:
     operations = _operations()
-    models = {schemas.ErrorBody}
+    models = {schemas.ErrorBody, schemas.StructuredAnswer}  # StructuredAnswer: the JSON content of response_format
     for _summary, request_model, responses in operations.values():
         models.update(m for m in [request_model, *(model for _ct, model in responses)] if m)
     _, top = models_json_schema(
@@ -97,7 +102,7 @@ def build_spec(app: Flask) -> dict:
     paths: dict[str, dict] = {}
     for (path, method), (summary, request_model, responses) in sorted(operations.items()):
         content = {content_type: ({"schema": ref(model)} if model else {}) for content_type, model in responses}
-        op: dict = {"summary": summary, "responses": {"200": {"description": "OK", "content": content}}}
+        op: dict = {"summary": summary, "responses": {"200": {"description": "OK", "content": content}} if content else {}}
         for status, description in _ERRORS.items():
             op["responses"][status] = {"description": description, "content": {_JSON: {"schema": ref(schemas.ErrorBody)}}}
         params = re.findall(r"{(\w+)}", path)

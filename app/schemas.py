@@ -37,8 +37,11 @@ class AskRequest(BaseModel):
 
 
 class ErrorDetail(BaseModel):
-    code: str
+    code: str  # kgqa's own: invalid_request, invalid_question, overloaded, ...
     message: str
+    # OpenAI's error type, so OpenAI clients read it (``e.type``): 429 rate_limit_error, other 4xx
+    # invalid_request_error, 5xx server_error.
+    type: Literal["invalid_request_error", "rate_limit_error", "server_error"]
     param: str | None = None
 
 
@@ -117,17 +120,39 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
+    model_config = ConfigDict(extra="allow", strict=True)
+    include_usage: bool = False  # true: a last chunk, with empty choices, carries the usage
+
+
+class JSONSchemaFormat(BaseModel):
+    """``response_format.json_schema``: the schema the content must fit; its properties must be among
+    ``StructuredAnswer``'s (``answer``, ``sentences``, ``citations``, ``abstained``), which are what is sent."""
+
+    model_config = ConfigDict(extra="allow", strict=True, populate_by_name=True)
+    name: str
+    json_schema: dict | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``response_format``: ``text`` (the default), or the answer as one JSON object (``StructuredAnswer``):
+    ``json_object``, or ``json_schema`` with a schema that object fits."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
 
 
 class ChatCompletionRequest(BaseModel):
     """``POST /v1/chat/completions``: OpenAI's parameters; unknown ones are rejected as OpenAI does.
 
-    Sampling and tool parameters are accepted and ignored: answers are greedy and grounded.
+    Sampling parameters are accepted and ignored: answers are greedy and grounded. ``tools`` and
+    ``tool_choice`` (other than ``none``) are refused: the answer comes from the knowledge base, never
+    from a tool. Types are strict, as on ``/api/v1/ask`` (``"stream": "yes"`` or ``"n": "1"`` is a 400).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     model: str
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
@@ -145,7 +170,7 @@ class ChatCompletionRequest(BaseModel):
     top_logprobs: int | None = None
     seed: int | None = None
     user: str | None = None
-    response_format: dict | None = None
+    response_format: ResponseFormat | None = None
     tools: list[dict] | None = None
     tool_choice: str | dict | None = None
     parallel_tool_calls: bool | None = None
@@ -183,6 +208,36 @@ class CitationOut(BaseModel):
         return cls.model_validate(citation.model_dump(include=set(cls.model_fields)))
 
 
+class StructuredAnswer(BaseModel):
+    """The content of a completion asked for JSON (``response_format``): the answer and its sources.
+
+    ``answer`` is the text with its ``[n]``/``[Fn]`` markers, ``sentences`` its sentences with the
+    citation ids behind each, ``citations`` the sources those ids name. A ``json_schema`` that names a
+    subset of these fields gets that subset.
+    """
+
+    answer: str
+    sentences: list[AnswerSentence]
+    citations: list[CitationOut]
+    abstained: bool
+
+
+class Usage(BaseModel):
+    """The language model's tokens for this answer: its prompt (the instructions, the evidence and the
+    conversation) and what it wrote, whether or not the checks kept it. An answer that a fact gives
+    outright costs none."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def of(cls, meter) -> "Usage":
+        """From a ``kgqa.usage.TokenMeter``."""
+        prompt, completion = meter.prompt_tokens, meter.completion_tokens
+        return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
@@ -201,6 +256,7 @@ class ChatCompletion(BaseModel):
     created: int
     model: str
     choices: list[Choice]
+    usage: Usage
     citations: list[CitationOut]
     abstained: bool
 
@@ -221,7 +277,8 @@ class ChatCompletionChunk(BaseModel):
     """One SSE ``data:`` line of a streamed completion.
 
     A chunk whose content is a verified sentence carries that sentence's ``citations``;
-    the last chunk carries every citation of the answer and ``abstained``.
+    the chunk with ``finish_reason`` carries every citation of the answer and ``abstained``.
+    With ``stream_options.include_usage`` a last chunk follows, with empty ``choices`` and the ``usage``.
     """
 
     id: str
@@ -229,6 +286,7 @@ class ChatCompletionChunk(BaseModel):
     created: int
     model: str
     choices: list[ChunkChoice]
+    usage: Usage | None = None
     citations: list[CitationOut] | None = None
     abstained: bool | None = None
 

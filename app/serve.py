@@ -46,7 +46,7 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError
 from waitress.task import ErrorTask
 
-from app.errors import status_code_name
+from app.errors import error_type, status_code_name
 from app.web import SECURITY_HEADERS
 from kgqa.settings import Settings, command_settings
 
@@ -72,7 +72,8 @@ class JSONErrorTask(ErrorTask):
             message = "internal server error"
         else:
             message = " ".join(str(error.body or error.reason).split())  # one line, even if it quotes a header
-        payload = {"error": {"code": status_code_name(error.code, error.reason), "message": message}}
+        payload = {"error": {"code": status_code_name(error.code, error.reason), "message": message,
+                             "type": error_type(error.code)}}
         body = json.dumps(payload).encode()
         self.status = f"{error.code} {error.reason}"
         self.response_headers.extend([("Content-Type", "application/json"), *SECURITY_HEADERS.items()])

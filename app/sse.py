@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from flask import Response, stream_with_context
 
 from kgqa.cancel import CancelScope, running_in
+from kgqa.usage import TokenMeter, metering
 
 KEEPALIVE = ": keep-alive\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -84,8 +85,9 @@ class StreamIdle(Exception):
 
 
 class BackgroundStream:
-    """Iterates ``source`` in a daemon thread, inside a cancel scope; ``on_done`` runs once, when the source
-    finishes or when the stream is cancelled, whichever comes first."""
+    """Iterates ``source`` in a daemon thread, inside a cancel scope and a token meter (``usage``: what the
+    model spent on it); ``on_done`` runs once, when the source finishes or when the stream is cancelled,
+    whichever comes first."""
 
     def __init__(self, source: Iterator, *, on_done: Callable[[], None] | None = None):
         self._source = source
@@ -93,6 +95,7 @@ class BackgroundStream:
         self._done_lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue()
         self.scope = CancelScope()
+        self.usage = TokenMeter()
         self._finished = False
         self._thread = threading.Thread(target=self._run, name="kgqa-stream", daemon=True)
 
@@ -103,7 +106,7 @@ class BackgroundStream:
     def _run(self) -> None:
         error: BaseException | None = None
         try:
-            with running_in(self.scope):
+            with running_in(self.scope), metering(self.usage):
                 for item in self._source:
                     if self.scope.cancelled:
                         break

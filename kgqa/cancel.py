@@ -12,10 +12,11 @@ between needs to know nothing about it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 
+from kgqa.context import bound
 from kgqa.errors import Cancelled
 
 __all__ = ["CancelScope", "Cancelled", "check_current", "current_scope", "running_in"]
@@ -73,11 +74,6 @@ def check_current() -> CancelScope | None:
     return scope
 
 
-@contextmanager
-def running_in(scope: CancelScope) -> Iterator[CancelScope]:
+def running_in(scope: CancelScope) -> AbstractContextManager[CancelScope]:
     """Run the block (in this thread) inside ``scope``."""
-    token = _current.set(scope)
-    try:
-        yield scope
-    finally:
-        _current.reset(token)
+    return bound(_current, scope)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from kgqa.cancel import CancelScope
 from kgqa.errors import Cancelled
+from kgqa.usage import record
 from models.lm.generator import GenerationConfig
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Request:
     cancelled: threading.Event = field(default_factory=threading.Event)
     first_token_at: float | None = None
     new_tokens: int = 0
+    generated: list[int] = field(default_factory=list)  # the tokens decoded so far (the worker's row, shared)
     finish_reason: str = "stop"
 
     def emit(self, piece: str) -> None:
@@ -81,6 +83,7 @@ class Request:
                 yield item
         finally:
             self.cancelled.set()  # a consumer that stops early frees its batch row
+            record(len(self.prompt_ids), max(self.new_tokens, len(self.generated)))  # kgqa.usage
 
 
 Join = Callable[[int], list[Request]]

@@ -43,6 +43,7 @@ from pathlib import Path
 from kgqa.assets import AssetMissing, bundled_gguf_path, resolve_lm
 from kgqa.cancel import check_current
 from kgqa.errors import Cancelled
+from kgqa.usage import record
 from kgqa.settings import Settings
 from models.lm.chat_protocol import MalformedAnswer, StopText, chat_request, read_chunk
 from models.lm.generator import Generation, GenerationConfig, Messages
@@ -255,6 +256,7 @@ class LlamaCppStream(Iterator[str]):
                 yield tail
         finally:
             self._cancelled.set()
+            record(self.prompt_tokens, self.new_tokens)  # kgqa.usage: the engine's own counts
 
 
 def _read_engine_chunk(chunk: object):

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import httpx2
 
 from kgqa.cancel import Cancelled, check_current
+from kgqa.usage import record
 from kgqa.errors import LMServerError, LMServerUnavailable
 from kgqa.settings import Settings
 from models.lm.chat_protocol import Answer, MalformedAnswer, StopText, chat_request, read_chunk, read_completion
@@ -204,7 +205,7 @@ class OpenAIGenerator:
         cut = StopText(config.stop)
         text = cut.feed(answer.text) + cut.flush()
         total = time.perf_counter() - started
-        return Generation(
+        generation = Generation(
             text=text,
             prompt_tokens=answer.prompt_tokens if answer.prompt_tokens is not None else self._prompt_tokens(messages),
             new_tokens=answer.new_tokens if answer.new_tokens is not None else self.count_tokens(text),
@@ -212,11 +213,14 @@ class OpenAIGenerator:
             total_s=total,
             finish_reason=_finish_reason("stop" if cut.stopped else answer.finish_reason),
         )
+        record(generation.prompt_tokens, generation.new_tokens)  # kgqa.usage
+        return generation
 
     def stream(self, messages: Messages, **knobs) -> RemoteStream:
         """Text pieces as the server writes them; the request is sent (and a down server raises) before this returns."""
         config = self._config(knobs)
         body = chat_request(messages, config, model=self._request_model(), stream=True)
+        body["stream_options"] = {"include_usage": True}  # the token counts, on a last chunk (kgqa.usage)
         scope = check_current()
         stream = RemoteStream(self, body, config.stop)
         if scope is not None:
@@ -349,6 +353,7 @@ class RemoteStream(Iterator[str]):
             self.finish_reason = _finish_reason(self.finish_reason)
         finally:
             self._response.close()
+            record(self.prompt_tokens or 0, self.new_tokens or 0)  # kgqa.usage: what the server reported
 
     def _answers(self) -> Iterator[Answer]:
         """The chunks of the current response; a server that ignored ``stream`` and sent one JSON answer works too."""

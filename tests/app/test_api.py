@@ -139,7 +139,8 @@ def test_wrong_method_is_405_with_allow(client):
 def test_unknown_route_is_404_json(client):
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404
-    assert response.json == {"error": {"code": "not_found", "message": response.json["error"]["message"]}}
+    assert response.json == {"error": {"code": "not_found", "message": response.json["error"]["message"],
+                                       "type": "invalid_request_error"}}
 
 
 def test_rate_limit_is_429_per_client(tmp_path):
@@ -260,7 +261,8 @@ def test_unexpected_errors_are_json_500_without_traceback(tmp_path):
     app.config["TESTING"] = False
     response = app.test_client().post("/api/v1/ask", json={"question": QUESTION})
     assert response.status_code == 500
-    assert response.json == {"error": {"code": "internal_error", "message": "internal server error"}}
+    assert response.json == {"error": {"code": "internal_error", "message": "internal server error",
+                                       "type": "server_error"}}
     assert b"Traceback" not in response.data
 
 
@@ -276,5 +278,5 @@ def test_failure_mid_stream_is_a_result_event_carrying_the_error(tmp_path):
     body = app.test_client().post("/api/v1/ask", json={"question": QUESTION, "stream": True}).get_data(as_text=True)
     last = json.loads(sse_events(body)[-1])
     assert last == {"type": "result", "result": None,
-                    "error": {"code": "internal_error", "message": "internal server error"}}
+                    "error": {"code": "internal_error", "message": "internal server error", "type": "server_error"}}
     assert app.extensions["kgqa_runtime"].admission.running == 0

@@ -227,8 +227,9 @@ def assert_security_headers(headers) -> None:
 
 def assert_error_shape(body: dict, code: str) -> None:
     assert set(body) == {"error"}, body
-    assert set(body["error"]) <= {"code", "message", "param"}, body
+    assert set(body["error"]) <= {"code", "message", "type", "param"}, body
     assert body["error"]["code"] == code, body
+    assert body["error"]["type"] in ("invalid_request_error", "rate_limit_error", "server_error"), body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"].strip(), body
     assert "\n" not in body["error"]["message"] and "Traceback" not in body["error"]["message"], body
 

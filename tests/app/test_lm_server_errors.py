@@ -60,7 +60,7 @@ def test_a_failure_before_any_answer_is_a_502_without_the_servers_address(tmp_pa
         "/api/v1/ask", json={"question": QUESTION, "stream": stream})
     assert response.status_code == 502
     error = response.get_json()["error"]
-    assert error == {"code": "lm_server_error",
+    assert error == {"code": "lm_server_error", "type": "server_error",
                      "message": "the language model server failed: cannot connect (Connection refused) (after 3 attempts)"}
     assert "10.1.2.3" not in response.get_data(as_text=True)
 
