@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from evaluation import metrics as m
 from evaluation.drafts import DraftCache
 from evaluation.qa_eval import trust
 from evaluation.questions import EvalQuestion
+from kgqa.progress import progress_bar
 from qa.checker import CheckerModel
 from qa.sentences import strip_markers
 
@@ -51,7 +51,7 @@ def prepare(engine, questions: Sequence[EvalQuestion], *, drafts: Path | None = 
     checker = composer.checker
     found = []
     with DraftCache(drafts) as cache:
-        for question in tqdm(questions, desc="calibrate", unit="question", disable=not progress):
+        for question in progress_bar(questions, desc="calibrate", unit="question", enabled=progress):
             retrieval, prompt = engine.gather(question.question)
             evidence = engine.evidence_to_read(retrieval, prompt)
             grounding = composer.ground(question.question, evidence, retrieval.entities)

@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from evaluation import metrics as m
 from evaluation.questions import EvalQuestion
 from evaluation.retrieval_eval import relevance
+from kgqa.progress import progress_bar
 from retrieval import tuning
 from retrieval.pipeline import Rankings, fuse_graph
 from retrieval.tuning import GraphFusion
@@ -76,7 +76,7 @@ def collect(pipeline, questions: Sequence[EvalQuestion], *, progress: bool = Tru
     catalog = pipeline.kb.catalog
     cases = []
     usable = [q for q in questions if not q.unanswerable and (q.gold_titles or q.gold_passage_ids)]
-    for question in tqdm(usable, desc="rankings", unit="question", disable=not progress):
+    for question in progress_bar(usable, desc="rankings", unit="question", enabled=progress):
         rankings = pipeline.retrieve(question.question, k=1, mode="graph", with_facts=False).rankings
         ids = set(rankings.dense) | set(rankings.sparse) | set(rankings.graph)
         ids |= {pid for _, passages in rankings.fact_passages for pid in passages}
@@ -131,7 +131,7 @@ def tune(cases: Sequence[TuningCase], *, settings: Sequence[GraphFusion] | None 
     base = per_question(cases, NO_BOOST)
     base_means = _means(base)
     rows = []
-    for fusion in tqdm(settings, desc="fusion grid", unit="setting", disable=not progress):
+    for fusion in progress_bar(settings, desc="fusion grid", unit="setting", enabled=progress):
         scores = per_question(cases, fusion)
         means = _means(scores)
         rows.append({

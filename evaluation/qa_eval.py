@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from tqdm import tqdm
-
 from kgqa.errors import KgqaError
 from evaluation import metrics as m
 from evaluation.evidence import citation_fallback_text
 from evaluation.questions import EvalQuestion
 from evaluation.support import SupportChecker, judge_sentence, strip_markers
+from kgqa.progress import progress_bar
 from kgqa.records import Citation, PassageHit, QAResult
 
 STAGES = ("link", "retrieve", "first_token", "first_sentence", "generate", "total")
@@ -166,7 +165,7 @@ def evaluate_qa(
     """Ask every question; score answers, citations, abstention and per-stage latency."""
     checker = checker or SupportChecker()
     rows = []
-    for question in tqdm(questions, desc="qa eval", unit="question", disable=not progress):
+    for question in progress_bar(questions, desc="qa eval", unit="question", enabled=progress):
         row = {"id": question.id, "question": question.question, "gold": question.answer,
                "unanswerable": question.unanswerable, "kind": question.kind}
         try:

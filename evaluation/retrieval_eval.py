@@ -13,10 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from tqdm import tqdm
-
 from evaluation import metrics as m
 from evaluation.questions import EvalQuestion
+from kgqa.progress import progress_bar
 from kgqa.records import PassageHit
 
 MODES = ("dense", "sparse", "hybrid", "graph")
@@ -60,7 +59,7 @@ def evaluate_retrieval(
     ndcgs: dict[str, list[float]] = {mode: [] for mode in modes}
     latencies: dict[str, list[float]] = {mode: [] for mode in modes}
     per_question = []
-    bar = tqdm(total=len(scorable) * len(modes), desc="retrieval eval", unit="query", disable=not progress)
+    bar = progress_bar(total=len(scorable) * len(modes), desc="retrieval eval", unit="query", enabled=progress)
     for question in scorable:
         row = {"id": question.id, "question": question.question, "first_hit_rank": {}}
         n_relevant = relevant_count(question)

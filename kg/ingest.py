@@ -233,6 +233,6 @@ def _resume_point(sessions, dump_path: Path) -> int:
 
 
 def _progress_bar(enabled: bool):
-    from tqdm import tqdm
+    from kgqa.progress import progress_bar
 
-    return tqdm(total=None, unit="pages", desc="ingest", disable=not enabled, dynamic_ncols=True)
+    return progress_bar(total=None, unit="pages", desc="ingest", enabled=enabled)
