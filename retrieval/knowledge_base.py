@@ -6,7 +6,8 @@ checked against the size and checksum stamped when it was written (kg/index_file
 then read into memory, or memory-mapped when large so that processes serving one
 knowledge base share one copy. A stale or damaged BM25 or link-graph folder is
 rebuilt from SQL; a damaged FAISS index fails the warm-up with ``DamagedIndexFile``
-naming the file (``/readyz`` answers 503) until ``kgqa kg repair`` rebuilds it.
+naming the file (``/readyz`` answers 503) until ``kgqa kg repair`` rebuilds it; a
+damaged graph pickle (not read here) is removed, to be rebuilt by its next load.
 Aliases are looked up in SQL, question by question.
 """
 
@@ -75,6 +76,7 @@ class KnowledgeBase:
 
             self.embedder = Embedder(self.settings)
         self.vector_index = self._load_vectors()
+        self._drop_damaged_graph_snapshot()
         self.embedder.warm_up()
         log.info("knowledge base loaded: %d passages, %d linked entities", len(self.catalog), len(link_graph))
 
@@ -104,6 +106,24 @@ class KnowledgeBase:
             return 0.0 if node is None else float(link_graph.indptr[node + 1] - link_graph.indptr[node])
 
         return EntityLinker(sql_alias_lookup(sessions), normalize_alias, wikipedia_url, popularity=popularity)
+
+    def _drop_damaged_graph_snapshot(self) -> None:
+        """The fact graph's pickle is not read here, but checked like every index file: a damaged one is logged
+        and removed, so its next load (``kg.graph.load_graph``) builds it from SQL."""
+        from kg import index_files
+
+        path = self.settings.graph_path
+        if not path.is_file():
+            return
+        try:
+            index_files.check(path.parent, path)
+        except index_files.DamagedIndexFile as exc:
+            log.warning("%s; removed, it is rebuilt from the SQL store on its next load", exc)
+            try:
+                path.unlink()
+                index_files.stamp(path.parent, [path])  # drops its stamp
+            except OSError as error:  # a read-only index: kg.graph.load_graph still refuses it by its stamp
+                log.warning("cannot remove %s (%s)", index_files.display_name(path.parent, path), error)
 
     def _load_vectors(self):
         from kg import index_files

@@ -79,12 +79,10 @@ def test_each_damaged_file_is_rebuilt_from_sql_or_named_at_load(pristine, tmp_pa
         elif name == index_files.MANIFEST:
             assert logged and "is damaged" in logged[0]
             assert not index_files.damaged(settings.index_dir)
-        else:  # the graph pickle: not read by the knowledge base, rebuilt by the graph's own load
-            assert name == "graph.pickle"
-            with caplog.at_level(logging.WARNING):
-                assert load_graph(settings).number_of_nodes() > 0
-            assert any("index/graph.pickle" in r.getMessage() for r in caplog.records)
-            assert not index_files.damaged(settings.index_dir)
+        else:  # the graph pickle: not read by the knowledge base, which removes it; the graph's own load rebuilds it
+            assert name == "graph.pickle" and logged and "removed" in logged[0], caplog.text
+            assert not settings.graph_path.exists() and not index_files.damaged(settings.index_dir)
+            assert load_graph(settings).number_of_nodes() > 0 and not index_files.damaged(settings.index_dir)
 
 
 @pytest.mark.parametrize("name", REFUSED)
@@ -116,6 +114,15 @@ def test_a_file_damaged_after_the_load_cannot_reach_the_loaded_knowledge_base(pr
     for name in index_file_names(pristine):
         (settings.index_dir / name).open("r+b").truncate(0)  # in place: the inode a mapping would hold
     search_works(kb)
+
+
+def test_a_damaged_graph_snapshot_is_rebuilt_by_the_graph_s_own_load(pristine, tmp_path, caplog):
+    settings = copy_of(pristine, tmp_path)
+    damage(settings.graph_path, "random start")
+    with caplog.at_level(logging.WARNING, logger="kg.graph"):
+        assert load_graph(settings).number_of_nodes() > 0  # never unpickled: its checksum differs
+    assert "index/graph.pickle does not match the checksum" in caplog.text
+    assert not index_files.damaged(settings.index_dir)
 
 
 def test_a_missing_stamped_file_is_named(pristine, tmp_path):
