@@ -26,6 +26,14 @@ stuff of request smuggling). ``ServiceChannel`` sends no ``100 Continue`` for a 
 already refused on its headers (a ``Content-Length`` over the body limit gets its 413 and the
 connection closes, not an invitation to send the body).
 
+Slow clients cannot starve the service. A connection waiting for its request costs a
+socket and a buffer in waitress's I/O loop, never a worker thread, so up to
+``CONNECTION_LIMIT`` are kept open (polled with ``poll``, not ``select``, which stops at 1,024
+descriptors; the open-files limit is raised to fit). And a request must arrive whole (its
+line, headers and body) within ``REQUEST_DEADLINE_S`` of its first byte: a client that
+trickles it (slowloris: a header byte every few seconds, or a body the same way) is cut off
+at the next byte past the deadline, one that stops sending by ``CHANNEL_TIMEOUT_S``.
+
 ``--workers N`` (N > 1) runs N processes under gunicorn instead, its ``gthread`` workers
 with the same threads each, on one listening socket. Each worker builds its own app after
 the fork and warms its own engine (a model loaded before a fork would share its thread
@@ -39,7 +47,10 @@ refusals (a malformed request, a request line over 8 KiB) are gunicorn's plain-t
 from __future__ import annotations
 
 import json
+import logging
 import re
+import resource
+import time
 
 import click
 from waitress.channel import HTTPChannel
@@ -54,6 +65,11 @@ MAX_HEADER_BYTES = 64 * 1024  # request line + headers; waitress's default is 25
 CHANNEL_TIMEOUT_S = 5  # close a connection silent this long (keep-alive idle or a stalled request)
 CLEANUP_INTERVAL_S = 1  # how often waitress looks for such connections (its default, 30 s, would dominate)
 SPARE_THREADS = 8  # threads beyond the admitted requests: refusals, pages, health checks
+log = logging.getLogger(__name__)
+
+CONNECTION_LIMIT = 1000  # open connections, most of them idle or slow; more are left in the listen backlog
+REQUEST_DEADLINE_S = 10.0  # a request's line, headers and body arrive within this of its first byte
+OPEN_FILES_HEADROOM = 64  # descriptors beyond the connections: the listener, the index, logs, the LM client
 # RFC 3986's host (an IP literal, or a reg-name, which covers IPv4) and an optional port.
 HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+;=-]*)(:[0-9]*)?")
 REQUEST_LOOKAHEAD = 1  # keep reading a connection while its request runs: a client's close is seen at once
@@ -108,12 +124,40 @@ class ServiceChannel(HTTPChannel):
     error_task_class = JSONErrorTask
     parser_class = ServiceParser
 
+    _timed: HTTPRequestParser | None = None  # the request whose first byte came at _started
+    _started = 0.0
+
+    def received(self, data):
+        """Reads as waitress does, but cuts off a request still incomplete ``REQUEST_DEADLINE_S`` after its first byte."""
+        now = time.monotonic()
+        if self.request is not None and self.request is self._timed and now - self._started > REQUEST_DEADLINE_S:
+            log.debug("closing a connection from %s: its request did not arrive within %g s", self.addr[0],
+                     REQUEST_DEADLINE_S)
+            self.will_close = True
+            return False
+        result = super().received(data)
+        if self.request is not self._timed:  # a new request in progress (or none): timed from this data
+            self._timed, self._started = self.request, now
+        return result
+
     def send_continue(self):
         """``100 Continue`` only for a request that may go on: one refused on its headers gets its error instead."""
         if self.request.error is not None:
             self.request.expect_continue = False
             return
         super().send_continue()
+
+
+def fit_open_files(connections: int, threads: int) -> int:
+    """Raise this process's open-files limit (to its hard limit at most) for ``connections``; the connections it fits."""
+    wanted = connections + threads + OPEN_FILES_HEADROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    if soft == resource.RLIM_INFINITY:
+        return connections
+    return max(1, min(connections, soft - threads - OPEN_FILES_HEADROOM))
 
 
 def default_threads(settings: Settings) -> int:
@@ -135,7 +179,8 @@ def build_server(app, *, host: str = "127.0.0.1", port: int = 5000, threads: int
         host=host,
         port=port,
         threads=threads,
-        connection_limit=max(100, threads * 4),
+        connection_limit=fit_open_files(max(CONNECTION_LIMIT, threads * 4), threads),
+        asyncore_use_poll=True,  # select() cannot watch a descriptor numbered 1,024 or more
         channel_timeout=CHANNEL_TIMEOUT_S,
         cleanup_interval=CLEANUP_INTERVAL_S,
         max_request_header_size=MAX_HEADER_BYTES,
