@@ -125,17 +125,28 @@ def _get(url: str, path: str) -> bytes:
         return response.read()
 
 
+def backend_settings(kb: Settings, backend: str) -> Settings:
+    """The sample knowledge base's settings with one place to answer in, on ``backend``."""
+    update = {"rate_limit_per_minute": 0, "max_concurrent": 1, "max_waiting": 0, "lm_backend": backend}
+    if backend == "llamacpp":
+        pytest.importorskip("xllamacpp")
+        from kgqa.assets import bundled_gguf_path
+
+        update["lm_path"] = str(bundled_gguf_path())
+    return kb.model_copy(update=update)
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["auto", "llamacpp"])
 @pytest.mark.parametrize("path", [ASK, CHAT])
-def test_a_real_answer_closed_half_a_second_in_frees_its_place_at_once(sample_kb, path):
-    settings = sample_kb.model_copy(update={"rate_limit_per_minute": 0, "max_concurrent": 1, "max_waiting": 0})
-    with live_server(settings) as url:
+def test_a_real_answer_closed_half_a_second_in_frees_its_place_at_once(sample_kb, path, backend):
+    with live_server(backend_settings(sample_kb, backend)) as url:
         question = "Who was Abraham Lincoln?"
         sock = open_stream(url, path, question)
         time.sleep(0.5)
         sock.close()
         freed = seconds_until_free(url, time.monotonic(), limit=30)
-        print(f"\n{path}: closed 0.5 s in, place free {freed:.3f} s later")
+        print(f"\n{backend} {path}: closed 0.5 s in, place free {freed:.3f} s later")
         assert freed <= FREED_WITHIN_S
         sock = open_stream(url, path, question)  # the one place is free: the next client is served, not 503
         assert sock.recv(1 << 16).startswith(b"HTTP/1.1 200")
