@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from app.schemas import SentenceEvent
-from app.sse import KEEPALIVE, BackgroundStream, with_keepalives
+from app.sse import KEEPALIVE, BackgroundStream, never, with_keepalives
 from kgqa.records import QAResult, StreamEvent
 from qa.sentences import with_markers
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def verified_events(stream: BackgroundStream, first, interval: float,
-                    gone: Callable[[], bool] = lambda: False) -> Iterator[StreamEvent | str]:
+                    gone: Callable[[], bool] = never) -> Iterator[StreamEvent | str]:
     """The engine's ``sentence`` and ``result`` events, with ``KEEPALIVE`` after every ``interval`` s without one.
 
     ``token`` events are dropped here: while the LM writes tokens nothing is verified

@@ -9,7 +9,15 @@ from app.errors import stream_error_payload
 from app.kb import find_entity, find_passage
 from app.limits import current_limits
 from app.schemas import AskRequest, ResultEvent, parse_body
-from app.sse import KEEPALIVE, BackgroundStream, client_gone, first_event, sse_data, sse_response
+from app.sse import (
+    KEEPALIVE,
+    BackgroundStream,
+    cancelled_when_gone,
+    client_gone,
+    first_event,
+    sse_data,
+    sse_response,
+)
 from kgqa.errors import KgqaError
 
 bp = Blueprint("api", __name__)
@@ -38,7 +46,8 @@ def ask() -> Response:
     if body.stream:
         return _stream_answer(engine, question, body.k, history, release)
     try:
-        result = engine.ask(question, k=body.k, history=history)
+        with cancelled_when_gone(client_gone(request.environ)):  # a client that leaves stops the answer
+            result = engine.ask(question, k=body.k, history=history)
     finally:
         release()
     return jsonify(result.model_dump(mode="json"))

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.runtime import NotReady
 from kg.index_files import DamagedIndexFile
-from kgqa.errors import InvalidQuestion, KnowledgeBaseMissing, LMServerError, Overloaded
+from kgqa.errors import Cancelled, InvalidQuestion, KnowledgeBaseMissing, LMServerError, Overloaded
 
 bp = Blueprint("errors", __name__)
 
@@ -118,6 +118,13 @@ def handle_lm_server_error(exc: LMServerError) -> Response:
 
 def log_lm_server_error(exc: LMServerError) -> None:
     current_app.logger.error("%s", exc)
+
+
+@bp.app_errorhandler(Cancelled)
+def handle_cancelled(exc: Cancelled) -> Response:
+    """The client went away mid-answer and the answer was given up: nobody reads this (nginx's 499)."""
+    current_app.logger.info("answer given up: %s", exc)
+    return error_response(499, "client_closed_request", str(exc))
 
 
 @bp.app_errorhandler(NotReady)

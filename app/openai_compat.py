@@ -42,7 +42,7 @@ from app.schemas import (
     Usage,
     parse_body,
 )
-from app.sse import KEEPALIVE, client_gone, sse_data, sse_response
+from app.sse import KEEPALIVE, cancelled_when_gone, client_gone, sse_data, sse_response
 from app.structured import JSONAnswer, requested_shape
 from kgqa.errors import KgqaError
 from kgqa.records import QAResult
@@ -87,7 +87,7 @@ def chat_completions() -> Response:
         return _stream_completion(engine, question, history, release, shape, include_usage)
     meter = TokenMeter()
     try:
-        with metering(meter):
+        with metering(meter), cancelled_when_gone(client_gone(request.environ)):  # a client that leaves stops it
             result = engine.ask(question, history=history)
     finally:
         release()

@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from flask import Response, stream_with_context
 
@@ -43,7 +44,7 @@ def client_gone(environ: dict) -> Callable[[], bool]:
         return waitress_check
     sock = environ.get("gunicorn.socket") or environ.get("werkzeug.socket")
     if not isinstance(sock, socket.socket) or not hasattr(socket, "MSG_DONTWAIT"):
-        return lambda: False
+        return never
 
     def peek() -> bool:
         try:
@@ -73,6 +74,33 @@ def sse_response(chunks: Iterable[str], *, on_close: Callable[[], None] | None =
     if on_close is not None:
         response.call_on_close(on_close)
     return response
+
+
+def never() -> bool:
+    """A client check for where none can be made (a test client): never gone."""
+    return False
+
+
+@contextmanager
+def cancelled_when_gone(gone: Callable[[], bool]) -> Iterator[CancelScope]:
+    """Run the block (a plain, not streamed, answer) in a cancel scope that a watcher thread cancels once
+    ``gone()`` says the client went away (asked every ``POLL_S``): the model request under way is abandoned
+    and the block gets ``Cancelled``."""
+    scope, finished = CancelScope(), threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(POLL_S):
+            if gone():
+                scope.cancel()
+                return
+
+    if gone is not never:
+        threading.Thread(target=watch, name="kgqa-client-watch", daemon=True).start()
+    try:
+        with running_in(scope):
+            yield scope
+    finally:
+        finished.set()
 
 
 class _End:
@@ -165,7 +193,7 @@ def first_event(stream: BackgroundStream, gone: Callable[[], bool]):
 
 
 def with_keepalives(stream: BackgroundStream, first, interval: float,
-                    gone: Callable[[], bool] = lambda: False) -> Iterator[object]:
+                    gone: Callable[[], bool] = never) -> Iterator[object]:
     """``first`` (unless None) then the rest of ``stream``, yielding ``KEEPALIVE`` for every ``interval`` s of silence.
 
     ``gone`` is asked between items and every ``POLL_S`` of silence: once it says the

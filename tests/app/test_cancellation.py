@@ -25,10 +25,10 @@ ASK, CHAT = "/api/v1/ask", "/v1/chat/completions"
 FREED_WITHIN_S = 0.5
 
 
-def open_stream(url: str, path: str, question: str = QUESTION) -> socket.socket:
-    """A raw connection that has sent a streamed request (raw, so the test decides when it closes)."""
-    body = json.dumps({"model": "kgqa", "messages": [{"role": "user", "content": question}], "stream": True}
-                      if path == CHAT else {"question": question, "stream": True}).encode()
+def open_stream(url: str, path: str, question: str = QUESTION, *, stream: bool = True) -> socket.socket:
+    """A raw connection that has sent a (streamed) request (raw, so the test decides when it closes)."""
+    body = json.dumps({"model": "kgqa", "messages": [{"role": "user", "content": question}], "stream": stream}
+                      if path == CHAT else {"question": question, "stream": stream}).encode()
     parsed = urlparse(url)
     sock = socket.create_connection((parsed.hostname, parsed.port), timeout=10)
     sock.sendall(f"POST {path} HTTP/1.1\r\nHost: kgqa\r\nContent-Type: application/json\r\n"
@@ -116,6 +116,41 @@ def test_closing_before_the_first_event_frees_the_place_at_once(served):
             time.sleep(0.01)
         sock.close()
         assert seconds_until_free(url, time.monotonic()) <= FREED_WITHIN_S
+
+
+class ScopedEngine(FakeEngine):
+    """A fake whose plain answer waits on the model as the real one does: until its cancel scope is cancelled."""
+
+    def __init__(self):
+        super().__init__()
+        self.given_up = threading.Event()
+
+    def ask(self, question, **kwargs):
+        from kgqa.cancel import Cancelled, check_current
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                check_current()
+            except Cancelled:
+                self.given_up.set()
+                raise
+            time.sleep(0.01)
+        return super().ask(question, **kwargs)
+
+
+@pytest.mark.parametrize("path", [ASK, CHAT])
+def test_closing_a_plain_request_gives_its_answer_up(tmp_path, path):
+    engine = ScopedEngine()
+    settings = Settings(data_dir=tmp_path / "data", rate_limit_per_minute=0, max_concurrent=1, max_waiting=0)
+    with live_server(settings, engine=engine, ready_timeout=10) as url:
+        sock = open_stream(url, path, stream=False)
+        deadline = time.monotonic() + 5
+        while not json.loads(_get(url, "/readyz"))["running"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sock.close()
+        assert seconds_until_free(url, time.monotonic()) <= FREED_WITHIN_S
+        assert engine.given_up.is_set()
 
 
 def _get(url: str, path: str) -> bytes:
