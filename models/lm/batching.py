@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _DONE = object()
 _ABANDONED = object()
+_HOOKS_LOCK = threading.Lock()  # abandon hooks are rare and quick: one lock for every request
 
 
 @dataclass(eq=False)
@@ -49,6 +50,7 @@ class Request:
     first_token_at: float | None = None
     new_tokens: int = 0
     generated: list[int] = field(default_factory=list)  # the tokens decoded so far (the worker's row, shared)
+    _abandon_hooks: list = field(default_factory=list, repr=False)
     finish_reason: str = "stop"
 
     def emit(self, piece: str) -> None:
@@ -59,10 +61,22 @@ class Request:
         self.pieces.put(error if error is not None else _DONE)
 
     def abandon(self) -> None:
-        """Give the request up from any thread: the worker drops its row at its next step, and the
-        reader gets ``Cancelled`` at once instead of waiting for that step (or a prefill under way)."""
-        self.cancelled.set()
+        """Give the request up from any thread: the worker drops its row at its next step (the backend may
+        stop a prefill under way: ``on_abandon``), and the reader gets ``Cancelled`` at once."""
+        with _HOOKS_LOCK:
+            self.cancelled.set()
+            hooks, self._abandon_hooks = self._abandon_hooks, []
         self.pieces.put(_ABANDONED)
+        for hook in hooks:
+            hook()
+
+    def on_abandon(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` when the request is abandoned (at once if it already is given up)."""
+        with _HOOKS_LOCK:
+            if not self.cancelled.is_set():
+                self._abandon_hooks.append(hook)
+                return
+        hook()
 
     def watch(self, scope: CancelScope | None) -> None:
         """Be abandoned when ``scope`` is cancelled."""

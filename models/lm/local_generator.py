@@ -187,7 +187,7 @@ class LocalGenerator:
     def _job(self, request: Request) -> Job:
         text = RowText(self._backend.lm.tokenizer, request.config.stop, request.config.max_new_tokens, request.emit)
         request.generated = text.token_ids
-        return Job(request.prompt_ids, text, request.cancelled.is_set)
+        return Job(request.prompt_ids, text, request.cancelled.is_set, request.on_abandon)
 
 
 def _collect(request: Request) -> Generation:

@@ -98,8 +98,10 @@ class OnnxDecoder:
         return cls(session, shape, pad_id)
 
     # -- steps -----------------------------------------------------------------------------
-    def prefill(self, prompts: list[list[int]], prefix: CachedPrefix | None = None) -> tuple[Any, KVBatch]:
-        """Logits [B,V] for each prompt's next token and the batch's cache."""
+    def prefill(self, prompts: list[list[int]], prefix: CachedPrefix | None = None,
+                run_options=None) -> tuple[Any, KVBatch]:
+        """Logits [B,V] for each prompt's next token and the batch's cache; ``run_options`` (onnxruntime's
+        ``RunOptions``) lets another thread stop it (``terminate``), which raises here."""
         import numpy as np
 
         shared = prefix.shared_length(prompts) if prefix is not None else 0
@@ -124,7 +126,7 @@ class OnnxDecoder:
         causal = np.arange(shared + width)[None, :] <= query_at[:, None]  # [S, T]
         allowed = causal[None] & valid[:, None, :]
         bias = np.where(allowed, 0.0, MASKED).astype(np.float32)[:, None, None]
-        logits, present = self._run(ids, positions, bias, past)
+        logits, present = self._run(ids, positions, bias, past, run_options)
         next_position = np.array([shared + len(tail) for tail in tails], dtype=np.int64)
         return logits, KVBatch(present, valid, next_position)
 
@@ -147,8 +149,8 @@ class OnnxDecoder:
             past = [kv.copy() for kv in past]
         return CachedPrefix(tuple(prompt), past)
 
-    def _run(self, ids, positions, bias, past) -> tuple[Any, list]:
+    def _run(self, ids, positions, bias, past, run_options=None) -> tuple[Any, list]:
         feeds = {"input_ids": ids, "position_ids": positions, "attention_bias": bias}
         feeds.update(zip(self._past_names, past))
-        logits, *present = self.session.run(None, feeds)
+        logits, *present = self.session.run(None, feeds, run_options)
         return logits, present

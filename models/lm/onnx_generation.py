@@ -142,13 +142,16 @@ def decode_batch(
     """
     pick = TokenPicker(config)
     logits, batch = _prefill(decoder, jobs, prefixes)
+    if batch is None:  # every job was given up during its prefill
+        return
     jobs, fed, batch = _take_tokens(pick, logits, jobs, batch, config.min_new_tokens, eos_ids)
     while True:
         if admit is not None and len(jobs) < batch_size and (newcomers := admit(batch_size - len(jobs))):
             new_logits, new_batch = _prefill(decoder, newcomers, prefixes)
-            newcomers, new_fed, new_batch = _take_tokens(pick, new_logits, newcomers, new_batch,
-                                                         config.min_new_tokens, eos_ids)
-            if newcomers:
+            if new_batch is not None:
+                newcomers, new_fed, new_batch = _take_tokens(pick, new_logits, newcomers, new_batch,
+                                                             config.min_new_tokens, eos_ids)
+            if newcomers and new_batch is not None:
                 batch = batch.merge(new_batch) if jobs else new_batch
                 jobs, fed = jobs + newcomers, fed + new_fed
         if not jobs:
@@ -168,15 +171,42 @@ def _take_tokens(pick: TokenPicker, logits, jobs: list[Job], batch, min_new_toke
 
 
 def _prefill(decoder: OnnxDecoder, jobs: list[Job], prefixes: PrefixStore | None):
-    """Prefill ``jobs`` (reusing a cached prefix when they share one) and remember the longest prompt."""
+    """Prefill ``jobs`` (reusing a cached prefix when they share one) and remember the longest prompt.
+
+    Once every one of them is abandoned (``Job.on_abandon``) the prefill stops where it is; then
+    each job is finished as cancelled and ``(None, None)`` returned.
+    """
     prompts = [job.prompt_ids for job in jobs]
     prefix = prefixes.lookup(prompts) if prefixes is not None else None
-    logits, batch = decoder.prefill(prompts, prefix)
+    try:
+        logits, batch = decoder.prefill(prompts, prefix, _stoppable(jobs))
+    except Exception:
+        if not all(job.cancelled() for job in jobs):
+            raise
+        for job in jobs:  # onnxruntime stopped at our request (RunOptions.terminate)
+            job.text.finish("cancelled")
+        return None, None
     if prefixes is not None:
         reused = prefix.shared_length(prompts) if prefix is not None else 0
         longest = max(range(len(prompts)), key=lambda r: len(prompts[r]))
         prefixes.remember(decoder.prefix_of(prompts[longest], batch, longest), reused)
     return logits, batch
+
+
+def _stoppable(jobs: list[Job]):
+    """onnxruntime ``RunOptions`` that a job's abandonment terminates once every job is abandoned."""
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+
+    def stop_if_all_gone() -> None:
+        if all(job.cancelled() for job in jobs):
+            options.terminate = True
+
+    for job in jobs:
+        if job.on_abandon is not None:
+            job.on_abandon(stop_if_all_gone)
+    return options
 
 
 def _advance(job: Job, token: int, eos_ids: frozenset[int]) -> bool:

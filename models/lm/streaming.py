@@ -85,11 +85,16 @@ class RowText:
 
 @dataclass
 class Job:
-    """One request as a backend decodes it: its prompt, its text stream and how to tell it was cancelled."""
+    """One request as a backend decodes it: its prompt, its text stream and how to tell it was cancelled.
+
+    ``on_abandon(callback)`` (when given) runs ``callback`` once the request is given up from
+    another thread, so a backend can stop work under way for it (the onnx backend's prefill).
+    """
 
     prompt_ids: list[int]
     text: RowText
     cancelled: Callable[[], bool]
+    on_abandon: Callable[[Callable[[], None]], None] | None = None
 
 
 # Between decoding steps a backend may call ``admit(room)`` for up to ``room`` newly arrived jobs.

@@ -167,3 +167,30 @@ def test_a_llamacpp_answer_ends_its_slot(tmp_path):
         assert time.perf_counter() - started < 5  # the only slot was freed, not held for 400 tokens
     finally:
         generator.close()
+
+
+@pytest.mark.slow
+def test_an_onnx_prefill_under_way_stops_when_its_request_is_given_up(tmp_path, lm_path):
+    from models.lm.local_generator import LocalGenerator
+
+    generator = LocalGenerator(Settings(data_dir=tmp_path, lm_path=lm_path, lm_backend="onnx"))
+    generator.warm_up()
+
+    def long_prompt(topic: str) -> list[dict]:  # a new start each time: no cached prefix shortens it
+        return [{"role": "user", "content": f"{topic}: " + " ".join(f"item{i}" for i in range(300))}]
+
+    started = time.perf_counter()
+    generator.generate(long_prompt("Count"), max_new_tokens=1)
+    full_prefill = time.perf_counter() - started
+    scope = CancelScope()
+    with running_in(scope):
+        generator.stream(long_prompt("List"), max_new_tokens=4)
+    time.sleep(min(0.3, full_prefill / 4))  # the worker is inside the prefill now
+    cancelled = time.perf_counter()
+    scope.cancel()
+    while generator.batcher._decoding and time.perf_counter() - cancelled < 30:
+        time.sleep(0.005)
+    stopped = time.perf_counter() - cancelled
+    print(f"\nprefill of a 300-item prompt: {full_prefill:.2f} s in full; given up, stopped {stopped:.3f} s later")
+    assert full_prefill > 1.0 and stopped < 0.5
+    generator.close()
