@@ -67,7 +67,7 @@ CLEANUP_INTERVAL_S = 1  # how often waitress looks for such connections (its def
 SPARE_THREADS = 8  # threads beyond the admitted requests: refusals, pages, health checks
 log = logging.getLogger(__name__)
 
-CONNECTION_LIMIT = 1000  # open connections, most of them idle or slow; more are left in the listen backlog
+CONNECTION_LIMIT = 2000  # open connections, most of them idle or slow; more are left in the listen backlog
 REQUEST_DEADLINE_S = 10.0  # a request's line, headers and body arrive within this of its first byte
 OPEN_FILES_HEADROOM = 64  # descriptors beyond the connections: the listener, the index, logs, the LM client
 # RFC 3986's host (an IP literal, or a reg-name, which covers IPv4) and an optional port.
