@@ -118,7 +118,7 @@ def load_current(folder: Path, stamp: dict, open_folder: Callable[[Path], T], bu
     Raises OSError when the folder can be neither read nor rebuilt; callers decide what to do without it.
     """
     with folder_lock(folder, exclusive=False):
-        loaded = _open_if_current(folder, stamp, open_folder, what)
+        loaded = _open_if_current(folder, stamp, open_folder, what, report=False)
     if loaded is None:
         with folder_lock(folder, exclusive=True):
             loaded = _open_if_current(folder, stamp, open_folder, what)  # another process may have rebuilt it
@@ -129,13 +129,17 @@ def load_current(folder: Path, stamp: dict, open_folder: Callable[[Path], T], bu
     return loaded
 
 
-def _open_if_current(folder: Path, stamp: dict, open_folder: Callable[[Path], T], what: str) -> T | None:
+def _open_if_current(folder: Path, stamp: dict, open_folder: Callable[[Path], T], what: str, *,
+                     report: bool = True) -> T | None:
+    """The opened folder when current and intact, else None; ``report`` logs why (once: the retry under the
+    exclusive lock reports)."""
     try:
         if saved_stamp(folder, checked=True) != stamp:
             return None
         return open_folder(folder)
     except (OSError, ValueError) as exc:  # a file missing, cut short or changed since it was stamped: rebuild
-        log.warning("%s is unusable: %s; rebuilding it from the SQL store", what, exc)
+        if report:
+            log.warning("%s is unusable: %s; rebuilding it from the SQL store", what, exc)
         return None
 
 
