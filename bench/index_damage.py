@@ -159,7 +159,8 @@ def start_phase(source: Path, models: Path, work: Path) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| phase | damage | cases | crashes | HTTP 500 | repaired | reported (503 naming the file) | other |",
+    # running: "served" is both answers 200 (the process holds what it loaded; the file is checked at the next start)
+    lines = ["| phase | damage | cases | crashes | HTTP 500 | served / repaired | reported (503 naming the file) | other |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for phase in ("running", "start"):
         for kind in KINDS:
