@@ -7,6 +7,7 @@
   const $ = (id) => document.getElementById(id);
   let currentResult = null;
   let streamedText = ""; // the verified sentences shown so far, as the answer's text
+  let answering = null; // the AbortController of the answer being streamed: Stop closes its connection
 
   function el(tag, text, className) {
     const node = document.createElement(tag);
@@ -56,12 +57,15 @@
     $("answer-section").hidden = false;
     $("answer").setAttribute("aria-busy", "true");
     $("ask-button").disabled = true;
+    $("stop-button").hidden = false;
+    answering = new AbortController();
     setStatus("Searching the knowledge base…");
     try {
       const response = await fetch("/api/v1/ask", {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
         body: JSON.stringify({ question: question, stream: true }),
+        signal: answering.signal,
       });
       if (!response.ok) {
         const body = await response.json().catch(() => ({}));
@@ -75,10 +79,14 @@
         else if (event.type === "result") showResult(event.result);
       });
     } catch (err) {
-      setStatus("Error: " + err.message);
+      // Stop closed the connection: the server stops writing the answer and frees its place.
+      if (err.name === "AbortError") setStatus("Stopped. The sentences shown so far were checked.");
+      else setStatus("Error: " + err.message);
     } finally {
       $("answer").setAttribute("aria-busy", "false");
       $("ask-button").disabled = false;
+      $("stop-button").hidden = true;
+      answering = null;
     }
   }
 
@@ -260,6 +268,7 @@
       if (question) ask(question);
     });
     $("source-close").addEventListener("click", closeSource);
+    $("stop-button").addEventListener("click", () => answering && answering.abort());
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && !$("source-panel").hidden) closeSource();
     });

@@ -182,3 +182,32 @@ def test_sentences_appear_as_verified_and_open_with_their_sentence_highlighted(p
     assert "highlighted" in page.inner_text("#source-provenance")
     _screenshot(page, "highlighted-source", tmp_path)
     _assert_nothing_executed(page)
+
+
+def test_stop_closes_the_stream_and_the_server_frees_its_place(page, tiny_server, tmp_path):
+    import json
+    import time
+    import urllib.request
+
+    engine, url = tiny_server
+    engine.hold.clear()  # the engine stops after its first verified sentence: the answer is still being written
+    try:
+        page.goto(url)
+        page.fill("#question", QUESTION)
+        page.press("#question", "Enter")
+        page.locator("#answer .sentence").first.wait_for()
+        assert page.is_visible("#stop-button")
+        page.click("#stop-button")
+        page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Stopped')")
+        stopped = time.monotonic()
+        while time.monotonic() - stopped < 5:
+            with urllib.request.urlopen(url + "/readyz", timeout=5) as response:
+                if json.loads(response.read())["running"] == 0:
+                    break
+            time.sleep(0.02)
+        assert time.monotonic() - stopped < 0.5  # the closed stream freed its admission place at once
+    finally:
+        engine.hold.set()
+    assert page.is_hidden("#stop-button") and not page.is_disabled("#ask-button")
+    assert page.inner_text("#answer") == "Montgomery is the capital of Alabama [1]."  # the checked part stays
+    _screenshot(page, "stopped", tmp_path)
