@@ -7,12 +7,17 @@ engine's). Any ``model`` name is accepted and the response names ``kgqa``.
 Streaming: the LM's raw tokens are not the answer (each sentence is shown only
 once it is verified against the evidence), so they are never sent. The stream
 sends the role delta at once, then each verified sentence as one content delta
-as soon as the engine has checked it, with its ``[n]`` markers in the text and
-its ``citations`` (the evidence sentence included) on the chunk; ``:`` keep-alive
+as soon as the engine has checked it, with its ``[n]`` markers in the text, OpenAI's
+``annotations`` (``url_citation``) on the delta and its ``citations`` (the evidence
+sentence included) on the chunk; ``:`` keep-alive
 comments fill the silences. An abstention arrives as one content delta when the
 engine gives up. A final chunk carries ``finish_reason``, every ``citation`` and
 ``abstained``, then ``data: [DONE]``. The content deltas concatenate to exactly
-the non-streamed content.
+the non-streamed content, and their annotations make the non-streamed message's.
+
+Citations follow OpenAI's convention where frameworks look for them: the message's
+``annotations``, one ``url_citation`` per source a sentence cites, spanning that sentence
+(``content[start_index:end_index]``, its marker included). kgqa's own ``citations`` stay.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from app.api import admit, start_event_stream
 from app.errors import stream_error_payload
 from app.limits import current_limits
 from app.schemas import (
+    Annotation,
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -39,13 +45,15 @@ from app.schemas import (
     ModelCard,
     ModelList,
     ResponseMessage,
+    URLCitation,
     Usage,
     parse_body,
 )
 from app.sse import KEEPALIVE, cancelled_when_gone, client_gone, sse_data, sse_response
 from app.structured import JSONAnswer, requested_shape
+from qa.sentences import with_markers
 from kgqa.errors import KgqaError
-from kgqa.records import QAResult
+from kgqa.records import Citation, QAResult
 from kgqa.usage import TokenMeter, metering
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
@@ -75,6 +83,33 @@ def citations_of(result: QAResult) -> list[CitationOut]:
     return [CitationOut.of(c) for c in result.citations]
 
 
+def sentence_annotations(start: int, shown: str, citations: list[Citation],
+                         first_index: int | None = None) -> list[Annotation]:
+    """OpenAI ``url_citation`` annotations for one answer sentence at ``content[start:start + len(shown)]``:
+    one per source its markers name. ``first_index`` numbers them (in a stream) from there on."""
+    span = {"start_index": start, "end_index": start + len(shown)}
+    return [
+        Annotation(url_citation=URLCitation(**span, url=c.url, title=c.title),
+                   index=None if first_index is None else first_index + i)
+        for i, c in enumerate(citations)
+    ]
+
+
+def answer_annotations(result: QAResult) -> list[Annotation]:
+    """The annotations of the whole answer: each verified sentence of ``result.answer`` with its sources."""
+    by_id, found, cursor = {c.id: c for c in result.citations}, [], 0
+    for sentence in result.sentences:
+        if not sentence.citations:
+            continue
+        shown = with_markers(sentence.text, sentence.citations)
+        start = result.answer.find(shown, cursor)
+        if start < 0:  # not shown in the answer (an abstention): nothing of the content cites it
+            continue
+        cursor = start + len(shown)
+        found += sentence_annotations(start, shown, [by_id[i] for i in sentence.citations if i in by_id])
+    return found
+
+
 @bp.post("/chat/completions")
 def chat_completions() -> Response:
     """OpenAI chat completions, non-streaming or streaming (SSE chunks ending with ``[DONE]``)."""
@@ -95,7 +130,8 @@ def chat_completions() -> Response:
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),
         model=MODEL_ID,
-        choices=[Choice(message=ResponseMessage(content=shape.render(result) if shape else result.answer))],
+        choices=[Choice(message=ResponseMessage(content=shape.render(result)) if shape else
+                        ResponseMessage(content=result.answer, annotations=answer_annotations(result)))],
         usage=Usage.of(meter),
         citations=citations_of(result),
         abstained=result.abstained,
@@ -118,14 +154,17 @@ def _stream_completion(engine, question: str, history, release, shape: JSONAnswe
 
     def chunks():
         yield chunk(Delta(role="assistant", content=""))
-        answer, result = VerifiedAnswer(), None
+        answer, result, annotated = VerifiedAnswer(), None, 0
         try:
             for item in verified_events(stream, first, interval, gone):
                 if item is KEEPALIVE:
                     yield item
                 elif item.type == "sentence" and shape is None:  # JSON content comes whole, at the end
                     sent, delta = answer.add(item)
-                    yield chunk(Delta(content=delta), citations=[CitationOut.of(c) for c in sent.citations])
+                    notes = sentence_annotations(len(answer.text) - len(sent.text), sent.text, sent.citations, annotated)
+                    annotated += len(notes)
+                    yield chunk(Delta(content=delta, annotations=notes or None),
+                                citations=[CitationOut.of(c) for c in sent.citations])
                 elif item.type == "result":
                     result = item.result
         except Exception as exc:  # the status is already sent: the error in the stream, then its usual end

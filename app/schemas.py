@@ -238,9 +238,31 @@ class Usage(BaseModel):
         return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
+class URLCitation(BaseModel):
+    """Where a source is cited: ``content[start_index:end_index]`` is the answer sentence whose marker names it."""
+
+    start_index: int
+    end_index: int
+    url: str
+    title: str
+
+
+class Annotation(BaseModel):
+    """OpenAI's message annotation (``choices[0].message.annotations``): one per cited source of a sentence.
+
+    In a stream, each annotation of a delta has ``index``, its place in the message's list, so clients
+    that merge deltas (the ``openai`` package's ``chat.completions.stream``) add it rather than overwrite.
+    """
+
+    type: Literal["url_citation"] = "url_citation"
+    url_citation: URLCitation
+    index: int | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
 class ResponseMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    annotations: list[Annotation] = Field(default_factory=list)
 
 
 class Choice(BaseModel):
@@ -264,6 +286,7 @@ class ChatCompletion(BaseModel):
 class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    annotations: list[Annotation] | None = None
 
 
 class ChunkChoice(BaseModel):

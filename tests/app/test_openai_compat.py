@@ -32,7 +32,12 @@ def test_completion_has_cited_content_and_citations(client):
     body = response.json
     assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
     choice = body["choices"][0]
-    assert choice["message"] == {"role": "assistant", "content": ANSWER}
+    first = ANSWER.index(" The state's")
+    assert choice["message"] == {"role": "assistant", "content": ANSWER, "annotations": [  # OpenAI's url_citation
+        {"type": "url_citation", "url_citation": {"start_index": start, "end_index": end, "url": ALABAMA_URL,
+                                                  "title": "Alabama"}}
+        for start, end in [(0, first), (first + 1, len(ANSWER))]
+    ]}
     assert choice["finish_reason"] == "stop"
     evidence = "Alabama's capital is Montgomery, and its largest city by population is Birmingham."
     start = PASSAGE_TEXT.index(evidence)
