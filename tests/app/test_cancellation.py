@@ -22,7 +22,10 @@ from app.sse import client_gone, sse_response
 from kgqa.settings import Settings
 
 ASK, CHAT = "/api/v1/ask", "/v1/chat/completions"
-FREED_WITHIN_S = 0.5
+# The place is freed while the answer it held would still be running (the fake engine holds its answer
+# until released; the real one is asked for a long answer). A liveness bound, generous because CI shares a
+# 2-core machine: how fast it is freed (about 0.05 s) is measured through the real server, not asserted here.
+FREED_WITHIN_S = 3.0
 
 
 def open_stream(url: str, path: str, question: str = QUESTION, *, stream: bool = True) -> socket.socket:
