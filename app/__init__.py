@@ -15,7 +15,7 @@ from kgqa.settings import Settings
 
 def create_app(settings: Settings | None = None, *, engine=None) -> Flask:
     """Build the Flask app for ``settings``; ``engine`` injects a ready-made QA engine (tests, embedding)."""
-    from app import api, errors, limits, openai_compat, web
+    from app import api, errors, limits, openai_compat, responses_api, web
     from app.json_body import RequestJSONProvider, ServiceRequest
     from app.kb import RequestSessions
     from app.routing import ServiceFlask
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> Flask:
     app.register_blueprint(errors.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openai_compat.bp)
+    app.register_blueprint(responses_api.bp)
     app.register_blueprint(web.bp)
 
     limits.init_app(app)

@@ -58,9 +58,12 @@ def _wants_html() -> bool:
     return best == "text/html" and request.accept_mimetypes[best] > request.accept_mimetypes["application/json"]
 
 
+OPENAI_BLUEPRINTS = ("openai", "responses")  # /v1: OpenAI's conventions for errors
+
+
 def _client_error_status() -> int:
     """OpenAI answers bad requests with 400; the kgqa API uses 422 for a well-formed but invalid body."""
-    return 400 if request.blueprint == "openai" else 422
+    return 400 if request.blueprint in OPENAI_BLUEPRINTS else 422
 
 
 def status_code_name(status: int, reason: str) -> str:
@@ -83,7 +86,7 @@ def handle_validation_error(exc: ValidationError) -> Response:
     first = exc.errors(include_url=False)[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
     message = f"{where}: {first['msg']}"
-    if first["type"] == "extra_forbidden" and request.blueprint == "openai":
+    if first["type"] == "extra_forbidden" and request.blueprint in OPENAI_BLUEPRINTS:
         message = f"Unrecognized request argument supplied: {where}"
     return error_response(_client_error_status(), "invalid_request", message, param=where)
 

@@ -110,6 +110,18 @@ def answer_annotations(result: QAResult) -> list[Annotation]:
     return found
 
 
+def answer_plainly(engine, question: str, history, release) -> tuple[QAResult, TokenMeter]:
+    """A whole (not streamed) answer and the model tokens it cost; the admission place is released after it,
+    and a client that leaves meanwhile stops it."""
+    meter = TokenMeter()
+    try:
+        with metering(meter), cancelled_when_gone(client_gone(request.environ)):
+            result = engine.ask(question, history=history)
+    finally:
+        release()
+    return result, meter
+
+
 @bp.post("/chat/completions")
 def chat_completions() -> Response:
     """OpenAI chat completions, non-streaming or streaming (SSE chunks ending with ``[DONE]``)."""
@@ -120,12 +132,7 @@ def chat_completions() -> Response:
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return _stream_completion(engine, question, history, release, shape, include_usage)
-    meter = TokenMeter()
-    try:
-        with metering(meter), cancelled_when_gone(client_gone(request.environ)):  # a client that leaves stops it
-            result = engine.ask(question, history=history)
-    finally:
-        release()
+    result, meter = answer_plainly(engine, question, history, release)
     completion = ChatCompletion(
         id=f"chatcmpl-{uuid.uuid4().hex}",
         created=int(time.time()),

@@ -62,6 +62,13 @@ def _operations() -> dict[tuple[str, str], tuple]:
             schemas.ChatCompletionRequest,
             [(_JSON, schemas.ChatCompletion), (_SSE, schemas.ChatCompletionChunk)],
         ),
+        ("/v1/responses", "post"): (
+            "OpenAI Responses API: the answer as one message whose output_text has url_citation annotations "
+            "(when stream is true, SSE events: a delta and its annotations as each sentence is verified, then "
+            "response.completed)",
+            schemas.ResponseRequest,
+            [(_JSON, schemas.ResponseObject), (_SSE, schemas.ResponseStreamEvent)],
+        ),
         ("/v1/completions", "get"): (_LEGACY, None, []),
         ("/v1/completions", "post"): (_LEGACY, None, []),
         ("/v1/models", "get"): ("OpenAI-compatible model list", None, ok_json(schemas.ModelList)),
@@ -92,8 +99,9 @@ def build_spec(app: Flask) -> dict:
     models = {schemas.ErrorBody, schemas.StructuredAnswer}  # StructuredAnswer: the JSON content of response_format
     for _summary, request_model, responses in operations.values():
         models.update(m for m in [request_model, *(model for _ct, model in responses)] if m)
+    requests = (schemas.AskRequest, schemas.ChatCompletionRequest, schemas.ResponseRequest)
     _, top = models_json_schema(
-        [(model, "validation" if model in (schemas.AskRequest, schemas.ChatCompletionRequest) else "serialization")
+        [(model, "validation" if model in requests else "serialization")
          for model in sorted(models, key=lambda m: m.__name__)],
         ref_template="#/components/schemas/{model}",
     )

@@ -314,6 +314,116 @@ class ChatCompletionChunk(BaseModel):
     abstained: bool | None = None
 
 
+class ResponseInputMessage(BaseModel):
+    """One message of ``input`` (OpenAI's Responses API): text only, as a string or ``input_text``/``output_text`` parts."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    type: Literal["message"] = "message"
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart]
+
+    def chat_message(self) -> ChatMessage:
+        parts = self.content
+        if isinstance(parts, list):
+            if any(part.type not in ("input_text", "output_text") for part in parts):
+                from werkzeug.exceptions import BadRequest
+
+                raise BadRequest("only text content parts (input_text, output_text) are supported")
+            parts = [ContentPart(type="text", text=part.text) for part in parts]
+        return ChatMessage(role=self.role, content=parts)
+
+
+class ResponseRequest(BaseModel):
+    """``POST /v1/responses``: OpenAI's Responses API, for clients that read citations from it (LangChain's
+    ``ChatOpenAI(use_responses_api=True)``). Stateless: nothing is stored, so ``previous_response_id`` is
+    refused; ``tools`` and a ``text.format`` other than text are refused (``/v1/chat/completions`` serves
+    structured output). Sampling parameters are accepted and ignored."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    model: str
+    input: str | list[ResponseInputMessage]  # the question, or the conversation ending with it
+    instructions: str | None = None  # ignored, as a system prompt is: the grounding rules are the engine's
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    store: bool | None = None
+    metadata: dict | None = None
+    user: str | None = None
+    include: list[str] | None = None
+    text: dict | None = None
+    tools: list[dict] | None = None
+    tool_choice: str | dict | None = None
+    parallel_tool_calls: bool | None = None
+    previous_response_id: str | None = None
+    service_tier: str | None = None
+    truncation: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+
+
+class OutputURLCitation(BaseModel):
+    """The Responses API's annotation: ``text[start_index:end_index]`` is the sentence whose marker cites ``url``."""
+
+    type: Literal["url_citation"] = "url_citation"
+    start_index: int
+    end_index: int
+    url: str
+    title: str
+
+
+class OutputText(BaseModel):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list[OutputURLCitation]
+    logprobs: list = Field(default_factory=list)
+
+
+class OutputMessage(BaseModel):
+    type: Literal["message"] = "message"
+    id: str
+    status: Literal["in_progress", "completed"]
+    role: Literal["assistant"] = "assistant"
+    content: list[OutputText]
+
+
+class ResponseUsage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    input_tokens_details: dict = Field(default_factory=lambda: {"cached_tokens": 0})
+    output_tokens_details: dict = Field(default_factory=lambda: {"reasoning_tokens": 0})
+
+
+class ResponseObject(BaseModel):
+    """A response of ``/v1/responses``: one assistant message whose ``output_text`` carries the answer, its
+    ``[n]`` markers and the ``url_citation`` annotations; kgqa's ``citations`` and ``abstained`` beside."""
+
+    id: str
+    object: Literal["response"] = "response"
+    created_at: int
+    status: Literal["in_progress", "completed"]
+    model: str
+    output: list[OutputMessage]
+    usage: ResponseUsage | None = None
+    error: None = None
+    incomplete_details: None = None
+    tools: list = Field(default_factory=list)
+    tool_choice: Literal["none"] = "none"
+    parallel_tool_calls: bool = False
+    citations: list[CitationOut] | None = None
+    abstained: bool | None = None
+
+
+class ResponseStreamEvent(BaseModel):
+    """One SSE ``data:`` line of a streamed response: OpenAI's event ``type`` and the fields it names
+    (``response``; ``item``; ``part``; ``delta``; ``annotation`` with ``annotation_index``; ``text``)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    sequence_number: int
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"

@@ -21,7 +21,7 @@ from tests.helpers.app_live import live_server
 from app.sse import client_gone, sse_response
 from kgqa.settings import Settings
 
-ASK, CHAT = "/api/v1/ask", "/v1/chat/completions"
+ASK, CHAT, RESPONSES = "/api/v1/ask", "/v1/chat/completions", "/v1/responses"
 # The place is freed while the answer it held would still be running (the fake engine holds its answer
 # until released; the real one is asked for a long answer). A liveness bound, generous because CI shares a
 # 2-core machine: how fast it is freed (about 0.05 s) is measured through the real server, not asserted here.
@@ -31,7 +31,8 @@ FREED_WITHIN_S = 3.0
 def open_stream(url: str, path: str, question: str = QUESTION, *, stream: bool = True) -> socket.socket:
     """A raw connection that has sent a (streamed) request (raw, so the test decides when it closes)."""
     body = json.dumps({"model": "kgqa", "messages": [{"role": "user", "content": question}], "stream": stream}
-                      if path == CHAT else {"question": question, "stream": stream}).encode()
+                      if path == CHAT else {"model": "kgqa", "input": question, "stream": stream}
+                      if path == RESPONSES else {"question": question, "stream": stream}).encode()
     parsed = urlparse(url)
     sock = socket.create_connection((parsed.hostname, parsed.port), timeout=10)
     sock.sendall(f"POST {path} HTTP/1.1\r\nHost: kgqa\r\nContent-Type: application/json\r\n"
@@ -93,7 +94,7 @@ def holding(event: threading.Event):
         event.set()
 
 
-@pytest.mark.parametrize("path", [ASK, CHAT])
+@pytest.mark.parametrize("path", [ASK, CHAT, RESPONSES])
 def test_closing_mid_answer_frees_the_place_at_once_and_stops_the_stream(served, path):
     engine, url = served
     engine.first_sentence.clear()
@@ -142,7 +143,7 @@ class ScopedEngine(FakeEngine):
         return super().ask(question, **kwargs)
 
 
-@pytest.mark.parametrize("path", [ASK, CHAT])
+@pytest.mark.parametrize("path", [ASK, CHAT, RESPONSES])
 def test_closing_a_plain_request_gives_its_answer_up(tmp_path, path):
     engine = ScopedEngine()
     settings = Settings(data_dir=tmp_path / "data", rate_limit_per_minute=0, max_concurrent=1, max_waiting=0)

@@ -1,5 +1,6 @@
 """Citations read through the chatbot frameworks people point at ``/v1``, unchanged: the official ``openai``
-client, LangChain's ``ChatOpenAI`` and LlamaIndex's ``OpenAILike``, plain and streamed.
+client, LangChain's ``ChatOpenAI`` and LlamaIndex's ``OpenAILike``/``OpenAIResponses``, plain and streamed,
+over Chat Completions and the Responses API (``/v1/responses``).
 
 The server is the real one (waitress, the views, the SSE framing); the engine is the deterministic stand-in
 (``tests.helpers.app_fakes``), since the point is the protocol: its answer is two verified sentences, each
@@ -163,6 +164,73 @@ def test_langchain_raw_json_mode_carries_sentences_and_citations(chat_openai):
     assert [s["citations"] for s in body["sentences"]] == [["1"], ["1"]]
 
 
+def test_langchain_responses_api_puts_the_annotations_in_the_text_block(base_url):
+    langchain_openai = pytest.importorskip("langchain_openai")
+    llm = langchain_openai.ChatOpenAI(base_url=base_url, api_key="unused", model="kgqa", max_retries=0, timeout=30,
+                                      use_responses_api=True)
+    merged = None
+    for chunk in llm.stream(QUESTION):
+        merged = chunk if merged is None else merged + chunk
+    for message in (llm.invoke(QUESTION), merged):
+        [block] = [b for b in message.content if b["type"] == "text"]
+        assert block["text"] == ANSWER == message.text
+        assert cited_spans(block["text"], [{"type": a["type"], "url_citation": a} for a in block["annotations"]]) \
+            == SENTENCES
+
+
+# --- the Responses API through the openai client ----------------------------------------------------------
+
+def test_openai_responses_output_text_annotations(openai_client):
+    response = openai_client.responses.create(model="kgqa", input=QUESTION)
+    assert response.output_text == ANSWER and response.status == "completed"
+    notes = [{"type": a.type, "url_citation": a.model_dump()} for a in response.output[0].content[0].annotations]
+    assert cited_spans(response.output_text, notes) == SENTENCES
+    assert response.model_extra["citations"][0]["url"] == ALABAMA_URL
+
+
+def test_openai_responses_stream_sends_each_sentence_then_its_annotations(openai_client):
+    events = list(openai_client.responses.create(model="kgqa", input=[{"role": "user", "content": QUESTION}],
+                                                 stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:3] == ["response.created", "response.output_item.added", "response.content_part.added"]
+    assert kinds[3:7] == ["response.output_text.delta", "response.output_text.annotation.added"] * 2
+    assert kinds[-1] == "response.completed" and [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    added = [e for e in events if e.type == "response.output_text.annotation.added"]
+    assert text == ANSWER and [e.annotation_index for e in added] == [0, 1]
+    notes = [{"type": "url_citation", "url_citation": dict(e.annotation)} for e in added]
+    assert cited_spans(text, notes) == SENTENCES
+    assert events[-1].response.output_text == ANSWER
+
+
+@pytest.mark.parametrize("extra, says", [
+    ({"tools": [{"type": "web_search"}]}, "tools"),
+    ({"previous_response_id": "resp_1"}, "nothing is stored"),
+    ({"text": {"format": {"type": "json_object"}}}, "/v1/chat/completions"),
+    ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]}, "text content"),
+    ({"input": ""}, "input"),
+    ({"input": [{"role": "assistant", "content": "Hi."}]}, "role 'user'"),
+    ({"stream": "yes"}, "stream"),
+    ({"prompt": "x"}, "prompt"),
+])
+def test_responses_requests_it_cannot_serve_are_a_clear_400(tmp_path, extra, says):
+    from tests.helpers.app_fakes import make_app
+
+    client = make_app(tmp_path / "data", FakeEngine(), rate_limit_per_minute=0).test_client()
+    response = client.post("/v1/responses", json={"model": "kgqa", "input": QUESTION, **extra})
+    assert response.status_code == 400 and says in response.json["error"]["message"], response.json
+
+
+def test_a_responses_abstention_has_no_annotations(tmp_path):
+    from tests.helpers.app_fakes import abstention_text, make_app
+
+    client = make_app(tmp_path / "data", FakeEngine(abstain=True), rate_limit_per_minute=0).test_client()
+    body = client.post("/v1/responses", json={"model": "kgqa", "input": QUESTION}).json
+    assert body["output"][0]["content"][0] == {"type": "output_text", "text": abstention_text(QUESTION),
+                                               "annotations": [], "logprobs": []}
+    assert body["abstained"] is True
+
+
 # --- LlamaIndex OpenAILike (in its own environment) -------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -187,6 +255,13 @@ def test_llamaindex_stream_chat_raw_deltas_have_the_annotations(llamaindex_read)
     streamed = llamaindex_read["stream_chat"]
     assert streamed["content"] == ANSWER
     assert cited_spans(streamed["content"], streamed["annotations"]) == SENTENCES
+
+
+@pytest.mark.parametrize("operation", ["responses_chat", "responses_stream_chat"])
+def test_llamaindex_openai_responses_keeps_the_annotations(llamaindex_read, operation):
+    read = llamaindex_read[operation]  # OpenAIResponses: the ChatResponse's additional_kwargs["annotations"]
+    assert read["content"] == ANSWER
+    assert cited_spans(read["content"], read["annotations"]) == SENTENCES
 
 
 def test_llamaindex_defaults_get_a_json_404_naming_the_fix(llamaindex_read):
