@@ -7,6 +7,7 @@ The answer is the one ``/v1/chat/completions`` gives: one assistant message whos
 sentence cites. Streamed, each verified sentence is an ``response.output_text.delta`` as
 soon as it is verified, followed by a ``response.output_text.annotation.added`` per source;
 ``response.completed`` carries the whole response (no ``[DONE]``: the Responses API has none).
+A failure after the 200 is OpenAI's ``error`` event, and the stream ends.
 """
 
 from __future__ import annotations
@@ -111,6 +112,13 @@ def _stream_response(engine, question: str, history, release, ids: tuple[str, st
     def event(kind: str, **fields) -> str:
         return sse_data({"type": f"response.{kind}", "sequence_number": next(sequence), **fields})
 
+    def failed(payload: dict) -> str:
+        """OpenAI's ``error`` event (``code``, ``message``), with kgqa's ``error`` object beside it, which makes
+        the ``openai`` package raise ``APIError`` (LangChain raises on the event's type)."""
+        error = payload["error"]
+        return sse_data({"type": "error", "sequence_number": next(sequence), "code": error["code"],
+                         "message": error["message"], "param": None, **payload})
+
     def events():
         yield event("created", response=_response(ids, "", None).model_dump(mode="json"))
         item = OutputMessage(id=message_id, status="in_progress", content=[])
@@ -134,14 +142,14 @@ def _stream_response(engine, question: str, history, release, ids: tuple[str, st
         except Exception as exc:  # the status is already sent: the error in the stream, and it ends
             if not isinstance(exc, KgqaError):
                 current_app.logger.exception("response stream failed")
-            yield sse_data(stream_error_payload(exc))
+            yield failed(stream_error_payload(exc))
             return
         finally:
             stream.cancel()
         if result is None:  # the client went away (nobody to tell), or the engine ended without a result
             if not stream.scope.cancelled:
                 current_app.logger.error("the engine's stream ended without a result")
-                yield sse_data(stream_error_payload(RuntimeError("no result")))
+                yield failed(stream_error_payload(RuntimeError("no result")))
             return
         rest = answer.remainder(result)
         if rest:  # an abstention: nothing was verified, the engine says so

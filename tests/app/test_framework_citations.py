@@ -221,6 +221,31 @@ def test_responses_requests_it_cannot_serve_are_a_clear_400(tmp_path, extra, say
     assert response.status_code == 400 and says in response.json["error"]["message"], response.json
 
 
+class FailingMidStream(FakeEngine):
+    """The stand-in engine, whose LM server fails after the first verified sentence."""
+
+    def _events(self, question):
+        from kgqa.errors import LMServerUnavailable
+
+        for event in super()._events(question):
+            yield event
+            if event.type == "sentence":
+                raise LMServerUnavailable("http://10.1.2.3:8000/v1", "connection reset")
+
+
+def test_a_failure_mid_responses_stream_is_an_error_event_the_clients_raise(tmp_path):
+    openai = pytest.importorskip("openai")
+    settings = Settings(data_dir=tmp_path / "data", rate_limit_per_minute=0)
+    with live_server(settings, engine=FailingMidStream(), ready_timeout=10) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=30)
+        seen = []
+        with pytest.raises(openai.APIError) as info:
+            for event in client.responses.create(model="kgqa", input=QUESTION, stream=True):
+                seen.append(event.type)
+        assert "response.output_text.delta" in seen and "response.completed" not in seen
+        assert info.value.body["code"] == "lm_server_error" and "10.1.2.3" not in str(info.value.body)
+
+
 def test_a_responses_abstention_has_no_annotations(tmp_path):
     from tests.helpers.app_fakes import abstention_text, make_app
 
