@@ -7,7 +7,7 @@ the drafts are cached), checks every drafted sentence once (its best evidence se
 probability does not depend on the threshold), and then composes every answer at each
 threshold: the checked sentences at or above it, else the reader's sentence, else an
 abstention. The threshold kept is the most accurate that meets the trust targets on dev
-(wrong cited answers and abstention on unanswerable questions); the checker's weights
+(wrong cited answers and abstention on unanswerable questions); the checker's trees
 stay as fitted on the hand-written claims. The result is a checker model file the engine
 reads through ``KGQA_CHECKER_MODEL``.
 """

@@ -11,8 +11,8 @@ Fitting (dev only): each (claim, evidence sentence) pair that passes the hard ch
 (``ClaimChecker.pairs``) is labelled 1 when the claim is right and the sentence states the
 gold answer, else 0. First the cross-encoder (``evaluation.cross_encoder_fit``) is trained
 twice, each time on half of dev's articles, to score the other half: its logit enters the
-logistic regression as a feature only as it would read claims it never saw. scikit-learn's
-logistic regression then learns the weights, and the threshold is chosen on its
+checker as a feature only as it would read claims it never saw. scikit-learn's gradient-boosted
+trees then learn from the features, and the threshold is chosen on their
 out-of-fold probabilities (5 folds grouped by article, so no article is judged by weights
 fitted on it): the lowest one at which the wrong claims accepted stay within
 ``MAX_WRONG_ACCEPTED`` by conformal risk control, (k + 1) / (n + 1). Last, the
@@ -32,12 +32,25 @@ from evaluation.claim_set import ClaimRecord, QuestionClaims
 from evaluation.questions import EvalQuestion
 from qa.answer import Grounding
 from models.cross_encoder import ClaimCrossEncoder, pair_texts
-from qa.checker import CHECK_FEATURES, CheckerModel, ClaimChecker, read_claim
+from qa.checker import CHECK_FEATURES, CheckerModel, ClaimChecker, Tree, read_claim
 from tqdm import tqdm
 
 # The most wrong claims a shown answer may let through (the trust target: wrong cited <= 3%).
 MAX_WRONG_ACCEPTED = 0.03
-REGULARISATION_C = 1.0  # scikit-learn's default; the features are on comparable scales
+# The boosted trees' settings (scikit-learn's HistGradientBoostingClassifier). On dev, out of fold
+# and without the cross-encoder, trees lifted the right claims accepted at 3% wrong from 0.434
+# (a logistic regression over the same features) to 0.511 (200 trees, 15 leaves) or 0.508 (100
+# trees of 7 leaves, 40 pairs a leaf at least: the smaller model, kept).
+TREES = 100
+LEARNING_RATE = 0.05
+LEAVES = 7
+MIN_LEAF = 40
+SEED = 0
+# Features that may only raise the probability that a sentence states a claim: no tree may
+# learn that holding more of the claim's words, or a higher cross-encoder logit, makes it less likely.
+MONOTONIC = {"coverage": 1, "terms_held": 1, "numbers_bound": 1, "subject_named": 1, "relation_share": 1,
+             "relation_closeness": 1, "answer_nearest": 1, "rival_margin": 1, "claim_similarity": 1,
+             "own_article": 1, "cross_encoder": 1}
 FOLDS = 5
 CROSS_ENCODER_FOLDS = 2  # each cross-encoder of the out-of-fold scores learns from half of dev's articles
 
@@ -156,16 +169,30 @@ def figures(checked: Sequence[CheckedClaim], best: np.ndarray, threshold: float)
 
 
 def _fit(checked: Sequence[CheckedClaim]) -> CheckerModel:
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
     rows = [c for c in checked if len(c.matrix)]
     x = np.vstack([c.matrix for c in rows])
     y = np.concatenate([c.states_gold & c.right for c in rows]).astype(int)
     if len(set(y.tolist())) < 2:
         raise ValueError("the checker needs dev claims whose evidence both does and does not back them")
-    model = LogisticRegression(C=REGULARISATION_C, max_iter=5000).fit(x, y)
-    return CheckerModel(weights=tuple(float(w) for w in model.coef_[0]), intercept=float(model.intercept_[0]),
+    model = HistGradientBoostingClassifier(
+        max_iter=TREES, learning_rate=LEARNING_RATE, max_leaf_nodes=LEAVES, min_samples_leaf=MIN_LEAF,
+        monotonic_cst=[MONOTONIC.get(f, 0) for f in CHECK_FEATURES], random_state=SEED).fit(x, y)
+    return CheckerModel(trees=trees_of(model), baseline=float(np.ravel(model._baseline_prediction)[0]),
                         threshold=0.5)
+
+
+def trees_of(model) -> tuple[Tree, ...]:
+    """A fitted ``HistGradientBoostingClassifier``'s trees as node arrays (``qa.checker.Tree``)."""
+    found = []
+    for (predictor,) in model._predictors:
+        nodes = predictor.nodes
+        found.append(Tree(tuple(int(f) for f in nodes["feature_idx"]), tuple(float(t) for t in nodes["num_threshold"]),
+                          tuple(int(i) for i in nodes["left"]), tuple(int(i) for i in nodes["right"]),
+                          tuple(float(v) for v in nodes["value"]), tuple(bool(b) for b in nodes["is_leaf"]),
+                          tuple(bool(b) for b in nodes["missing_go_to_left"])))
+    return tuple(found)
 
 
 def choose_threshold(checked: Sequence[CheckedClaim], best: np.ndarray,

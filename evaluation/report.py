@@ -117,7 +117,7 @@ def checker_fit_markdown(report: dict) -> str:
              for row in report["trade_off"]]
     return (f"### Claim checker fitted on dev: threshold {report['threshold']:.3f}\n\n"
             "Out of fold (5 folds by article):\n\n" + _table(["metric", "value"], _claim_rows(report["out_of_fold"]))
-            + "\n\nIn sample (the shipped weights on the claims they were fitted on):\n\n"
+            + "\n\nIn sample (the shipped model on the claims it was fitted on):\n\n"
             + _table(["metric", "value"], _claim_rows(report["in_sample"]))
             + "\n\nOut-of-fold trade-off:\n\n"
             + _table(["threshold", "right accepted", "wrong accepted", "precision"], trade))

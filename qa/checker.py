@@ -22,7 +22,7 @@ cosine of claim and sentence, and of question and sentence; where retrieval put 
 and the logit of a cross-encoder that reads question, claim and sentence together
 (``models.cross_encoder``, fine-tuned from the bundled all-MiniLM-L6-v2 on the same dev
 claims).
-Its weights and threshold are fitted on the dev split's hand-written claims
+Its trees and threshold are fitted on the dev split's hand-written claims
 (``kgqa eval fit-checker``) and live in ``qa/checker_model.json`` with the dev figures
 they came from; a claim whose best sentence falls below the threshold is dropped.
 
@@ -82,26 +82,96 @@ class CheckerModelError(KgqaError):
 
 
 @dataclass(frozen=True)
-class CheckerModel:
-    """A logistic regression over ``CHECK_FEATURES`` and the least probability a shown claim needs."""
+class Tree:
+    """One regression tree of the checker's boosted ensemble, as flat node arrays (scikit-learn's layout).
 
-    weights: tuple[float, ...]
-    intercept: float
+    A row goes left at a split node when its feature is at most the threshold (a missing value
+    goes where ``missing_left`` says); a leaf adds its value to the row's log-odds
+    (``CheckerModel.probabilities`` walks every tree at once).
+    """
+
+    feature: tuple[int, ...]
+    threshold: tuple[float, ...]
+    left: tuple[int, ...]
+    right: tuple[int, ...]
+    value: tuple[float, ...]
+    leaf: tuple[bool, ...]
+    missing_left: tuple[bool, ...]
+
+    def as_dict(self) -> dict:
+        return {"feature": list(self.feature), "threshold": [float(t) for t in self.threshold],
+                "left": list(self.left), "right": list(self.right),
+                "value": [round(float(v), 7) for v in self.value], "leaf": [int(b) for b in self.leaf],
+                "missing_left": [int(b) for b in self.missing_left]}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "Tree":
+        tree = cls(tuple(int(f) for f in raw["feature"]), tuple(float(t) for t in raw["threshold"]),
+                   tuple(int(i) for i in raw["left"]), tuple(int(i) for i in raw["right"]),
+                   tuple(float(v) for v in raw["value"]), tuple(bool(b) for b in raw["leaf"]),
+                   tuple(bool(b) for b in raw["missing_left"]))
+        sizes = {len(tree.feature), len(tree.threshold), len(tree.left), len(tree.right), len(tree.value),
+                 len(tree.leaf), len(tree.missing_left)}
+        if len(sizes) != 1 or not tree.feature:
+            raise ValueError("a tree's node arrays differ in length")
+        nodes = len(tree.feature)
+        for i, is_leaf in enumerate(tree.leaf):
+            if not is_leaf and not (0 < tree.left[i] < nodes and 0 < tree.right[i] < nodes
+                                    and 0 <= tree.feature[i] < len(CHECK_FEATURES)):
+                raise ValueError(f"a tree's node {i} points outside the tree or the features")
+        return tree
+
+
+@dataclass(frozen=True)
+class CheckerModel:
+    """Gradient-boosted trees over ``CHECK_FEATURES`` and the least probability a shown claim needs.
+
+    The probability of a pair is the logistic of ``baseline`` plus every tree's leaf value
+    (scikit-learn's ``HistGradientBoostingClassifier``, fitted by ``kgqa eval fit-checker``, its
+    trees stored as plain node arrays so no pickle is ever loaded).
+    """
+
+    trees: tuple[Tree, ...]
+    baseline: float
     threshold: float
     features: tuple[str, ...] = CHECK_FEATURES
     provenance: dict = field(default_factory=dict)
     cross_encoder: str = ""  # the cross-encoder's weights file, beside the model file ("" reads no cross-encoder)
 
     def __post_init__(self):
-        if tuple(self.features) != CHECK_FEATURES or len(self.weights) != len(CHECK_FEATURES):
+        if tuple(self.features) != CHECK_FEATURES:
             raise CheckerModelError(
                 f"the claim checker was fitted on features {list(self.features)}, this code reads "
                 f"{list(CHECK_FEATURES)}: refit it with `kgqa eval fit-checker`")
+        # Every tree's nodes in one set of arrays, each tree's children shifted by where its nodes start.
+        starts = np.cumsum([0] + [len(t.feature) for t in self.trees])[:-1]
+        nodes = {name: np.concatenate([np.asarray(getattr(t, name)) for t in self.trees]) if self.trees
+                 else np.zeros(0) for name in ("feature", "threshold", "left", "right", "value", "leaf", "missing_left")}
+        for name in ("left", "right"):
+            nodes[name] = nodes[name].astype(np.int64) + np.repeat(starts, [len(t.feature) for t in self.trees])
+        nodes["feature"] = nodes["feature"].astype(np.int64)
+        nodes["leaf"] = nodes["leaf"].astype(bool)
+        nodes["missing_left"] = nodes["missing_left"].astype(bool)
+        object.__setattr__(self, "_nodes", nodes)
+        object.__setattr__(self, "_roots", starts.astype(np.int64))
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        """The probability that each row's sentence states its claim."""
         from scipy.special import expit
 
-        return expit(matrix @ np.asarray(self.weights, dtype=np.float64) + self.intercept)
+        matrix = np.asarray(matrix, dtype=np.float64).reshape(-1, len(CHECK_FEATURES))
+        nodes = self._nodes
+        at = np.broadcast_to(self._roots, (len(matrix), len(self._roots))).copy()  # rows x trees
+        rows = np.arange(len(matrix))[:, None]
+        while True:
+            open_ = ~nodes["leaf"][at]
+            if not open_.any():
+                break
+            x = matrix[np.broadcast_to(rows, at.shape)[open_], nodes["feature"][at[open_]]]
+            here = at[open_]
+            go_left = np.where(np.isnan(x), nodes["missing_left"][here], x <= nodes["threshold"][here])
+            at[open_] = np.where(go_left, nodes["left"][here], nodes["right"][here])
+        return expit(self.baseline + nodes["value"][at].sum(axis=1))
 
     def with_threshold(self, threshold: float, **provenance) -> "CheckerModel":
         return replace(self, threshold=threshold, provenance={**self.provenance, **provenance})
@@ -110,7 +180,7 @@ class CheckerModel:
     def load(cls, path: str | Path = MODEL_PATH) -> "CheckerModel":
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
-            model = cls(weights=tuple(raw["weights"]), intercept=float(raw["intercept"]),
+            model = cls(trees=tuple(Tree.from_dict(t) for t in raw["trees"]), baseline=float(raw["baseline"]),
                         threshold=float(raw["threshold"]), features=tuple(raw["features"]),
                         provenance=raw.get("provenance", {}), cross_encoder=raw.get("cross_encoder", ""))
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -120,11 +190,10 @@ class CheckerModel:
         return model
 
     def save(self, path: Path) -> None:
-        record = asdict(self)
-        record["cross_encoder"] = Path(self.cross_encoder).name if self.cross_encoder else ""
-        record["features"] = list(self.features)
-        record["weights"] = [round(w, 6) for w in self.weights]
-        Path(path).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        record = {"threshold": self.threshold, "features": list(self.features), "provenance": self.provenance,
+                  "cross_encoder": Path(self.cross_encoder).name if self.cross_encoder else "",
+                  "baseline": self.baseline, "trees": [t.as_dict() for t in self.trees]}
+        Path(path).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -141,9 +210,11 @@ class Claim:
 def read_claim(text: str, frame: QuestionFrame, verifier: ClaimVerifier) -> Claim:
     text = strip_markers(text)
     added = set(content_words(text)) - frame.words - META_WORDS
-    # A word that means what a question word means ("world" for "Earth") adds nothing.
-    added = {w for w in added if w[0].isdigit() or verifier.words.best_match(w, frame.words)[0] < SAME_MEANING}
     claim_names = names(text) - frame.words - META_WORDS
+    # A word that means what a question word means ("world" for "Earth") adds nothing; a name or a
+    # number always does (Tirana is not Albania, however near their vectors).
+    added = {w for w in added if w[0].isdigit() or w in claim_names
+             or verifier.words.best_match(w, frame.words)[0] < SAME_MEANING}
     claim_numbers = numbers(text) - frame.numbers
     terms = (claim_names | claim_numbers) - frame.subject_words
     return Claim(text, frozenset(added), frozenset(terms or added), frozenset(claim_names), frozenset(claim_numbers))

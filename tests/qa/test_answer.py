@@ -17,7 +17,7 @@ from kgqa.records import FactHit, LinkedEntity, PassageHit
 from kgqa.text import content_words
 from qa.answer import AnswerComposer, topic_coverage
 from qa.budget import Evidence
-from qa.checker import CHECK_FEATURES, CheckerModel, ClaimChecker
+from qa.checker import CHECK_FEATURES, CheckerModel, ClaimChecker, Tree
 from qa.claims import ClaimVerifier, evidence_sentences, frame_question
 from qa.reader import FEATURES, AnswerReader, ReaderModel
 from qa.sentences import split_sentences
@@ -69,13 +69,17 @@ def agreement_reader(threshold: float = 0.5) -> AnswerReader:
     return AnswerReader(ReaderModel(weights=tuple(weights), intercept=-5.0, threshold=threshold, candidates=4))
 
 
+def stump(feature: str, above: float, value: float) -> Tree:
+    """A one-split tree: ``value`` to the log-odds where ``feature`` exceeds ``above``, else nothing."""
+    return Tree(feature=(CHECK_FEATURES.index(feature), 0, 0), threshold=(above, 0.0, 0.0), left=(1, 0, 0),
+                right=(2, 0, 0), value=(0.0, 0.0, value), leaf=(False, True, True), missing_left=(True, False, False))
+
+
 def rules_checker(verifier: ClaimVerifier, threshold: float = 0.5) -> ClaimChecker:
-    """Sure of a claim (p 0.88) when its sentence holds what it adds, speaks of the relation and puts its
+    """Sure of a claim (p 0.88) when its sentence holds most of what it adds, speaks of the relation and puts its
     answer nearest it; unsure (p 0.12 or less) when any of the three fails."""
-    weights = [0.0] * len(CHECK_FEATURES)
-    for name in ("coverage", "relation_share", "answer_nearest"):
-        weights[CHECK_FEATURES.index(name)] = 4.0
-    return ClaimChecker(verifier, CheckerModel(weights=tuple(weights), intercept=-10.0, threshold=threshold))
+    trees = tuple(stump(name, 0.5, 4.0) for name in ("coverage", "relation_share", "answer_nearest"))
+    return ClaimChecker(verifier, CheckerModel(trees=trees, baseline=-10.0, threshold=threshold))
 
 
 VERIFIER = ClaimVerifier(fake_encode, RULES)

@@ -59,3 +59,13 @@ def test_where_the_subjects_own_article_was_retrieved_a_statement_elsewhere_cann
     only_elsewhere = VERIFIER.read(frame, evidence_sentences(Evidence(passages=[elsewhere])))
     [pair] = checker.pairs(claim, frame, only_elsewhere)[0]
     assert pair.reading.sentence.title == "Zembla"
+
+
+def test_a_name_the_claim_answers_with_counts_however_near_a_question_word_it_means(monkeypatch):
+    albania = [LinkedEntity(entity_id=3, title="Albania", mention="Albania", alias="Albania",
+                            url="https://en.wikipedia.org/wiki/Albania")]
+    frame = frame_question("What is the capital of Albania?", albania)
+    monkeypatch.setattr(VERIFIER.words, "best_match", lambda word, words: (1.0, next(iter(words))))
+    claim = read_claim("Tirana is the capital city of Albania.", frame, VERIFIER)
+    assert claim.added == {"tirana"}  # "city" means what "capital" means; Tirana is an answer all the same
+    assert claim.answer_terms == {"tirana"}
