@@ -390,7 +390,10 @@ class ClaimChecker:
 
     def check(self, text: str, frame: QuestionFrame, readings: Sequence[Reading],
               allowed: Iterable[str] | None = None) -> Verdict:
-        """The evidence sentence most likely to state ``text``'s claim, and whether that is likely enough."""
+        """The evidence sentence most likely to state ``text``'s claim, and whether that is likely enough.
+
+        Where several reach the threshold, the one cited holds most of the claim's words.
+        """
         if self.model is None:
             raise CheckerModelError("no claim checker model is loaded")
         claim = read_claim(text, frame, self.verifier)
@@ -399,6 +402,12 @@ class ClaimChecker:
             return Verdict(False, reason)
         probabilities = self.model.probabilities(np.vstack([p.features for p in pairs]))
         best = int(np.argmax(probabilities))
+        if probabilities[best] >= self.model.threshold:
+            # Of the sentences that back the claim, the one cited is the one that holds most of it, so
+            # what the user opens states the claim as fully as the evidence does.
+            coverage = CHECK_FEATURES.index("coverage")
+            backing = [i for i, p in enumerate(probabilities) if p >= self.model.threshold]
+            best = max(backing, key=lambda i: (pairs[i].features[coverage], probabilities[i]))
         probability = float(probabilities[best])
         checks = dict(zip(CHECK_FEATURES, (round(float(v), 4) for v in pairs[best].features)))
         checks["probability"] = round(probability, 4)
