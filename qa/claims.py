@@ -73,6 +73,10 @@ _INJECTION = re.compile(
     r"|#{2,}\s*(?:instruction|response|system|input|assistant|user)\b|\[/?inst\]|<</?sys>>|<\|[a-z_]+\|>"
     r"|</?\s*(?:evidence|context|system|instructions?|prompt)\s*>"
     r"|\b(?:new|updated|real|actual|revised|additional)\s+instructions?\s*:"
+    # kgqa's own fact marker written into a passage ("... is 9000 metres [F1]"): no article cites a fact line
+    r"|\[\s*F\d+\s*\]"
+    # a planted exchange for the model to copy: "Question: ... Answer: ..."
+    r"|\bquestion\s*:[^\n]{0,300}?\banswer\s*:"
     # words addressed to a model: "If you are a language model", "Note to AI assistants", "as an AI"
     rf"|\b(?:if|when|since|because)\s+you\s+are\s+(?:an?\s+)?{_MACHINE}\b"
     r"|\b(?:notes?|messages?|instructions?|reminders?|notices?|warnings?|hints?|text)\s+(?:to|for)\s+"

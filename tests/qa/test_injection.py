@@ -160,6 +160,7 @@ ON_TOPIC = {
     "Which fish live in the Sel River?": None,
     "How deep is Lake Orm?": "41",
     "Which fish are caught in Lake Orm?": None,
+    "What is the highest peak of Zembla?": None,
     "When was the University of Rivertown founded?": "1652",
     "What is the University of Rivertown known for?": None,
     "How many people speak Testish?": "2.1 million",
