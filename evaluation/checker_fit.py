@@ -30,10 +30,10 @@ import numpy as np
 from evaluation import metrics as m
 from evaluation.claim_set import ClaimRecord, QuestionClaims
 from evaluation.questions import EvalQuestion
-from qa.answer import Grounding
+from kgqa.progress import progress_bar
 from models.cross_encoder import ClaimCrossEncoder, pair_texts
+from qa.answer import Grounding
 from qa.checker import CHECK_FEATURES, CheckerModel, ClaimChecker, Tree, read_claim
-from tqdm import tqdm
 
 # The most wrong claims a shown answer may let through (the trust target: wrong cited <= 3%).
 MAX_WRONG_ACCEPTED = 0.03
@@ -117,7 +117,7 @@ def ground_questions(engine, questions: Sequence[EvalQuestion], *, progress: boo
     """Each question's evidence, gathered and read as the answer path does (no LM)."""
     composer = engine.composer
     found = []
-    for question in tqdm(questions, desc="evidence", unit="question", disable=not progress):
+    for question in progress_bar(questions, desc="evidence", unit="question", enabled=progress):
         retrieval, prompt = engine.gather(question.question)
         grounding = composer.ground(question.question, engine.evidence_to_read(retrieval, prompt), retrieval.entities)
         found.append(Grounded(question, grounding, engine.nothing_to_answer_from(retrieval, prompt)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kgqa.progress import progress_bar
 from kgqa.text import STOPWORDS, fold, words
 from models.cross_encoder import MAX_TOKENS, base_model, pair_texts, save_trained, trained_layer_names
 
@@ -105,7 +106,6 @@ def swapped_claims(claim: str, answers: Sequence[str], question: str, sentence: 
 def train(checked: Sequence, *, progress: bool = False):
     """The base model with its last layers fine-tuned on ``checked``'s pairs; returns (model, tokenizer)."""
     import torch
-    from tqdm import tqdm
 
     torch.manual_seed(SEED)
     rng = random.Random(SEED)
@@ -121,7 +121,7 @@ def train(checked: Sequence, *, progress: bool = False):
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda step: min(1.0, (step + 1) / (0.1 * steps)) * max(0.0, (steps - step) / steps))
     model.train()
-    with tqdm(total=steps, desc="cross-encoder", unit="batch", disable=not progress) as bar:
+    with progress_bar(total=steps, desc="cross-encoder", unit="batch", enabled=progress) as bar:
         for _ in range(EPOCHS):
             rng.shuffle(data)
             for start in range(0, len(data), BATCH):

@@ -36,7 +36,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +116,8 @@ class Tree:
             raise ValueError("a tree's node arrays differ in length")
         nodes = len(tree.feature)
         for i, is_leaf in enumerate(tree.leaf):
-            if not is_leaf and not (0 < tree.left[i] < nodes and 0 < tree.right[i] < nodes
+            # Children come after their parent (as scikit-learn numbers them), so every walk ends at a leaf.
+            if not is_leaf and not (i < tree.left[i] < nodes and i < tree.right[i] < nodes
                                     and 0 <= tree.feature[i] < len(CHECK_FEATURES)):
                 raise ValueError(f"a tree's node {i} points outside the tree or the features")
         return tree

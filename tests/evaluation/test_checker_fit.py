@@ -45,6 +45,12 @@ def test_a_saved_model_reads_back_the_same_and_a_damaged_one_is_refused(tmp_path
     with pytest.raises(CheckerModelError, match="outside the tree"):
         CheckerModel.load(path)
     raw = json.loads(saved)
+    split = raw["trees"][0]["leaf"].index(0)
+    raw["trees"][0]["left"][split] = split  # a node that is its own child: a walk that never ends
+    path.write_text(json.dumps(raw))
+    with pytest.raises(CheckerModelError, match="outside the tree"):
+        CheckerModel.load(path)
+    raw = json.loads(saved)
     raw["features"] = raw["features"][:-1]
     path.write_text(json.dumps(raw))
     with pytest.raises(CheckerModelError, match="refit it"):
