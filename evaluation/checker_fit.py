@@ -240,7 +240,7 @@ def cross_encoder_out_of_fold(checked: Sequence[CheckedClaim], *, progress: bool
 
 def fit_checker(engine, questions: Sequence[EvalQuestion], claims: dict[str, QuestionClaims], *, out: Path,
                 source: str = "", progress: bool = True) -> tuple[CheckerModel, dict]:
-    """The checker's weights, threshold and cross-encoder from dev claims, with the out-of-fold figures they give.
+    """The checker's trees, threshold and cross-encoder from dev claims, with the out-of-fold figures they give.
 
     The cross-encoder's weights go to ``out`` with the suffix ``.safetensors``.
     """

@@ -115,7 +115,7 @@ def claims_command(ctx, questions: Path, claims: Path, report_dir) -> None:
               help="Where the fitted model goes (the engine reads qa/checker_model.json).")
 @click.pass_context
 def fit_checker_command(ctx, questions: Path, claims: Path, report_dir, out: Path) -> None:
-    """Fit the claim checker's weights and threshold on a DEV claim set (never the test set)."""
+    """Fit the claim checker's trees, cross-encoder and threshold on a DEV claim set (never the test set)."""
     _, markdown, paths = runs.run_checker_fit(_settings(ctx), questions, claims, out=out, report_dir=report_dir)
     _show(markdown, paths)
 

@@ -82,7 +82,7 @@ OWN_ARTICLE_ONLY = True
 SAME_MEANING = 0.75
 
 # -- the claim checker (qa/checker.py) ------------------------------------------------------------
-# Its weights and threshold are fitted on the dev claims and live in qa/checker_model.json with the
+# Its trees and threshold are fitted on the dev claims and live in qa/checker_model.json with the
 # dev figures they came from (`kgqa eval fit-checker`). The one number set by hand: how far apart, in
 # tokens, the claim's answer and a rival can stand from the asked relation's word before the
 # difference stops counting (a clause's length; the feature it bounds is fitted like the others).
