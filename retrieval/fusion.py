@@ -46,6 +46,8 @@ def boosted_fusion(
 ) -> list[tuple[Hashable, float, list[str]]]:
     """RRF of ``base``, then weighted RRF with ``boosts`` that may only reorder the base fusion's top ``depth``.
 
+    ``weights`` weigh base rankings and boosts alike (a name it leaves out weighs 1).
+
     A boost ranking keeps only the items the base rankings' fusion already has in its
     first ``depth`` places (in the boost's own order), so it can promote a candidate
     the base rankers agree on but never bring in one they missed; a boost with
@@ -57,7 +59,7 @@ def boosted_fusion(
     """
     if depth < 0:
         raise ValueError(f"depth must be >= 0, got {depth}")
-    fused_base = reciprocal_rank_fusion(base, k=k)
+    fused_base = reciprocal_rank_fusion(base, weights=weights, k=k)
     allowed = {item for item, _, _ in fused_base[:depth]}
     kept = {name: [item for item in ranking if item in allowed] for name, ranking in boosts.items()
             if weights.get(name, 1.0) > 0}

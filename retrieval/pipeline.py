@@ -1,7 +1,8 @@
 """The retrieval pipeline: link entities, run dense and sparse search, expand over the graph, fuse, fetch.
 
 Modes, for evaluation and ablation: ``dense``, ``sparse``, ``hybrid`` (RRF of
-both) and ``graph`` (the default for answering): hybrid reordered by two gated
+both, ``fuse_hybrid``: plain RRF unless a held-out measurement chose otherwise,
+retrieval/tuning.py) and ``graph`` (the default for answering): hybrid reordered by two gated
 boosts, Personalized PageRank over the linked entities' neighbourhood and the
 passages stating the facts asked for (see retrieval/tuning.py for the gates and
 the weights chosen on the dev split).
@@ -19,7 +20,7 @@ from retrieval.facts import load_facts, predicate_match, rank_facts
 from retrieval.word_vectors import WordVectors
 from kg.passages import article_of
 from retrieval.fusion import boosted_fusion, reciprocal_rank_fusion
-from retrieval.tuning import GRAPH_FUSION, GraphFusion
+from retrieval.tuning import GRAPH_FUSION, HYBRID_FUSION, GraphFusion, HybridFusion
 
 Mode = Literal["dense", "sparse", "hybrid", "graph"]
 MODES = ("dense", "sparse", "hybrid", "graph")
@@ -62,18 +63,30 @@ class Rankings:
         return ranking
 
 
-def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION) -> list[tuple[str, float, list[str]]]:
-    """Graph mode's fusion: hybrid's RRF, reordered within its top ``fusion.depth`` by the gated boosts.
+def _hybrid_base(rankings: Rankings, hybrid: HybridFusion) -> dict[str, list[str]]:
+    depth = hybrid.depth
+    return {"dense": rankings.dense[:depth], "sparse": rankings.sparse[:depth]}
+
+
+def fuse_hybrid(rankings: Rankings, hybrid: HybridFusion = HYBRID_FUSION) -> list[tuple[str, float, list[str]]]:
+    """Hybrid mode's fusion: weighted RRF of the dense and the sparse ranking (each cut at ``hybrid.depth``)."""
+    return reciprocal_rank_fusion(_hybrid_base(rankings, hybrid), weights=hybrid.weights, k=hybrid.k)
+
+
+def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION,
+               hybrid: HybridFusion = HYBRID_FUSION) -> list[tuple[str, float, list[str]]]:
+    """Graph mode's fusion: ``fuse_hybrid``'s order, reordered within its top ``fusion.depth`` by the gated boosts.
 
     Each of those places keeps the article hybrid put there; the boosts choose which of that
     article's passages fills it. So graph mode ranks articles exactly as hybrid does, whatever
     the knowledge base, and can only bring the passage that states the answer up.
     """
     return boosted_fusion(
-        {"dense": rankings.dense, "sparse": rankings.sparse},
+        _hybrid_base(rankings, hybrid),
         {"graph": rankings.graph, "facts": rankings.facts(fusion.fact_match)},
-        weights={"graph": fusion.graph_weight, "facts": fusion.facts_weight},
+        weights={**hybrid.weights, "graph": fusion.graph_weight, "facts": fusion.facts_weight},
         depth=fusion.depth,
+        k=hybrid.k,
         group=article_of,
     )
 
@@ -81,8 +94,10 @@ def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION) -> list[t
 class RetrievalPipeline:
     """Composes the loaded knowledge base's components; stateless per call, so thread-safe."""
 
-    def __init__(self, kb, *, pool: int = POOL, fusion: GraphFusion = GRAPH_FUSION):
+    def __init__(self, kb, *, pool: int = POOL, fusion: GraphFusion = GRAPH_FUSION,
+                 hybrid: HybridFusion = HYBRID_FUSION):
         self.kb = kb
+        self.hybrid = hybrid
         # relation words matched by meaning (facts.py); encodes only when a fact is ranked
         self.vectors = WordVectors(lambda texts: kb.embedder.encode_documents(texts))
         self.pool = pool
@@ -118,9 +133,9 @@ class RetrievalPipeline:
         elif mode == "sparse":
             fused = [(key, s, ["sparse"]) for key, s in sparse_hits]
         elif mode == "hybrid":
-            fused = reciprocal_rank_fusion({"dense": rankings.dense, "sparse": rankings.sparse})
+            fused = fuse_hybrid(rankings, self.hybrid)
         else:
-            fused = fuse_graph(rankings, self.fusion)
+            fused = fuse_graph(rankings, self.fusion, self.hybrid)
         passages = self._fetch(fused[:k])
         finished = time.perf_counter()
         return Retrieval(

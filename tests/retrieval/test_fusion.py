@@ -67,3 +67,12 @@ def test_with_groups_each_place_keeps_its_group_and_the_boost_picks_the_item():
     ungrouped = [item for item, _, _ in boosted_fusion(base, {"graph": ["b2", "c1", "a2"]}, weights={"graph": 5.0},
                                                        depth=5)]
     assert ungrouped[:3] == ["b2", "c1", "a2"]  # without groups the boost moves whole articles
+
+
+def test_base_weights_weigh_the_base_fusion_too():
+    base = {"dense": ["a", "b"], "sparse": ["b", "a"]}
+    assert [i for i, _, _ in boosted_fusion(base, {}, weights={}, depth=5)] == ["a", "b"]  # a tie: first seen
+    leaning = boosted_fusion(base, {"graph": []}, weights={"sparse": 2.0}, depth=5)
+    assert [i for i, _, _ in leaning] == ["b", "a"]
+    assert leaning[0][1] == pytest.approx(1 / (RRF_K + 2) + 2 / (RRF_K + 1))
+    assert [i for i, _, _ in boosted_fusion(base, {}, weights={}, depth=5, k=1)] == ["a", "b"]

@@ -7,8 +7,9 @@ from models.embedding.embedder import document_text
 from qa.engine import QAEngine
 from retrieval.facts import load_facts, rank_facts
 from retrieval.knowledge_base import KnowledgeBase
-from retrieval.pipeline import MODES, Rankings, RetrievalPipeline, fuse_graph
-from retrieval.tuning import GraphFusion
+from retrieval.fusion import reciprocal_rank_fusion
+from retrieval.pipeline import MODES, Rankings, RetrievalPipeline, fuse_graph, fuse_hybrid
+from retrieval.tuning import HYBRID_FUSION, PLAIN_RRF, GraphFusion, HybridFusion
 from tests.helpers.tiny_kb import HashingEmbedder, tiny_kb  # noqa: F401 (fixture)
 
 # -- a tiny knowledge base: five articles, their redirects, a hashed bag-of-words embedder --------------------
@@ -134,6 +135,43 @@ def test_graph_mode_only_reorders_hybrids_top_passages(pipeline, question):
         bounded = RetrievalPipeline(pipeline.kb, fusion=GraphFusion(1.0, 1.0, 0.01, depth))
         graph = [hit.passage_id for hit in bounded.retrieve(question, k=50, mode="graph").passages]
         assert set(graph[:depth]) == set(hybrid[:depth]) and set(graph) == set(hybrid)
+
+
+def test_plain_rrf_is_textbook_rrf_of_the_two_lists():
+    rankings = Rankings(dense=["a", "b", "c"], sparse=["c", "d", "a"])
+    assert fuse_hybrid(rankings, PLAIN_RRF) == reciprocal_rank_fusion({"dense": ["a", "b", "c"], "sparse": ["c", "d", "a"]},
+                                                                      k=60)
+    assert (PLAIN_RRF.k, PLAIN_RRF.dense_weight, PLAIN_RRF.sparse_weight, PLAIN_RRF.depth) == (60, 1.0, 1.0, None)
+
+
+def test_a_hybrid_setting_weighs_cuts_and_damps_the_lists():
+    rankings = Rankings(dense=["a", "b", "c"], sparse=["c", "d", "a"])
+    assert [pid for pid, _, _ in fuse_hybrid(rankings, PLAIN_RRF)][:2] == ["a", "c"]
+    assert [pid for pid, _, _ in fuse_hybrid(rankings, HybridFusion(sparse_weight=2.0))][0] == "c"
+    shallow = fuse_hybrid(rankings, HybridFusion(depth=2))
+    assert {pid for pid, _, _ in shallow} == {"a", "b", "c", "d"} and dict((p, s) for p, _, s in shallow)["a"] == ["dense"]
+
+
+@pytest.mark.parametrize("bad", [dict(k=0), dict(dense_weight=-1.0), dict(dense_weight=0.0, sparse_weight=0.0),
+                                 dict(depth=0)])
+def test_a_hybrid_setting_out_of_range_is_refused(bad):
+    with pytest.raises(ValueError):
+        HybridFusion(**bad)
+
+
+@pytest.mark.parametrize("hybrid", [PLAIN_RRF, HybridFusion(k=10, sparse_weight=1.5, depth=2)])
+@pytest.mark.parametrize("question", ["What is the capital of Alabama?", "Who wrote Animal Farm?"])
+def test_hybrid_mode_fuses_with_its_setting_and_graph_mode_keeps_its_article_order(pipeline, hybrid, question):
+    tuned = RetrievalPipeline(pipeline.kb, hybrid=hybrid)
+    found = tuned.retrieve(question, k=50, mode="hybrid")
+    expected = [pid for pid, _, _ in fuse_hybrid(found.rankings, hybrid)][:50]
+    assert [hit.passage_id for hit in found.passages] == expected
+    graph = tuned.retrieve(question, k=50, mode="graph").passages
+    assert [hit.page_id for hit in graph] == [hit.page_id for hit in found.passages]
+
+
+def test_the_service_fuses_hybrid_with_the_recorded_setting(pipeline):
+    assert pipeline.hybrid == HYBRID_FUSION
 
 
 def test_a_question_the_knowledge_base_cannot_match_finds_nothing_by_words(pipeline):
