@@ -1,4 +1,4 @@
-"""``kgqa ingest`` and ``kgqa kg stats|show|export``: thin click wrappers over plain functions."""
+"""``kgqa ingest`` and ``kgqa kg stats|show|export|repair|delete``: thin click wrappers over plain functions."""
 
 from __future__ import annotations
 
@@ -17,23 +17,33 @@ from kgqa.settings import command_settings as _settings
 @click.option("--resume", is_flag=True, help="Skip pages up to the last one committed by an unfinished run.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Parser processes (default: all cores).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--sync", is_flag=True,
+              help="The dump is the wiki now: also remove every stored page it no longer holds (a part of a split "
+                   "dump, named -p<first>p<last>, only within its page ids). Not with --limit.")
 @click.pass_context
-def ingest_command(ctx: click.Context, dump: Path, limit, resume: bool, workers, no_progress: bool) -> None:
+def ingest_command(ctx: click.Context, dump: Path, limit, resume: bool, workers, no_progress: bool,
+                   sync: bool) -> None:
     """Ingest a MediaWiki pages-articles dump (.xml, .xml.bz2, .xml.gz) into the knowledge base."""
     from kg.ingest import ingest_dump
 
+    if sync and limit is not None:
+        raise click.UsageError("--sync removes every page the dump does not hold, so it reads the whole dump: "
+                               "drop --limit (a partial ingest never deletes)")
     settings = _settings(ctx)
-    summary = ingest_dump(settings, dump, limit=limit, resume=resume, progress=not no_progress, workers=workers)
+    summary = ingest_dump(settings, dump, limit=limit, resume=resume, progress=not no_progress, workers=workers,
+                          sync=sync)
     click.echo(
         f"ingested {summary.pages} pages, {summary.redirects} redirects, {summary.passages} passages, "
         f"{summary.triples} triples; {summary.entities} entities in the knowledge base; "
         f"{summary.unchanged} unchanged, {summary.skipped} skipped; {summary.elapsed_s:.1f}s"
     )
+    if summary.removed is not None:
+        click.echo(f"sync: {summary.removed.describe()}; {summary.redirected} pages turned into redirects")
 
 
 @click.group("kg")
 def kg_group() -> None:
-    """Inspect and export the knowledge graph."""
+    """Inspect, export and edit the knowledge graph."""
 
 
 @kg_group.command("stats")
@@ -60,6 +70,16 @@ def repair_command(ctx: click.Context) -> None:
     report = repair_index(_settings(ctx))
     damaged = ", ".join(report["damaged"]) or "none"
     click.echo(f"damaged: {damaged}; vectors: {report['vectors']}")
+
+
+@kg_group.command("delete")
+@click.argument("names", nargs=-1, required=True, metavar="TITLE_OR_ID...")
+@click.pass_context
+def delete_command(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Remove pages (titles or page ids, articles or redirects) and everything derived from them."""
+    from kg.removal import delete_pages
+
+    click.echo(delete_pages(_settings(ctx), names).describe())
 
 
 @kg_group.command("show")

@@ -22,7 +22,7 @@ from kg.errors import DumpError
 CHUNK_BYTES = 1 << 20
 # Fields of <page> and its last <revision> that the pipeline keeps.
 _PAGE_FIELDS = {("page", "title"), ("page", "ns"), ("page", "id"), ("revision", "id"),
-                ("revision", "timestamp"), ("revision", "text")}
+                ("revision", "timestamp"), ("revision", "text"), ("siteinfo", "dbname")}
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ class _PageCollector:
         self.fields: dict[str, str] = {}
         self.buffer: list[str] | None = None
         self.redirect: str | None = None
+        self.wiki = ""  # <siteinfo><dbname>, e.g. "enwiki"
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         if self.root is None:
@@ -88,7 +89,10 @@ class _PageCollector:
     def end(self, name: str) -> None:
         self.stack.pop()
         parent = self.stack[-1] if self.stack else ""
-        if self.buffer is not None and (parent, name) in _PAGE_FIELDS:
+        if self.buffer is not None and (parent, name) == ("siteinfo", "dbname"):
+            self.wiki = "".join(self.buffer).strip()
+            self.buffer = None
+        elif self.buffer is not None and (parent, name) in _PAGE_FIELDS:
             key = "rev_id" if (parent, name) == ("revision", "id") else name
             self.fields[key] = "".join(self.buffer)
             self.buffer = None
@@ -115,8 +119,11 @@ def _refuse_entities(*_args) -> None:
     raise DumpError("XML entity declarations are refused (possible entity-expansion bomb)")
 
 
-def iter_pages(path: Path) -> Iterator[RawPage]:
-    """Yield every page of the dump in file order; raises ``DumpError`` on bad input."""
+def iter_pages(path: Path, info: dict | None = None) -> Iterator[RawPage]:
+    """Yield every page of the dump in file order; raises ``DumpError`` on bad input.
+
+    ``info["wiki"]`` is set to the dump's ``<dbname>`` ("" when it has none) once the first page is read.
+    """
     collector = _PageCollector()
     parser = expat.ParserCreate()
     parser.buffer_text = True
@@ -136,6 +143,8 @@ def iter_pages(path: Path) -> Iterator[RawPage]:
                 utf8.decode(chunk)
                 parser.Parse(chunk, False)
                 consumed += len(chunk)
+                if info is not None:
+                    info["wiki"] = collector.wiki
                 yield from collector.pages
                 collector.pages.clear()
             utf8.decode(b"", True)
@@ -151,6 +160,8 @@ def iter_pages(path: Path) -> Iterator[RawPage]:
             raise DumpError(f"compressed dump is truncated: {path}") from None
         except OSError as exc:
             raise DumpError(f"cannot decompress dump ({exc}): {path}") from None
+    if info is not None:
+        info["wiki"] = collector.wiki
     yield from collector.pages
     if collector.root is None:
         raise DumpError(f"not a MediaWiki XML dump: {path}")

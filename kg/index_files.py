@@ -39,6 +39,7 @@ from kgqa.errors import KgqaError
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+GENERATION = "generation.json"  # bumped when a write to the knowledge base is done: servers reload on it
 FORMAT = 1
 # Files up to this size are read into memory (the bytes checked are the bytes used); larger ones are
 # checked, then mapped. The sample's largest index file is 4 MB; at 1M passages the FAISS lists take ~390 MB.
@@ -225,16 +226,49 @@ def damaged(index_dir: Path) -> list[DamagedIndexFile]:
     return problems
 
 
+def bump_generation(index_dir: Path, reason: str) -> int:
+    """Count one more finished write (ingest, sync, delete) in ``index/generation.json``: a running server that
+    reads a new number reloads the knowledge base (retrieval/knowledge_base.py). Writers hold the ingest lock,
+    so one bumps at a time; the file is stamped as it is swapped in (``expect``), so a kill leaves no damage."""
+    path = index_dir / GENERATION
+    generation = (read_generation(index_dir) or 0) + 1
+    tmp = _write_json(path, {"generation": generation, "reason": reason}, replace=False)
+    try:
+        expect(index_dir, {path: tmp})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    stamp(index_dir, [path])
+    return generation
+
+
+def read_generation(index_dir: Path) -> int | None:
+    """The generation of the knowledge base's files; None before the first write that counted one."""
+    try:
+        value = json.loads((index_dir / GENERATION).read_bytes())["generation"]
+        return value if isinstance(value, int) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _write_manifest(index_dir: Path, files: dict[str, dict]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=index_dir)
+    _write_json(index_dir / MANIFEST, {"format": FORMAT, "algorithm": "sha256", "files": dict(sorted(files.items()))})
+
+
+def _write_json(path: Path, value: dict, *, replace: bool = True) -> Path:
+    """Write ``path`` whole: a temporary file beside it, fsync, ``os.replace`` (or, without ``replace``,
+    return the temporary file for the caller to swap in)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump({"format": FORMAT, "algorithm": "sha256", "files": dict(sorted(files.items()))}, handle,
-                      indent=1)
+            json.dump(value, handle, indent=1)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, index_dir / MANIFEST)
+        if not replace:
+            return Path(tmp)
+        os.replace(tmp, path)
+        return path
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -7,12 +7,16 @@ flight keeps memory constant on a 20 GB dump. Every batch is committed on its
 own; vectors follow the protocol in ``kg.vectors``, so a run killed at any point
 and run again ends in the same state as a clean run. One run writes a database at
 a time: a second one is refused (``kg.store.ingest_lock``).
+
+With ``sync``, a dump read to its end also removes every stored page it does not hold
+(``kg.removal``): the store then holds what the dump holds, as a fresh ingest of it would.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -27,6 +31,7 @@ from kg.errors import DumpError
 from kg.link_graph import load_link_graph
 from kg.page_parser import ParsedPage
 from kg.parse_pool import Feed, RedirectItem, parsed_stream
+from kg.removal import SyncRefused, apply_removal, check_same_wiki, missing_pages, page_range
 from kg.sparse_index import load_sparse_index
 from kg.store import Entity, IngestRun, ingest_lock, init_db, make_engine, session_factory
 from kg.vectors import PassageVectors, pause_point
@@ -57,36 +62,48 @@ class IngestSummary:
     unchanged: int = 0  # pages already stored at this revision (or newer)
     skipped: int = 0  # other namespaces and list pages
     disambiguation: int = 0
+    redirected: int = 0  # stored articles that became redirects (now aliases of their targets)
+    removed: object = None  # with a sync: what it removed (kg.removal.Removed)
     repaired: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)  # seconds per stage: writing and embedding, then each finishing step
 
 
 def ingest_dump(settings: Settings, dump_path: Path, *, limit: int | None = None, resume: bool = False,
-                progress: bool = True, workers: int | None = None, embedder=None) -> IngestSummary:
+                progress: bool = True, workers: int | None = None, embedder=None, sync: bool = False) -> IngestSummary:
     """Ingest a MediaWiki dump into the knowledge base under ``settings.data_dir``.
 
     ``limit`` stops after that many pages read from the dump. Bad input raises
-    ``DumpError``; whatever was committed before it stays consistent.
+    ``DumpError``; whatever was committed before it stays consistent. ``sync`` (a full
+    dump, so never with ``limit``) then removes the stored pages the dump no longer holds;
+    a part of a split dump (``-p<first>p<last>`` in its name) only those in its id range.
     """
+    if sync and limit is not None:
+        raise SyncRefused("--sync removes every page the dump does not hold, so it reads the whole dump: "
+                          "drop --limit (a partial ingest never deletes)")
     started = time.monotonic()
     dump_path = Path(dump_path)
-    pages = iter_pages(dump_path)
+    info: dict = {}
+    pages = iter_pages(dump_path, info)
     first = next(pages, None)  # fail fast on a missing, empty or non-dump file before touching the KB
     settings.index_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url, bulk_writes=True)
     try:
         with ingest_lock(engine):  # one run writes a database at a time; a second is refused in one line
             return _ingest(settings, engine, dump_path, pages, first, started, limit=limit, resume=resume,
-                           progress=progress, workers=workers, embedder=embedder)
+                           progress=progress, workers=workers, embedder=embedder,
+                           sync_wiki=info.get("wiki", "") if sync else None)
     finally:
         engine.dispose()
 
 
 def _ingest(settings: Settings, engine, dump_path: Path, pages: Iterator[RawPage], first: RawPage | None,
-            started: float, *, limit, resume, progress, workers, embedder) -> IngestSummary:
-    """The run itself, under the ingest lock."""
+            started: float, *, limit, resume, progress, workers, embedder, sync_wiki: str | None) -> IngestSummary:
+    """The run itself, under the ingest lock; ``sync_wiki`` (the dump's wiki) asks for a sync."""
     init_db(engine)
     sessions = session_factory(engine)
+    if sync_wiki is not None:
+        with sessions() as session:
+            check_same_wiki(session, sync_wiki)
     resume_after = _resume_point(sessions, dump_path) if resume else 0
 
     def source() -> Iterator[RawPage]:
@@ -101,9 +118,21 @@ def _ingest(settings: Settings, engine, dump_path: Path, pages: Iterator[RawPage
             yield raw
 
     worker_count = workers if workers is not None else (os.cpu_count() or 1)
-    feed = Feed(settings, source() if limit != 0 else iter(()), WINDOW_PER_WORKER * max(worker_count, 1), resume_after)
-    return _write_all(settings, sessions, str(dump_path.resolve()), parsed_stream(feed, worker_count), feed,
-                      started, progress=progress, embedder=embedder)
+    held = array("q") if sync_wiki is not None else None
+    feed = Feed(settings, source() if limit != 0 else iter(()), WINDOW_PER_WORKER * max(worker_count, 1), resume_after,
+                held)
+    source_name = str(dump_path.resolve())
+
+    def remove_missing(vectors: PassageVectors, run_id: int, summary: IngestSummary) -> None:
+        """The sync, once the whole dump is read and written: what it does not hold goes."""
+        with sessions() as session:
+            gone_pages, gone_redirects = missing_pages(session, held, page_range(dump_path))
+        summary.removed = apply_removal(settings, sessions, vectors, gone_pages.tolist(), gone_redirects.tolist(),
+                                        kind="sync", source=source_name, wiki=sync_wiki, run_id=run_id,
+                                        redirected=summary.redirected)
+
+    return _write_all(settings, sessions, source_name, parsed_stream(feed, worker_count), feed, started,
+                      progress=progress, embedder=embedder, after_write=remove_missing if held is not None else None)
 
 
 def ingest_parsed(settings: Settings, items: Iterable[ParsedPage | RedirectItem], *, source: str,
@@ -123,8 +152,9 @@ def ingest_parsed(settings: Settings, items: Iterable[ParsedPage | RedirectItem]
 
 
 def _write_all(settings: Settings, sessions, source: str, items: Iterator[ParsedPage | RedirectItem],
-               feed: Feed | None, started: float, *, progress: bool, embedder) -> IngestSummary:
-    """Batches of parsed items to SQL and the index, then the finish; the run record says how it went."""
+               feed: Feed | None, started: float, *, progress: bool, embedder, after_write=None) -> IngestSummary:
+    """Batches of parsed items to SQL and the index, then ``after_write`` (the sync), then the finish; the run
+    record says how it went."""
     if embedder is None:
         from models.embedding.embedder import Embedder
 
@@ -153,6 +183,8 @@ def _write_all(settings: Settings, sessions, source: str, items: Iterator[Parsed
                 batch, passages = [], 0
         _write_batch(sessions, vectors, batch, summary, run_id)
         bar.update((feed.read if feed else read) - bar.n)
+        if after_write is not None:
+            after_write(vectors, run_id, summary)
         status = "done"
     except BaseException as exc:
         error = str(exc) if isinstance(exc, DumpError) else f"{type(exc).__name__}: {exc}"
@@ -179,6 +211,7 @@ def _write_batch(sessions, vectors: PassageVectors, batch, summary: IngestSummar
         summary.passages += written.passages
         summary.triples += written.triples
         summary.disambiguation += written.disambiguation
+        summary.redirected += written.redirected
         run = session.get(IngestRun, run_id)
         run.last_page_id = batch[-1].page_id
         run.pages, run.redirects, run.passages, run.triples = (summary.pages, summary.redirects,
@@ -219,7 +252,8 @@ def _finish(settings, sessions, run_id, summary, status, error, started) -> None
         lap("link graph")
         load_sparse_index(settings, session)  # BM25 and the passage catalog, likewise
         lap("bm25")
-    index_files.complete(settings.index_dir)  # last: every file under index/ stamped (its writer stamped most)
+    index_files.complete(settings.index_dir)  # every file under index/ stamped (its writer stamped most)
+    index_files.bump_generation(settings.index_dir, "ingest")  # last: running servers reload
     lap("stamps")
     summary.elapsed_s = round(time.monotonic() - started, 3)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -38,6 +39,11 @@ def storable(raw: RawPage) -> bool:
     return fits_title(raw.title) and 0 <= raw.page_id < 2**63 and 0 <= raw.rev_id < 2**63
 
 
+def _wanted(raw: RawPage) -> bool:
+    """Whether the store keeps the page: a storable main-namespace article (list pages aside) or redirect."""
+    return raw.ns == 0 and (raw.redirect is not None or not is_list_page(raw.title)) and storable(raw)
+
+
 def _prepare(raw: RawPage) -> ParsedPage | RedirectItem:
     """Worker-side: parse an article, or pass a redirect through."""
     if raw.redirect is not None:
@@ -48,8 +54,10 @@ def _prepare(raw: RawPage) -> ParsedPage | RedirectItem:
 class Feed:
     """Yields the pages that need parsing; counts the rest. Runs in the pool's feeder thread."""
 
-    def __init__(self, settings: Settings, pages: Iterable[RawPage], window: int, resume_after: int) -> None:
+    def __init__(self, settings: Settings, pages: Iterable[RawPage], window: int, resume_after: int,
+                 held: array | None = None) -> None:
         self.settings, self.pages, self.resume_after = settings, pages, resume_after
+        self.held = held  # with a sync: the id of every page read that the store may hold (int64, 8 bytes a page)
         self.slots = threading.BoundedSemaphore(window)
         self.stop = threading.Event()
         self.unchanged = self.skipped = self.read = 0
@@ -73,13 +81,17 @@ class Feed:
         """The storable articles and redirects past the resume point, ``CHECK_CHUNK`` at a time."""
         resuming = self.resume_after > 0
         chunk: list[RawPage] = []
+        held = self.held
         for raw in self.pages:
             self.read += 1
+            wanted = _wanted(raw)
+            if held is not None and wanted:
+                held.append(raw.page_id)
             if resuming:
                 resuming = raw.page_id != self.resume_after
                 self.unchanged += 1
                 continue
-            if raw.ns != 0 or (raw.redirect is None and is_list_page(raw.title)) or not storable(raw):
+            if not wanted:
                 self.skipped += 1
                 continue
             chunk.append(raw)

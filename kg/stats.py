@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select
 
 from kg import index_files
 from kg.queries import EntityView, entity_view, resolve_entity
+from kg.removal import last_removals
 from kg.vectors import consistency
 from kg.store import Alias, Entity, IngestRun, Page, Passage, Redirect, Triple, open_knowledge_base, session_factory
 from kgqa.errors import KgqaError
@@ -40,6 +41,8 @@ def kb_stats(settings: Settings) -> dict:
             last = session.scalars(select(IngestRun).order_by(IngestRun.id.desc()).limit(1)).first()
             if last is not None:
                 stats["last_run"] = f"#{last.id} {last.status} {last.started_at:%Y-%m-%d %H:%M:%S} {last.dump}"
+            if inspect(session.connection()).has_table("removals"):  # made by the first sync or delete
+                stats.update(last_removals(session))
             damaged = [problem.name for problem in index_files.damaged(settings.index_dir)]
             stats["damaged_index_files"] = ", ".join(damaged) + " (run `kgqa kg repair`)" if damaged else "none"
             index = _load_index(settings)

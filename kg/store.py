@@ -168,6 +168,26 @@ class IngestRun(Base):
     error: Mapped[str] = mapped_column(Text, default="")
 
 
+class Removal(Base):
+    """What one sync (``kgqa ingest --sync``) or ``kgqa kg delete`` removed, committed with the removal itself."""
+
+    __tablename__ = "removals"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # sync | delete
+    source: Mapped[str] = mapped_column(Text, default="")  # the dump synced with, or the names deleted
+    wiki: Mapped[str] = mapped_column(String(64), default="")  # the dump's <dbname> (sync)
+    run_id: Mapped[int | None] = mapped_column(Id, nullable=True)  # the ingest run of a sync
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    pages: Mapped[int] = mapped_column(Integer, default=0)  # articles removed
+    redirects: Mapped[int] = mapped_column(Integer, default=0)  # redirect pages removed
+    redirected: Mapped[int] = mapped_column(Integer, default=0)  # articles the run turned into redirects
+    passages: Mapped[int] = mapped_column(Integer, default=0)  # passages removed, their vectors with them
+    triples: Mapped[int] = mapped_column(Integer, default=0)
+    aliases: Mapped[int] = mapped_column(Integer, default=0)
+    titles: Mapped[str] = mapped_column(Text, default="")  # JSON list: the first titles removed
+
+
 def database_url(url: str) -> URL:
     """``url`` parsed; a bare ``postgresql://`` gets psycopg 3, the PostgreSQL driver kgqa installs."""
     parsed = make_url(url)

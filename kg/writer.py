@@ -43,6 +43,7 @@ class BatchWritten:
     passages: int = 0
     triples: int = 0
     disambiguation: int = 0
+    redirected: int = 0  # stored articles that the batch turned into redirects
 
 
 def next_vector_id(session: Session, floor: int = 0) -> int:
@@ -51,7 +52,7 @@ def next_vector_id(session: Session, floor: int = 0) -> int:
     return max(top if top is not None else -1, floor - 1) + 1
 
 
-def _chunks(values: Sequence) -> Iterable[list]:
+def in_chunks(values: Sequence) -> Iterable[list]:
     for start in range(0, len(values), IN_CHUNK):
         yield list(values[start:start + IN_CHUNK])
 
@@ -59,7 +60,7 @@ def _chunks(values: Sequence) -> Iterable[list]:
 def remove_pages(session: Session, page_ids: Sequence[int]) -> list[int]:
     """Delete articles with their passages, facts and aliases; returns the vector ids to drop from the index."""
     vector_ids: list[int] = []
-    for ids in _chunks(sorted(set(page_ids))):
+    for ids in in_chunks(sorted(set(page_ids))):
         vector_ids += session.scalars(select(Passage.vector_id).where(Passage.page_id.in_(ids))).all()
         # A page's triples are the ones whose subject it is (the writer never writes another page's):
         # subject_id is indexed, page_id is not, and an unindexed delete scans every triple per batch.
@@ -89,15 +90,18 @@ def write_batch(session: Session, items: Sequence[ParsedPage | RedirectItem], fi
     articles = _last_of_each([i for i in latest if isinstance(i, ParsedPage)], key=lambda page: page.title)
     redirects = [i for i in latest if isinstance(i, RedirectItem)]
     page_ids = [item.page_id for item in latest]
-    written = BatchWritten(removed_vectors=remove_pages(session, page_ids))
+    written = BatchWritten()
+    for ids in in_chunks([r.page_id for r in redirects]):  # articles that became redirects, for the sync's record
+        written.redirected += session.scalar(select(func.count()).select_from(Page).where(Page.page_id.in_(ids))) or 0
+    written.removed_vectors = remove_pages(session, page_ids)
     titles = [page.title for page in articles]
-    moved = [pid for chunk in _chunks(titles)
+    moved = [pid for chunk in in_chunks(titles)
              for pid in session.scalars(select(Page.page_id).where(Page.title.in_(chunk)))]
     written.removed_vectors += remove_pages(session, moved)
-    for ids in _chunks(page_ids):
+    for ids in in_chunks(page_ids):
         session.execute(delete(Redirect).where(Redirect.page_id.in_(ids)))
-    for chunk in _chunks(redirects):  # aliases an earlier run linked from these redirects (norm is indexed)
-        session.execute(delete(Alias).where(Alias.norm.in_({_norm(r.title) for r in chunk}),
+    for chunk in in_chunks(redirects):  # aliases an earlier run linked from these redirects (norm is indexed)
+        session.execute(delete(Alias).where(Alias.norm.in_({alias_norm(r.title) for r in chunk}),
                                             Alias.source == "redirect", Alias.alias.in_([r.title for r in chunk])))
 
     rows: dict[type, list[dict]] = {Page: [], Entity: [], Alias: [], Passage: [], Triple: [], Redirect: []}
@@ -108,7 +112,7 @@ def write_batch(session: Session, items: Sequence[ParsedPage | RedirectItem], fi
         written.disambiguation += page.is_disambiguation
     for redirect in redirects:
         if fits_title(redirect.title) and fits_title(redirect.target):
-            rows[Redirect].append(dict(page_id=redirect.page_id, title=redirect.title, norm=_norm(redirect.title),
+            rows[Redirect].append(dict(page_id=redirect.page_id, title=redirect.title, norm=alias_norm(redirect.title),
                                        target=redirect.target, rev_id=redirect.rev_id))
     for model, values in rows.items():  # parents before children, for the foreign keys
         if values:  # Core executemany on the table: the ORM's bulk path costs several times more per row
@@ -133,7 +137,7 @@ def write_redirect(session: Session, page_id: int, title: str, target: str, rev_
     return write_batch(session, [RedirectItem(page_id, title, target, rev_id)], 0).removed_vectors
 
 
-def _norm(name: str) -> str:
+def alias_norm(name: str) -> str:
     norm = normalize_alias(name)
     return norm if len(norm) <= TITLE_CHARS else ""  # folding can lengthen a name (NFKD); too long matches nothing
 
@@ -146,7 +150,7 @@ def _article_rows(page: ParsedPage, first_vector_id: int, rows: dict[type, list[
     rows[Entity].append(dict(entity_id=page.page_id, title=page.title, is_disambiguation=page.is_disambiguation))
     seen: set[str] = set()
     for alias, source in page.aliases:
-        norm = _norm(alias)
+        norm = alias_norm(alias)
         if norm and norm not in seen and fits_title(alias):
             seen.add(norm)
             rows[Alias].append(dict(norm=norm, alias=alias, entity_id=page.page_id, source=source))

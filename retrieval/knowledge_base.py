@@ -9,14 +9,23 @@ rebuilt from SQL; a damaged FAISS index fails the warm-up with ``DamagedIndexFil
 naming the file (``/readyz`` answers 503) until ``kgqa kg repair`` rebuilds it; a
 damaged graph pickle (not read here) is removed, to be rebuilt by its next load.
 Aliases are looked up in SQL, question by question.
+
+A running process follows the knowledge base as writers change it: every finished ingest,
+sync (``kgqa ingest --sync``) and ``kgqa kg delete`` bumps ``index/generation.json``, and at
+most every ``RELOAD_CHECK_S`` a read of a component checks that number; a new one loads the
+files again in a background thread, and the loaded components are swapped in whole, so a
+request never mixes two loads. Until then the old ones answer, and a passage removed
+meanwhile is never cited: passages are fetched from SQL, which no longer has it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from kgqa.settings import Settings
 from kg.store import open_knowledge_base, session_factory
@@ -25,34 +34,115 @@ from retrieval.catalog import PassageCatalog
 log = logging.getLogger(__name__)
 
 REPAIR_HINT = "rebuild it from the SQL store with `kgqa kg repair`"
+RELOAD_CHECK_S = 1.0  # how often a read of the components looks for a newer generation (one small file read)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One load of the knowledge base's files, swapped in whole."""
+
+    catalog: PassageCatalog
+    sparse: object = None
+    vector_index: object = None
+    linker: object = None
+    expander: object = None
+    generation: int | None = None  # of index/generation.json when it was loaded
 
 
 class KnowledgeBase:
-    """The loaded knowledge base; shared read-only by request threads after ``warm_up``."""
+    """The loaded knowledge base; shared read-only by request threads after ``warm_up``, reloaded when a writer
+    bumps its generation."""
 
-    def __init__(self, settings: Settings, *, embedder=None):
+    def __init__(self, settings: Settings, *, embedder=None, reload_check_s: float = RELOAD_CHECK_S):
         self.settings = settings
         self.embedder = embedder
-        self.catalog = PassageCatalog()
-        self.sparse = None
-        self.vector_index = None
-        self.linker = None
-        self.expander = None
+        self.reload_check_s = reload_check_s
+        self._loaded = Loaded(PassageCatalog())
         self._sessions = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held by a load
+        self._start_lock = threading.Lock()  # held only to start a background reload: never waits on a load
         self._ready = False
+        self._checked_at = 0.0
+        self._reloading: threading.Thread | None = None
+        self._failed_generation: int | None = None
 
     @property
     def ready(self) -> bool:
         return self._ready
+
+    @property
+    def generation(self) -> int | None:
+        """The generation of the files in use (None: loaded before any writer counted one)."""
+        return self._loaded.generation
+
+    # The components, from the latest load; reading them may start a reload (``_current``).
+    @property
+    def catalog(self) -> PassageCatalog:
+        return self._current().catalog
+
+    @property
+    def sparse(self):
+        return self._current().sparse
+
+    @property
+    def vector_index(self):
+        return self._current().vector_index
+
+    @property
+    def linker(self):
+        return self._current().linker
+
+    @property
+    def expander(self):
+        return self._current().expander
 
     def warm_up(self) -> None:
         if self._ready:
             return
         with self._lock:
             if not self._ready:
-                self._load()
+                self._loaded = self._load()
                 self._ready = True
+                self._checked_at = time.monotonic()
+
+    def reload(self) -> bool:
+        """Load the files again now if a writer bumped the generation since; whether it did. Raises what loading
+        raises (the loaded components stay as they were)."""
+        from kg.index_files import read_generation
+
+        with self._lock:
+            if not self._ready or read_generation(self.settings.index_dir) == self._loaded.generation:
+                return False
+            self._loaded = self._load()
+            return True
+
+    def _current(self) -> Loaded:
+        """The loaded components; once every ``reload_check_s``, a newer generation starts a reload in the
+        background (one at a time; one that failed is not retried until the generation moves again)."""
+        loaded = self._loaded
+        now = time.monotonic()
+        if not self._ready or now - self._checked_at < self.reload_check_s:
+            return loaded
+        self._checked_at = now
+        from kg.index_files import read_generation
+
+        generation = read_generation(self.settings.index_dir)
+        if generation in (loaded.generation, self._failed_generation):
+            return loaded
+        with self._start_lock:
+            if self._reloading is None or not self._reloading.is_alive():
+                self._reloading = threading.Thread(target=self._reload_in_background, args=(generation,),
+                                                   name="kgqa-kb-reload", daemon=True)
+                self._reloading.start()
+        return loaded
+
+    def _reload_in_background(self, generation: int | None) -> None:
+        try:
+            if self.reload():
+                log.info("knowledge base reloaded at generation %s", self._loaded.generation)
+        except Exception as exc:  # the old components keep answering; logged once per generation
+            self._failed_generation = generation
+            log.error("reloading the knowledge base failed, the loaded one keeps answering: %s", exc)
 
     @contextmanager
     def session(self) -> Iterator:
@@ -62,23 +152,27 @@ class KnowledgeBase:
         finally:
             session.close()
 
-    def _load(self) -> None:
-        self._sessions = session_factory(open_knowledge_base(self.settings, require_passages=True))
+    def _load(self) -> Loaded:
+        from kg.index_files import read_generation
+
+        generation = read_generation(self.settings.index_dir)  # before the files: a later bump reloads again
+        if self._sessions is None:
+            self._sessions = session_factory(open_knowledge_base(self.settings, require_passages=True))
         with self.session() as session:
-            self.catalog, self.sparse = self._load_sparse(session)
+            catalog, sparse = self._load_sparse(session)
             link_graph = self._load_link_graph(session)
-        self.linker = self._build_linker(self._sessions, link_graph)
+        linker = self._build_linker(self._sessions, link_graph)
         from retrieval.graph_expansion import GraphExpander
 
-        self.expander = GraphExpander(link_graph)
         if self.embedder is None:
             from models.embedding.embedder import Embedder
 
             self.embedder = Embedder(self.settings)
-        self.vector_index = self._load_vectors()
+        vector_index = self._load_vectors()
         self._drop_damaged_graph_snapshot()
         self.embedder.warm_up()
-        log.info("knowledge base loaded: %d passages, %d linked entities", len(self.catalog), len(link_graph))
+        log.info("knowledge base loaded: %d passages, %d linked entities", len(catalog), len(link_graph))
+        return Loaded(catalog, sparse, vector_index, linker, GraphExpander(link_graph), generation)
 
     def _load_sparse(self, session) -> tuple[PassageCatalog, object]:
         """The catalog and BM25 index under ``index/bm25/``, memory-mapped (shared by processes), rebuilt when stale."""
