@@ -314,6 +314,11 @@ class ChatCompletionChunk(BaseModel):
     abstained: bool | None = None
 
 
+class ChatCompletionStreamData(RootModel[ChatCompletionChunk | ErrorBody]):
+    """The JSON of one ``data:`` line of a streamed completion (the stream ends with ``data: [DONE]``): a chunk, or
+    for a failure after the 200 was sent (the LM server died mid-answer) an error, then the usual last chunk."""
+
+
 class ResponseInputMessage(BaseModel):
     """One message of ``input`` (OpenAI's Responses API): text only, as a string or ``input_text``/``output_text`` parts."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from tests.helpers.app_fakes import make_app, sse_events
 
@@ -21,7 +22,7 @@ def _refs(node) -> set[str]:
 def test_spec_lists_every_route_and_only_those(tmp_path):
     app = make_app(tmp_path / "data")
     spec = app.test_client().get("/openapi.json").json
-    assert spec["openapi"].startswith("3.1")
+    assert spec["openapi"].startswith("3.2")  # 3.2 describes an event stream: itemSchema
     documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     assert documented == app_routes(app)
     assert app.test_client().get("/api/v1/openapi.json").json == spec
@@ -59,8 +60,10 @@ def test_stream_events_are_the_documented_ones(tmp_path):
     client = make_app(tmp_path / "data").test_client()
     spec = client.get("/openapi.json").json
     schemas = spec["components"]["schemas"]
-    streamed = spec["paths"]["/api/v1/ask"]["post"]["responses"]["200"]["content"]["text/event-stream"]["schema"]
-    assert streamed == {"$ref": "#/components/schemas/AskStreamEvent"}
+    streamed = spec["paths"]["/api/v1/ask"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    data = streamed["itemSchema"]["properties"]["data"]  # an SSE event; its data line is the JSON
+    assert data["contentMediaType"] == "application/json"
+    assert data["contentSchema"] == {"$ref": "#/components/schemas/AskStreamEvent"}
     documented = {ref["$ref"].rsplit("/", 1)[1] for ref in schemas["AskStreamEvent"]["oneOf"]}
     assert documented == {"SentenceEvent", "ResultEvent"}  # a failure after the 200 is a result with its error
     body = client.post("/api/v1/ask", json={"question": "What is the capital of Alabama?", "stream": True})
@@ -68,3 +71,40 @@ def test_stream_events_are_the_documented_ones(tmp_path):
         event = json.loads(payload)
         schema = schemas[{"sentence": "SentenceEvent", "result": "ResultEvent"}[event["type"]]]
         assert set(schema["required"]) <= set(event) <= set(schema["properties"])
+
+
+def test_chat_completion_stream_ends_with_done(tmp_path):
+    spec = make_app(tmp_path / "data").test_client().get("/openapi.json").json
+    streamed = spec["paths"]["/v1/chat/completions"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    data = streamed["itemSchema"]["properties"]["data"]
+    assert data["if"] == {"const": "[DONE]"}  # the one data line that is not JSON
+    assert data["else"]["contentSchema"] == {"$ref": "#/components/schemas/ChatCompletionStreamData"}
+    assert streamed["schema"]["contains"]["properties"]["data"] == {"const": "[DONE]"}
+    assert (streamed["schema"]["minContains"], streamed["schema"]["maxContains"]) == (1, 1)
+
+
+def test_each_operation_lists_the_statuses_it_sends(tmp_path):
+    paths = make_app(tmp_path / "data").test_client().get("/openapi.json").json["paths"]
+    ask = paths["/api/v1/ask"]["post"]["responses"]
+    assert {"400", "413", "415", "422", "429", "431", "501", "502", "503"} <= set(ask)
+    chat = paths["/v1/chat/completions"]["post"]["responses"]
+    assert "422" not in chat and "400" in chat  # OpenAI's convention: every invalid request is a 400
+    assert set(paths["/healthz"]["get"]["responses"]) == {"200", "400", "413", "431", "500", "501"}
+    entity_page = paths["/entity/{name}"]["get"]["responses"]
+    assert set(entity_page["404"]["content"]) == {"text/html"}  # a web page's errors are pages
+    assert set(entity_page["431"]["content"]) == {"application/json"}  # refused by waitress before the app
+    assert set(paths["/api/v1/entities/{name}"]["get"]["responses"]["404"]["content"]) == {"application/json"}
+    assert "Retry-After" in ask["503"]["headers"] and "Retry-After" in ask["429"]["headers"]
+
+
+def test_question_limits_are_in_the_schema(tmp_path):
+    client = make_app(tmp_path / "data", max_question_chars=300).test_client()
+    question = client.get("/openapi.json").json["components"]["schemas"]["AskRequest"]["properties"]["question"]
+    assert (question["minLength"], question["maxLength"]) == (1, 300)
+    pattern = re.compile(question["pattern"])
+    assert pattern.search("What is the capital of Alabama?\n")
+    for refused in ("", "   ", "a\x00b", "tab\tis fine but bell\x07 is not"):
+        assert not pattern.search(refused), refused
+        body = {"question": refused}
+        assert client.post("/api/v1/ask", json=body).status_code == 422  # what the schema refuses, the service does
+    assert client.post("/api/v1/ask", json={"question": "x" * 301}).status_code == 422
