@@ -252,7 +252,8 @@ def read_generation(index_dir: Path) -> int | None:
 
 
 def _write_manifest(index_dir: Path, files: dict[str, dict]) -> None:
-    _write_json(index_dir / MANIFEST, {"format": FORMAT, "algorithm": "sha256", "files": dict(sorted(files.items()))})
+    _write_json(index_dir / MANIFEST,
+                {"format": FORMAT, "algorithm": "sha256", "files": dict(sorted(files.items()))})
 
 
 def _write_json(path: Path, value: dict, *, replace: bool = True) -> Path:

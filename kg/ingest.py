@@ -125,11 +125,13 @@ def _ingest(settings: Settings, engine, dump_path: Path, pages: Iterator[RawPage
 
     def remove_missing(vectors: PassageVectors, run_id: int, summary: IngestSummary) -> None:
         """The sync, once the whole dump is read and written: what it does not hold goes."""
+        began = time.monotonic()
         with sessions() as session:
             gone_pages, gone_redirects = missing_pages(session, held, page_range(dump_path))
         summary.removed = apply_removal(settings, sessions, vectors, gone_pages.tolist(), gone_redirects.tolist(),
                                         kind="sync", source=source_name, wiki=sync_wiki, run_id=run_id,
                                         redirected=summary.redirected)
+        summary.stages["sync"] = round(time.monotonic() - began, 3)
 
     return _write_all(settings, sessions, source_name, parsed_stream(feed, worker_count), feed, started,
                       progress=progress, embedder=embedder, after_write=remove_missing if held is not None else None)

@@ -1,4 +1,4 @@
-"""Removing pages: ``kgqa ingest --sync`` drops what a newer full dump no longer holds, ``kgqa kg delete`` what it names.
+"""Removing pages: ``kgqa ingest --sync`` drops what a full dump no longer holds, ``kgqa kg delete`` what it names.
 
 Everything derived from a removed article goes in one SQL transaction: its page, entity, passages,
 the facts it is the subject of (infobox, links, categories) and every alias of it (its own and those

@@ -4,7 +4,9 @@ The BM25 index and the link graph are rebuilt by loading them (a damaged folder
 fails its check and is rebuilt), the graph pickle is dropped (rebuilt on first use),
 and a damaged FAISS index is re-embedded from the passages' text through the
 ingest's own repair (``PassageVectors.reconcile``: a fresh index, every passage
-embedded again, checkpointed as it goes). The manifest is written last.
+embedded again, checkpointed as it goes; it also drops the orphan vectors of a
+removal killed before its index save). The manifest is written last, then the
+generation is bumped so running servers reload.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def repair_index(settings: Settings, *, embedder=None) -> dict:
     finally:
         engine.dispose()
     index_files.complete(index_dir)
+    index_files.bump_generation(index_dir, "repair")  # rewritten whole (so never left damaged); servers reload
     return {"damaged": damaged, "vectors": vectors}
 
 

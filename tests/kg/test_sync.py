@@ -328,3 +328,85 @@ def test_a_reload_that_fails_keeps_the_loaded_knowledge_base(tmp_path, caplog):
     with pytest.raises(index_files.DamagedIndexFile):
         kb.reload()
     assert kb.catalog is catalog and kb.catalog.of_title("Gamma")
+
+
+def test_the_entity_and_passage_pages_of_a_removed_page_answer_404(tmp_path):
+    from tests.helpers.app_fakes import make_app
+
+    settings = _settings(tmp_path)
+    _ingest(settings, _dump(tmp_path / "old.xml"))
+    client = make_app(settings.data_dir, database_url="").test_client()
+    passage_id = next(row[0] for row in _rows(settings)["passages"] if row[2] == 3)
+    assert client.get("/api/v1/entities/Gamma").status_code == 200
+    assert client.get(f"/api/v1/passages/{passage_id}").status_code == 200
+    delete_pages(settings, ["Gamma"], embedder=HashingEmbedder())
+    for url in ("/api/v1/entities/Gamma", "/entity/Gamma", f"/api/v1/passages/{passage_id}", f"/passage/{passage_id}"):
+        assert client.get(url).status_code == 404, url
+    assert client.get("/api/v1/entities/Alpha").status_code == 200
+
+
+DELETE_SCRIPT = """
+import sys
+from kg.removal import delete_pages
+from kgqa.settings import Settings
+from tests.helpers.tiny_kb import HashingEmbedder
+delete_pages(Settings(data_dir=sys.argv[1], database_url=""), sys.argv[2:], embedder=HashingEmbedder())
+"""
+
+
+def _state(settings) -> tuple:
+    """Rows, vectors, the BM25 catalog's pages and the link graph's entities: all a delete changes."""
+    return (_rows(settings), _vectors(settings), sorted(open_sparse_index(sparse_dir(settings)).page_ids.tolist()),
+            sorted(open_link_graph(link_graph_dir(settings)).ids.tolist()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pause", ["repair:1", "removal-written:1", "removal-committed:1", "index-saved:1",
+                                   "flagged:1", "finishing:1"])
+def test_a_delete_killed_anywhere_leaves_the_store_as_before_or_after(tmp_path, pause):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from kg.repair import repair_index
+    from kg.vectors import PAUSE_ENV
+
+    base = _settings(tmp_path / "base")
+    _ingest(base, _dump(tmp_path / "old.xml"))
+    before = _state(base)
+
+    def copy(name: str) -> Settings:
+        shutil.copytree(base.data_dir, tmp_path / name / "data", ignore=shutil.ignore_patterns("*.lock"))
+        return _settings(tmp_path / name)
+
+    reference = copy("reference")
+    delete_pages(reference, ["Gamma", "Alfa"], embedder=HashingEmbedder())
+    after = _state(reference)
+    killed = copy("killed")
+    log = tmp_path / "run.stderr"
+    root = Path(__file__).resolve().parents[2]
+    with open(log, "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-c", DELETE_SCRIPT, str(killed.data_dir), "Gamma", "Alfa"],
+                                   env={**os.environ, PAUSE_ENV: pause, "PYTHONPATH": str(root)}, cwd=root,
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+    deadline = time.monotonic() + 120
+    while "ingest paused at" not in log.read_text():
+        assert process.poll() is None, log.read_text()[-2000:]
+        assert time.monotonic() < deadline, f"the delete never reached {pause}"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    rows = _rows(killed)
+    committed = pause not in ("repair:1", "removal-written:1")
+    assert rows == (after[0] if committed else before[0])
+    if committed:  # the next writer finishes it: here a repair
+        repair_index(killed, embedder=HashingEmbedder())
+    else:
+        delete_pages(killed, ["Gamma", "Alfa"], embedder=HashingEmbedder())
+    assert _state(killed) == after
+    assert not index_files.damaged(killed.index_dir)
+    assert kb_stats(killed)["orphan_vectors"] == 0
