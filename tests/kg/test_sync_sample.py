@@ -19,10 +19,11 @@ from kg import index_files
 from kg.link_graph import link_graph_dir, open_link_graph
 from kg.sparse_index import open_sparse_index, sparse_dir
 from kg.stats import kb_stats
-from kg.store import Alias, Entity, Page, Passage, Redirect, Triple, make_engine, session_factory
-from kg.vector_index import VectorIndex
+from kg.store import Page, make_engine, session_factory
 from kgqa.settings import Settings
 from tests.kg.test_ingest_recovery import KilledRuns, _kb_rows, _vectors_by_passage
+from tests.kg.test_sync import _rows as rows_by_table
+from tests.kg.test_sync import _vectors as vectors_by_id
 
 pytestmark = pytest.mark.slow
 DROPPED, REDIRECTED = 10, 3
@@ -72,18 +73,6 @@ def synced_dump(sample_dump: Path, stored: dict[int, str], path: Path) -> tuple[
     return dropped, redirected, target
 
 
-def rows_by_table(settings: Settings) -> dict[str, list[tuple]]:
-    """Every row, every column (row ids included), sorted."""
-    engine = make_engine(settings.database_url)
-    try:
-        with session_factory(engine)() as session:
-            return {model.__tablename__: sorted(tuple(getattr(row, c.key) for c in model.__table__.columns)
-                                                for row in session.scalars(select(model)))
-                    for model in (Page, Passage, Entity, Alias, Triple, Redirect)}
-    finally:
-        engine.dispose()
-
-
 def stored_titles(settings: Settings) -> dict[int, str]:
     engine = make_engine(settings.database_url)
     try:
@@ -91,11 +80,6 @@ def stored_titles(settings: Settings) -> dict[int, str]:
             return dict(session.execute(select(Page.page_id, Page.title)).all())
     finally:
         engine.dispose()
-
-
-def vectors_by_id(settings: Settings) -> dict[int, bytes]:
-    index = VectorIndex.load(settings.faiss_path)
-    return {vid: index.reconstruct(vid).tobytes() for vid in index.ids().tolist()}
 
 
 @pytest.fixture(scope="module")
