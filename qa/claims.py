@@ -248,6 +248,31 @@ class Verdict:
     checks: dict = field(default_factory=dict)
 
 
+class QuestionSimilarities:
+    """The embedder's cosine of one question with its evidence sentences, each computed when first asked for.
+
+    A claim is read against the few sentences that may back it, so the answer's first
+    sentence never waits for the cosine of every retrieved sentence; ``measure`` computes
+    several at once (the encoder runs them in parallel).
+    """
+
+    def __init__(self, verifier: "ClaimVerifier", question: str):
+        self._verifier = verifier
+        self._question = question
+        self._known: dict[int, float] = {}
+
+    def measure(self, readings: Sequence["Reading"]) -> None:
+        missing = list({id(r): r for r in readings if id(r) not in self._known}.values())
+        if missing:
+            found = self._verifier.similarities(self._question, [r.sentence.text for r in missing])
+            self._known.update((id(r), s) for r, s in zip(missing, found))
+
+    def of(self, reading: "Reading") -> float:
+        if id(reading) not in self._known:
+            self.measure([reading])
+        return self._known[id(reading)]
+
+
 @dataclass
 class Reading:
     """One evidence sentence as the verifier reads it (computed once per question)."""
@@ -258,8 +283,13 @@ class Reading:
     mentions_subject: bool  # its own article, or a sentence naming the subject
     relation_hits: dict[str, tuple[float, int]]  # relation word -> (similarity, token position)
     title_words: set[str]
-    question_similarity: float
+    similarities: QuestionSimilarities = field(repr=False, compare=False)
     own_article: bool = False  # the sentence comes from the linked subject's own article (or is its fact)
+
+    @property
+    def question_similarity(self) -> float:
+        """The embedder's cosine of the question and this sentence (computed on first use)."""
+        return self.similarities.of(self)
 
 
 class ClaimVerifier:
@@ -275,9 +305,9 @@ class ClaimVerifier:
     def read(self, frame: QuestionFrame, sentences: Sequence[EvidenceSentence]) -> list[Reading]:
         """Each usable sentence with its subject and relation signals; hostile passages are left out."""
         usable = [s for s in sentences if not s.hostile]
-        similarities = self.similarities(frame.text, [s.text for s in usable])
+        similarities = QuestionSimilarities(self, frame.text)
         readings = []
-        for sentence, similarity in zip(usable, similarities):
+        for sentence in usable:
             tokens = tokens_of(sentence.text)
             title_words = set(content_words(sentence.title))
             content = set(content_words(sentence.text)) | title_words
@@ -293,7 +323,7 @@ class ClaimVerifier:
                 score, word = self.words.best_match(relation, candidates)
                 if word:
                     hits[relation] = (score, tokens.index(word))
-            readings.append(Reading(sentence, tokens, content, about, hits, title_words, similarity, own_article))
+            readings.append(Reading(sentence, tokens, content, about, hits, title_words, similarities, own_article))
         return readings
 
     def similarities(self, question: str, texts: Sequence[str]) -> list[float]:

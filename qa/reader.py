@@ -164,6 +164,8 @@ def candidates(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence
     the ``limit`` best by question similarity plus relation share."""
     eligible = [r for r in readings
                 if not r.sentence.is_fact and verifier.about_subject(frame, r) and not answer_kind_missing(frame, r.sentence.text)]
+    if eligible:
+        eligible[0].similarities.measure(eligible)
     eligible.sort(key=lambda r: r.question_similarity + verifier.relation_share(frame, r), reverse=True)
     return eligible[:limit]
 
