@@ -31,7 +31,7 @@ from kg.errors import DumpError
 from kg.link_graph import load_link_graph
 from kg.page_parser import ParsedPage
 from kg.parse_pool import Feed, RedirectItem, parsed_stream
-from kg.removal import SyncRefused, apply_removal, check_same_wiki, missing_pages, page_range
+from kg.removal import Removed, SyncRefused, apply_removal, check_same_wiki, missing_pages, page_range
 from kg.sparse_index import load_sparse_index
 from kg.store import Entity, IngestRun, ingest_lock, init_db, make_engine, session_factory
 from kg.vectors import PassageVectors, pause_point
@@ -63,7 +63,7 @@ class IngestSummary:
     skipped: int = 0  # other namespaces and list pages
     disambiguation: int = 0
     redirected: int = 0  # stored articles that became redirects (now aliases of their targets)
-    removed: object = None  # with a sync: what it removed (kg.removal.Removed)
+    removed: Removed | None = None  # with a sync: what it removed
     repaired: dict = field(default_factory=dict)
     stages: dict = field(default_factory=dict)  # seconds per stage: writing and embedding, then each finishing step
 
@@ -126,6 +126,9 @@ def _ingest(settings: Settings, engine, dump_path: Path, pages: Iterator[RawPage
     def remove_missing(vectors: PassageVectors, run_id: int, summary: IngestSummary) -> None:
         """The sync, once the whole dump is read and written: what it does not hold goes."""
         began = time.monotonic()
+        if not held:
+            raise SyncRefused(f"{dump_path.name} holds no page the knowledge base could keep: a sync with it would "
+                              "remove every page, so nothing was removed")
         with sessions() as session:
             gone_pages, gone_redirects = missing_pages(session, held, page_range(dump_path))
         summary.removed = apply_removal(settings, sessions, vectors, gone_pages.tolist(), gone_redirects.tolist(),

@@ -410,3 +410,13 @@ def test_a_delete_killed_anywhere_leaves_the_store_as_before_or_after(tmp_path, 
     assert _state(killed) == after
     assert not index_files.damaged(killed.index_dir)
     assert kb_stats(killed)["orphan_vectors"] == 0
+
+
+def test_a_dump_without_a_single_page_to_keep_never_empties_the_knowledge_base(tmp_path):
+    settings = _settings(tmp_path)
+    _ingest(settings, _dump(tmp_path / "old.xml"))
+    before = _rows(settings)
+    only_talk = _dump(tmp_path / "talk.xml", drop={1, 2, 3, 4, 10, 11})
+    with pytest.raises(SyncRefused, match="holds no page the knowledge base could keep"):
+        _ingest(settings, only_talk, sync=True)
+    assert _rows(settings) == before
