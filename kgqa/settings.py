@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     lm_path: str = ""
     # A local sentence-transformers folder; empty means the bundled all-MiniLM-L6-v2.
     embedder_path: str = ""
+    # The embedder's ONNX export on CPU: "int8" (dynamic int8) or "fp32" (unquantised, ~1.5x slower per query;
+    # README, "Retrieval on a held-out corpus", measures both). Re-ingest after changing it, so passages match queries.
+    embedder_precision: Literal["int8", "fp32"] = "int8"
     # "auto" picks cuda when available, else cpu.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # What decodes: "onnx" (onnxruntime decoder, cpu only), "transformers" (generate),

@@ -1,12 +1,13 @@
 """Passage and query embeddings with the configured sentence-transformers model (bundled: all-MiniLM-L6-v2).
 
-``Embedder`` picks the fastest backend that loads: an int8 ONNX export of the
-local model run by onnxruntime (built once under ``settings.models_dir``), else
-plain sentence-transformers on torch. Both give L2-normalised float32 vectors of
-the model's width (384 for the bundled model), so the FAISS inner product is the
-cosine similarity. Every backend encodes each text on its own, unpadded, so a
-vector depends on its text alone: a passage gets the same bits in a clean ingest,
-a crash repair or a re-run, and a query is encoded exactly as a passage would be.
+``Embedder`` picks the fastest backend that loads: an ONNX export of the local
+model run by onnxruntime (built once under ``settings.models_dir``; dynamic int8,
+or fp32 with ``settings.embedder_precision``), else plain sentence-transformers on
+torch. Both give L2-normalised float32 vectors of the model's width (384 for the
+bundled model), so the FAISS inner product is the cosine similarity. Every
+backend encodes each text on its own, unpadded, so a vector depends on its text
+alone: a passage gets the same bits in a clean ingest, a crash repair or a re-run,
+and a query is encoded exactly as a passage would be.
 On CUDA the model runs in fp16 in large batches (``GPU_BATCH``) instead: a GPU
 wants thousands of tokens per step, and there a vector may move with its batch's
 padding within fp16 precision, which the repair protocol tolerates (a re-embedded
@@ -142,7 +143,8 @@ class Embedder:
             from models.embedding.onnx_encoder import OnnxEncoder
             from models.embedding.onnx_export import prepare_onnx_model
 
-            quantized = self.requested_backend != "onnx"
+            quantized = self.requested_backend == "onnx-int8" or (
+                self.requested_backend == "auto" and self.settings.embedder_precision == "int8")
             try:
                 model_file = prepare_onnx_model(self.settings, quantized=quantized)
                 encoder = OnnxEncoder(folder, model_file, max_seq_length=self.max_seq_length)

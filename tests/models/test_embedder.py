@@ -82,6 +82,23 @@ def test_export_is_built_once_under_models_dir(fast: Embedder, export_settings: 
 
 
 @pytest.mark.slow
+def test_fp32_precision_runs_the_unquantised_export(fast: Embedder, plain: Embedder, export_settings: Settings,
+                                                     real_passages: list[str]):
+    fp32 = Embedder(export_settings.with_overrides(embedder_precision="fp32"))
+    fp32.warm_up()
+    assert fp32.backend == "onnx" and fast.backend == "onnx-int8"
+    reference = plain.encode_documents(real_passages[:16])
+    agree_fp32 = (fp32.encode_documents(real_passages[:16]) * reference).sum(axis=1)
+    agree_int8 = (fast.encode_documents(real_passages[:16]) * reference).sum(axis=1)
+    assert agree_fp32.min() > 0.9999 and agree_fp32.mean() > agree_int8.mean()
+
+
+def test_an_unknown_embedder_precision_is_refused(project_settings: Settings):
+    with pytest.raises(ValueError, match="embedder_precision"):
+        project_settings.with_overrides(embedder_precision="fp16")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["fast", "plain"])
 def test_real_embedder_gives_one_normalised_vector(which: str, request: pytest.FixtureRequest):
     embedder: Embedder = request.getfixturevalue(which)
