@@ -420,3 +420,19 @@ def test_a_dump_without_a_single_page_to_keep_never_empties_the_knowledge_base(t
     with pytest.raises(SyncRefused, match="holds no page the knowledge base could keep"):
         _ingest(settings, only_talk, sync=True)
     assert _rows(settings) == before
+
+
+def test_a_resumed_sync_keeps_the_pages_before_its_resume_point(tmp_path):
+    from kg.store import IngestRun
+
+    settings = _settings(tmp_path)
+    _ingest(settings, _dump(tmp_path / "old.xml"))
+    new = _dump(tmp_path / "new.xml", drop={3, 11}, redirected={4})
+    engine = make_engine(settings.database_url)
+    with session_factory(engine)() as session:  # a sync of the new dump killed after page 2
+        session.add(IngestRun(dump=str(new.resolve()), status="running", last_page_id=2))
+        session.commit()
+    engine.dispose()
+    summary = _ingest(settings, new, sync=True, resume=True)
+    assert summary.removed.titles == ["Gamma"] and summary.redirected == 1
+    assert [row[0] for row in _rows(settings)["pages"]] == [1, 2]
