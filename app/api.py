@@ -28,10 +28,13 @@ def current_runtime():
 
 
 def admit():
-    """The warm engine and a place to run it (waiting in line if need be), or 503 at once; returns (engine, release)."""
+    """The warm engine and a place to run it (waiting in line if need be), or 503 at once; returns (engine, release).
+
+    The line is shared fairly between clients, each known by its address (``REMOTE_ADDR``; behind a proxy
+    ``kgqa serve --trusted-proxy`` makes it the proxy's ``X-Forwarded-For``)."""
     runtime = current_runtime()
     engine = runtime.engine()
-    return engine, runtime.admission.admit()
+    return engine, runtime.admission.admit(request.remote_addr or "unknown")
 
 
 @bp.post("/api/v1/ask")

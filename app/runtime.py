@@ -3,16 +3,20 @@
 Requests never wait for a model load or an unbounded queue: while the engine
 warms they get 503 ``not_ready``; beyond ``KGQA_MAX_CONCURRENT`` running answers
 and ``KGQA_MAX_WAITING`` waiting ones they get 503 ``overloaded`` at once, both
-with ``Retry-After``.
+with ``Retry-After``. The places are shared fairly between clients (``Admission``), so a
+few clients sending expensive questions in a loop cannot hold them from everyone else.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import threading
 import time
-from collections import deque
+from collections import Counter, OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from kgqa.errors import KgqaError, Overloaded
 from kgqa.settings import Settings
@@ -21,7 +25,7 @@ log = logging.getLogger(__name__)
 
 # The longest a request waits in line before it is refused after all: with the line sized
 # to what the engine finishes within the latency budget it never comes to that, unless
-# the engine stalls.
+# the engine stalls (a request whose predicted wait is longer is refused at once).
 MAX_WAIT_S = 60.0
 
 
@@ -34,42 +38,75 @@ class NotReady(KgqaError):
         self.retry_after = retry_after
 
 
+@dataclass(eq=False)
+class _Ticket:
+    """A request waiting for a place: whose it is, its arrival order, and how its wait ended."""
+
+    client: str
+    number: int
+    admitted: bool = False
+    refused: Overloaded | None = None
+
+
 class Admission:
-    """At most ``max_concurrent`` requests run the engine; ``max_waiting`` more wait in line (first come,
-    first served); any request beyond both is refused with ``Overloaded`` at once.
+    """At most ``max_concurrent`` requests run the engine and ``max_waiting`` more wait for a place, shared
+    fairly between clients; any request beyond them is refused with ``Overloaded`` at once.
 
     Running more answers at once than the CPU can decode together only makes every one
     of them slow (they start together and finish together), so the service runs what
     finishes within its latency budget and refuses the rest while refusing is still cheap.
+
+    Fair between clients (a client is its key, the remote address): a free place goes to the
+    waiting request whose client has the fewest other requests running or waiting, then to the
+    client admitted least recently (round robin; a client that backed off after a 503 keeps its
+    turn), then first come. When the line is full, a request that ranks before the last one
+    waiting takes its place and that one is refused instead; a client has at most
+    ``max_per_client`` requests running or waiting. A request is refused at once when the wait
+    the recent answers predict, or any wait, would pass ``max_wait_s``.
     """
 
-    def __init__(self, max_concurrent: int, max_waiting: int, *, retry_after: int = 2,
-                 max_wait_s: float = MAX_WAIT_S, clock: Callable[[], float] = time.monotonic):
-        if max_concurrent < 1 or max_waiting < 0:
-            raise ValueError("admission needs max_concurrent >= 1 and max_waiting >= 0")
+    def __init__(self, max_concurrent: int, max_waiting: int, *, max_per_client: int | None = None,
+                 retry_after: int = 2, max_wait_s: float = MAX_WAIT_S, clock: Callable[[], float] = time.monotonic,
+                 max_clients: int = 10_000):
+        if max_concurrent < 1 or max_waiting < 0 or (max_per_client is not None and max_per_client < 1):
+            raise ValueError("admission needs max_concurrent >= 1, max_waiting >= 0 and max_per_client >= 1")
         self.max_concurrent = max_concurrent
         self.max_waiting = max_waiting
+        self.max_per_client = max_per_client or max_concurrent
         self.retry_after = retry_after
         self.max_wait_s = max_wait_s
         self._clock = clock
         self._cond = threading.Condition()
-        self._running = 0
-        self._line: deque[object] = deque()
+        self._running: Counter[str] = Counter()  # client -> requests running
+        self._line: list[_Ticket] = []
+        self._last_admitted: OrderedDict[str, float] = OrderedDict()  # client -> when it last started, bounded
+        self._max_clients = max_clients
+        self._hold_s: float | None = None  # how long an answer holds its place, on average (EWMA)
+        self._tickets = itertools.count()
 
     @property
     def running(self) -> int:
-        return self._running
+        return sum(self._running.values())
 
     @property
     def waiting(self) -> int:
         return len(self._line)
 
-    def admit(self) -> Callable[[], None]:
-        """Start now, or wait in line for a place, or raise ``Overloaded``; returns an idempotent release."""
+    def admit(self, client: str = "") -> Callable[[], None]:
+        """Start now, or wait for a place, or raise ``Overloaded``; returns an idempotent release.
+
+        ``client`` names who asks (the remote address): the line is shared fairly between clients.
+        """
         with self._cond:
-            if self._running >= self.max_concurrent or self._line:
-                self._wait_in_line()
-            self._running += 1
+            held = self._running[client] + sum(ticket.client == client for ticket in self._line)
+            if held >= self.max_per_client:
+                raise Overloaded(f"this client has {held} requests running or waiting, the most one client may; "
+                                 "retry when one ends", self.retry_after)
+            if self.running >= self.max_concurrent or self._line:
+                self._wait_in_line(client)
+            else:
+                self._start(client)
+        started = self._clock()
         released = threading.Event()
 
         def release() -> None:
@@ -77,30 +114,73 @@ class Admission:
                 if released.is_set():
                     return
                 released.set()
-                self._running -= 1
-                self._cond.notify_all()
+                self._finish(client, self._clock() - started)
 
         return release
 
-    def _wait_in_line(self) -> None:
-        """Called with the lock held; returns when this request is first in line and a place is free."""
+    def _rank(self, ticket: _Ticket) -> tuple:
+        """Lower goes first: the client's other requests (running, or ahead of this one), how recently its
+        last request started, then arrival."""
+        ahead = sum(other.client == ticket.client and other.number < ticket.number for other in self._line)
+        return (self._running[ticket.client] + ahead, self._last_admitted.get(ticket.client, -math.inf),
+                ticket.number)
+
+    def _wait_in_line(self, client: str) -> None:
+        """Called with the lock held; returns once this request was given a place (``_start`` done)."""
+        ticket = _Ticket(client, next(self._tickets))
+        rank = self._rank(ticket)
         if len(self._line) >= self.max_waiting:
-            raise Overloaded(
-                f"{self.max_concurrent} answers are being generated and {len(self._line)} requests are "
-                "waiting; retry shortly", self.retry_after)
-        ticket = object()
+            last = max(self._line, key=self._rank, default=None)
+            if last is None or self._rank(last) < rank:
+                raise Overloaded(f"{self.max_concurrent} answers are being generated and {len(self._line)} "
+                                 "requests are waiting; retry shortly", self.retry_after)
+            self._line.remove(last)  # this request ranks before it: it is refused instead
+            last.refused = Overloaded("a client with fewer requests took this place in line; retry shortly",
+                                      self.retry_after)
+        ahead = sum(self._rank(other) < rank for other in self._line)
+        if self._hold_s is not None and self._hold_s * (ahead // self.max_concurrent + 1) > self.max_wait_s:
+            raise Overloaded(f"{ahead} requests are ahead of this one and an answer takes about "
+                             f"{self._hold_s:.0f} s: no answer could start within {self.max_wait_s:.0f} s; "
+                             "retry shortly", self.retry_after)
         self._line.append(ticket)
+        self._cond.notify_all()  # a refused request wakes to leave
         deadline = self._clock() + self.max_wait_s
         try:
-            while self._line[0] is not ticket or self._running >= self.max_concurrent:
+            while not ticket.admitted:
+                if ticket.refused is not None:
+                    raise ticket.refused
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     raise Overloaded(f"no answer could start within {self.max_wait_s:.0f} s; retry shortly",
                                      self.retry_after)
                 self._cond.wait(remaining)
-        finally:
-            self._line.remove(ticket)
-            self._cond.notify_all()  # the next in line may start too
+        except BaseException:
+            if ticket.admitted:  # given a place as it gave up: hand it on
+                self._finish(client, None)
+            elif ticket in self._line:
+                self._line.remove(ticket)
+            raise
+
+    def _start(self, client: str) -> None:
+        self._running[client] += 1
+        self._last_admitted[client] = self._clock()
+        self._last_admitted.move_to_end(client)
+        while len(self._last_admitted) > self._max_clients:
+            self._last_admitted.popitem(last=False)  # forgotten: ranked as a client never admitted
+
+    def _finish(self, client: str, held_s: float | None) -> None:
+        """Called with the lock held: free the client's place and give free places to the best ranked waiting."""
+        self._running[client] -= 1
+        if not self._running[client]:
+            del self._running[client]
+        if held_s is not None:
+            self._hold_s = held_s if self._hold_s is None else 0.8 * self._hold_s + 0.2 * held_s
+        while self._line and self.running < self.max_concurrent:
+            best = min(self._line, key=self._rank)
+            self._line.remove(best)
+            best.admitted = True
+            self._start(best.client)
+        self._cond.notify_all()
 
 
 class EngineRuntime:

@@ -179,17 +179,21 @@ def test_requests_beyond_running_and_waiting_get_503_at_once(tmp_path):
     admission = app.extensions["kgqa_runtime"].admission
     statuses: list[int] = []
 
-    def ask():
-        statuses.append(app.test_client().post("/api/v1/ask", json={"question": QUESTION}).status_code)
+    def ask(address: str) -> None:
+        response = app.test_client().post("/api/v1/ask", json={"question": QUESTION},
+                                          environ_base={"REMOTE_ADDR": address})
+        statuses.append(response.status_code)
 
-    running, waiting = threading.Thread(target=ask), threading.Thread(target=ask)
+    running = threading.Thread(target=ask, args=("10.0.0.1",))
+    waiting = threading.Thread(target=ask, args=("10.0.0.2",))
     running.start()
     try:
         _wait_until(lambda: admission.running == 1)
         waiting.start()
         _wait_until(lambda: admission.waiting == 1)
         started = time.monotonic()
-        response = app.test_client().post("/api/v1/ask", json={"question": QUESTION, "stream": True})
+        response = app.test_client().post("/api/v1/ask", json={"question": QUESTION, "stream": True},
+                                          environ_base={"REMOTE_ADDR": "10.0.0.3"})
         assert time.monotonic() - started < 1.0  # refused at once, not after a wait
         assert response.status_code == 503
         assert response.json["error"]["code"] == "overloaded"

@@ -1,8 +1,7 @@
-"""The rate limiter, admission, the verified answer stream and the SSE helpers on their own."""
+"""The rate limiter, the verified answer stream and the SSE helpers on their own."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -10,9 +9,7 @@ from tests.helpers.app_fakes import ANSWER, FakeEngine, fake_result
 
 from app.answer_stream import VerifiedAnswer, verified_events
 from app.limits import TokenBucketLimiter
-from app.runtime import Admission
 from app.sse import KEEPALIVE, BackgroundStream, sse_data, with_keepalives
-from kgqa.errors import Overloaded
 
 
 class Clock:
@@ -41,60 +38,6 @@ def test_bucket_forgets_idle_clients_beyond_its_bound():
         limiter.acquire(key)
     assert limiter.acquire("a") == 0.0  # "a" was evicted, so it starts with a full bucket again
     assert limiter.acquire("c") > 0
-
-
-def test_admission_runs_then_queues_then_refuses_at_once():
-    admission = Admission(2, 0, retry_after=4)
-    first, second = admission.admit(), admission.admit()
-    started = time.monotonic()
-    with pytest.raises(Overloaded) as info:
-        admission.admit()
-    assert time.monotonic() - started < 0.1
-    assert info.value.retry_after == 4
-    first()
-    first()  # idempotent: releasing twice frees one place only
-    assert admission.running == 1
-    admission.admit()
-    with pytest.raises(Overloaded):
-        admission.admit()
-    second()
-
-
-def test_admission_serves_its_line_first_come_first_served():
-    admission = Admission(1, 2)
-    release = admission.admit()
-    order: list[int] = []
-
-    def wait_then_run(n: int) -> None:
-        done = admission.admit()
-        order.append(n)
-        done()
-
-    waiters = []
-    for n in range(2):
-        waiters.append(threading.Thread(target=wait_then_run, args=(n,)))
-        waiters[-1].start()
-        deadline = time.monotonic() + 5
-        while admission.waiting < n + 1 and time.monotonic() < deadline:
-            time.sleep(0.005)
-    assert admission.waiting == 2
-    with pytest.raises(Overloaded):  # the line is full
-        admission.admit()
-    release()
-    for waiter in waiters:
-        waiter.join(5)
-    assert order == [0, 1]
-    assert (admission.running, admission.waiting) == (0, 0)
-
-
-def test_admission_refuses_a_request_that_waited_too_long():
-    admission = Admission(1, 1, max_wait_s=0.05)
-    release = admission.admit()
-    with pytest.raises(Overloaded, match="within"):
-        admission.admit()
-    assert admission.waiting == 0  # it left the line
-    release()
-    admission.admit()()
 
 
 def test_sse_data_is_one_line_per_event():

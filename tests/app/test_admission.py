@@ -1,0 +1,209 @@
+"""Admission (app/runtime.py): places shared fairly between clients, a bounded line, refusals with Retry-After.
+
+A fake clock drives the hold-time estimate; the waiting requests are threads, and each test
+asserts who was admitted in which order, never how long anything took.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from tests.helpers.app_fakes import QUESTION, FakeEngine, make_app
+
+from app.runtime import Admission
+from kgqa.errors import Overloaded
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+class Line:
+    """Requests that wait in their own threads; ``order`` records whose was admitted, in turn."""
+
+    def __init__(self, admission: Admission):
+        self.admission = admission
+        self.order: list[str] = []
+        self.refused: list[str] = []
+        self.threads: list[threading.Thread] = []
+
+    def join(self, name: str, client: str, *, takes_a_place: bool = True) -> None:
+        def wait_then_run():
+            try:
+                done = self.admission.admit(client)
+            except Overloaded:
+                self.refused.append(name)
+                return
+            self.order.append(name)
+            done()
+
+        waiting = self.admission.waiting
+        self.threads.append(threading.Thread(target=wait_then_run))
+        self.threads[-1].start()
+        if takes_a_place:  # in line before the next one comes
+            _wait_until(lambda: self.admission.waiting == waiting + 1)
+
+    def finish(self) -> None:
+        for thread in self.threads:
+            thread.join(5)
+        assert (self.admission.running, self.admission.waiting) == (0, 0)
+
+
+def test_admission_runs_then_refuses_at_once_with_retry_after():
+    admission = Admission(2, 0, retry_after=4)
+    first, second = admission.admit("a"), admission.admit("b")
+    with pytest.raises(Overloaded) as info:
+        admission.admit("c")
+    assert info.value.retry_after == 4
+    first()
+    first()  # idempotent: releasing twice frees one place only
+    assert admission.running == 1
+    admission.admit("c")
+    with pytest.raises(Overloaded):
+        admission.admit("d")
+    second()
+
+
+def test_a_client_with_nothing_running_goes_before_a_busy_clients_line():
+    admission = Admission(1, 3, max_per_client=3)
+    line = Line(admission)
+    release = admission.admit("busy")
+    line.join("busy 2", "busy")
+    line.join("busy 3", "busy")
+    line.join("new", "new")  # arrived last, holds nothing
+    release()
+    line.finish()
+    assert line.order == ["new", "busy 2", "busy 3"]  # one client's own requests keep their order
+
+
+def test_places_go_round_robin_to_the_client_admitted_least_recently():
+    admission = Admission(1, 3, max_per_client=2)
+    admission.admit("served")()  # served once already
+    release = admission.admit("other")
+    line = Line(admission)
+    line.join("served", "served")
+    line.join("never served", "never")
+    line.join("other", "other")  # its request is still running: it goes last
+    release()
+    line.finish()
+    assert line.order == ["never served", "served", "other"]
+
+
+def test_a_full_line_refuses_a_busy_client_but_takes_a_new_one_in_place_of_the_busiest():
+    admission = Admission(1, 2, retry_after=3, max_per_client=3)
+    release = admission.admit("busy")
+    line = Line(admission)
+    line.join("busy 2", "busy")
+    line.join("busy 3", "busy")
+    with pytest.raises(Overloaded) as info:  # the line is full and this client already waits in it
+        admission.admit("busy")
+    assert info.value.retry_after == 3
+    line.join("new", "new", takes_a_place=False)  # the busy client's last waiting request is refused in its place
+    _wait_until(lambda: line.refused == ["busy 3"])
+    assert admission.waiting == 2
+    release()
+    line.finish()
+    assert line.order == ["new", "busy 2"]
+
+
+def test_equal_clients_at_a_full_line_keep_their_places():
+    admission = Admission(1, 1)
+    release = admission.admit("a")
+    line = Line(admission)
+    line.join("b", "b")
+    with pytest.raises(Overloaded):  # c ranks as b does (nothing running, never admitted) and came later
+        admission.admit("c")
+    release()
+    line.finish()
+    assert (line.order, line.refused) == (["b"], [])
+
+
+def test_a_client_over_its_cap_is_refused_while_others_start():
+    admission = Admission(3, 2, max_per_client=2)
+    held = [admission.admit("a"), admission.admit("a")]
+    with pytest.raises(Overloaded, match="the most one client may"):
+        admission.admit("a")
+    held.append(admission.admit("b"))  # a free place and another client: it starts
+    assert admission.running == 3
+    for release in held:
+        release()
+
+
+def test_the_default_cap_is_the_places_that_run_at_once():
+    admission = Admission(2, 4)
+    held = [admission.admit("a"), admission.admit("a")]
+    with pytest.raises(Overloaded):
+        admission.admit("a")
+    for release in held:
+        release()
+
+
+def test_a_wait_predicted_past_the_bound_is_refused_at_once():
+    clock = Clock()
+    admission = Admission(1, 5, max_wait_s=10, clock=clock)
+    release = admission.admit("a")
+    clock.now += 20  # an answer held its place 20 s
+    release()
+    release = admission.admit("a")
+    with pytest.raises(Overloaded, match="about 20 s"):  # nobody ahead, but the one running takes ~20 s
+        admission.admit("b")
+    assert admission.waiting == 0
+    release()
+
+
+def test_a_request_that_waited_too_long_leaves_the_line():
+    admission = Admission(1, 1, max_wait_s=0.05)
+    release = admission.admit("a")
+    with pytest.raises(Overloaded, match="within"):
+        admission.admit("b")
+    assert admission.waiting == 0
+    release()
+    admission.admit("b")()
+
+
+def test_the_service_keys_admission_by_client_address(tmp_path):
+    engine = FakeEngine()
+    engine.block.clear()  # every request runs until released
+    app = make_app(tmp_path / "data", engine, max_concurrent=2, max_waiting=2)
+    admission = app.extensions["kgqa_runtime"].admission
+    statuses: dict[str, int] = {}
+
+    def ask(name: str, address: str) -> None:
+        client = app.test_client()
+        response = client.post("/api/v1/ask", json={"question": QUESTION}, environ_base={"REMOTE_ADDR": address})
+        statuses[name] = response.status_code
+
+    first = threading.Thread(target=ask, args=("first", "10.0.0.1"))
+    second = threading.Thread(target=ask, args=("second", "10.0.0.1"))
+    first.start()
+    second.start()
+    try:
+        _wait_until(lambda: admission.running == 2)
+        # the same address over its cap (KGQA_MAX_CONCURRENT): 503 with Retry-After, though the line has room
+        refused = app.test_client().post("/api/v1/ask", json={"question": QUESTION},
+                                         environ_base={"REMOTE_ADDR": "10.0.0.1"})
+        assert refused.status_code == 503
+        assert refused.json["error"]["code"] == "overloaded"
+        assert "Retry-After" in refused.headers
+        other = threading.Thread(target=ask, args=("other", "10.0.0.2"))
+        other.start()
+        _wait_until(lambda: admission.waiting == 1)  # another address waits for a place
+    finally:
+        engine.block.set()
+        for thread in (first, second):
+            thread.join(5)
+    other.join(5)
+    assert statuses == {"first": 200, "second": 200, "other": 200}
