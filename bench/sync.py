@@ -11,7 +11,10 @@ job on a shared machine falls on both:
 - ``fresh``: the sample dump into an empty folder, embedding every passage.
 
 The embedder is loaded once and shared, so neither side pays for loading it. Each figure is
-the median of ``--repeats`` runs, with the best beside it; every run is kept in the JSON.
+the median of ``--repeats`` runs, with the best beside it and the median of the repeats' own
+ratios (each repeat's two runs back to back, under the same load), in wall seconds and in CPU seconds
+(this process and its parser processes: what the run itself spent, which other jobs on a shared
+machine disturb far less than the wall clock); every run is kept in the JSON.
 
     python bench/sync.py [--repeats 5] [--fresh-repeats 2] [--kb data]
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -53,14 +57,22 @@ def copy_kb(source: Settings, where: Path) -> Settings:
     return source.with_overrides(data_dir=where, models_dir=where / "models")
 
 
+def _cpu_seconds() -> float:
+    """User and system CPU time of this process and of its children that ended (the parser pool)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def one_run(start: Settings, dump: Path, sync: bool, embedder, scratch: Path, workers: int | None) -> dict:
     settings = copy_kb(start, Path(tempfile.mkdtemp(dir=scratch)) / "data")
+    cpu_began = _cpu_seconds()
     began = time.perf_counter()
     summary = ingest_dump(settings, dump, sync=sync, progress=False, workers=workers, embedder=embedder)
     seconds = time.perf_counter() - began
+    cpu = _cpu_seconds() - cpu_began
     removed = summary.removed.pages + summary.removed.redirects if summary.removed is not None else 0
     shutil.rmtree(settings.data_dir.parent, ignore_errors=True)
-    return {"sync": sync, "seconds": round(seconds, 3), "pages": summary.pages, "unchanged": summary.unchanged,
+    return {"sync": sync, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3), "pages": summary.pages, "unchanged": summary.unchanged,
             "passages": summary.passages, "removed": removed, "stages": summary.stages}
 
 
@@ -70,17 +82,29 @@ def measure(name: str, start: Settings, dump: Path, repeats: int, embedder, scra
         order = (False, True) if repeat % 2 == 0 else (True, False)
         for sync in order:
             run = one_run(start, dump, sync, embedder, scratch, workers)
-            print(f"  {name} {'sync ' if sync else 'plain'} {run['seconds']:.2f}s", file=sys.stderr, flush=True)
+            print(f"  {name} {'sync ' if sync else 'plain'} {run['seconds']:.2f}s wall, {run['cpu_seconds']:.2f}s cpu",
+                  file=sys.stderr, flush=True)
             runs.append(run)
-    plain = [r["seconds"] for r in runs if not r["sync"]]
-    synced = [r["seconds"] for r in runs if r["sync"]]
     assert all(r["removed"] == 0 for r in runs), "a sync of the dump the KB was built from removed pages"
-    return {"case": name, "repeats": repeats, "plain_median_s": round(statistics.median(plain), 3),
-            "sync_median_s": round(statistics.median(synced), 3), "plain_best_s": round(min(plain), 3),
-            "sync_best_s": round(min(synced), 3),
-            "overhead_median": round(statistics.median(synced) / statistics.median(plain) - 1, 4),
-            "overhead_best": round(min(synced) / min(plain) - 1, 4),
-            "sync_step_s": [r["stages"].get("sync") for r in runs if r["sync"]], "runs": runs}
+    figures = {"case": name, "repeats": repeats}
+    for unit, key in (("s", "seconds"), ("cpu_s", "cpu_seconds")):
+        plain = [r[key] for r in runs if not r["sync"]]
+        synced = [r[key] for r in runs if r["sync"]]
+        figures |= {f"plain_median_{unit}": round(statistics.median(plain), 3),
+                    f"sync_median_{unit}": round(statistics.median(synced), 3),
+                    f"plain_best_{unit}": round(min(plain), 3), f"sync_best_{unit}": round(min(synced), 3),
+                    f"overhead_median_{unit}": round(statistics.median(synced) / statistics.median(plain) - 1, 4),
+                    f"overhead_best_{unit}": round(min(synced) / min(plain) - 1, 4),
+                    f"overhead_paired_median_{unit}": round(statistics.median(_paired(runs, key)), 4)}
+    return figures | {"sync_step_s": [r["stages"].get("sync") for r in runs if r["sync"]], "runs": runs}
+
+
+def _paired(runs: list[dict], key: str) -> list[float]:
+    """sync / plain - 1 of each repeat's two runs, which ran back to back: the load of other jobs on a shared
+    machine changes from minute to minute, so a pair is compared under the same load."""
+    pairs = [runs[at:at + 2] for at in range(0, len(runs), 2)]
+    return [next(r for r in pair if r["sync"])[key] / next(r for r in pair if not r["sync"])[key] - 1
+            for pair in pairs]
 
 
 def main() -> None:
@@ -104,12 +128,15 @@ def main() -> None:
         results.append(measure("current", kb, dump, args.repeats, embedder, Path(scratch), args.workers))
         if args.fresh_repeats:
             results.append(measure("fresh", empty, dump, args.fresh_repeats, embedder, Path(scratch), args.workers))
-    print(f"{'case':<8} {'runs':>4} {'plain s (median/best)':>22} {'sync s (median/best)':>21} "
-          f"{'overhead (median/best)':>23}")
+    print(f"{'case':<8} {'clock':<5} {'runs':>4} {'plain s (median/best)':>22} {'sync s (median/best)':>21} "
+          f"{'overhead (median/best/paired)':>30}  sync step s (max)")
     for r in results:
-        print(f"{r['case']:<8} {r['repeats']:>4} {r['plain_median_s']:>12.2f} / {r['plain_best_s']:<7.2f} "
-              f"{r['sync_median_s']:>11.2f} / {r['sync_best_s']:<7.2f} "
-              f"{100 * r['overhead_median']:>+11.1f}% / {100 * r['overhead_best']:+.1f}%")
+        for unit, clock in (("s", "wall"), ("cpu_s", "cpu")):
+            print(f"{r['case']:<8} {clock:<5} {r['repeats']:>4} {r[f'plain_median_{unit}']:>12.2f} / "
+                  f"{r[f'plain_best_{unit}']:<7.2f} {r[f'sync_median_{unit}']:>11.2f} / {r[f'sync_best_{unit}']:<7.2f} "
+                  f"{100 * r[f'overhead_median_{unit}']:>+10.1f}% / {100 * r[f'overhead_best_{unit}']:+.1f}% / "
+                  f"{100 * r[f'overhead_paired_median_{unit}']:+.1f}%"
+                  f"  {max(r['sync_step_s']):.3f}")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"dump": dump.name, "cpus": os.cpu_count(), "workers": args.workers,
                                    "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
