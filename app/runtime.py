@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 # to what the engine finishes within the latency budget it never comes to that, unless
 # the engine stalls (a request whose predicted wait is longer is refused at once).
 MAX_WAIT_S = 60.0
+# How fast a client's cost is forgotten: the seconds its answers held a place count half after this long.
+USAGE_HALF_LIFE_S = 30.0
 
 
 class NotReady(KgqaError):
@@ -58,11 +60,18 @@ class Admission:
 
     Fair between clients (a client is its key, the remote address): a free place goes to the
     waiting request whose client has the fewest other requests running or waiting, then to the
-    client admitted least recently (round robin; a client that backed off after a 503 keeps its
-    turn), then first come. When the line is full, a request that ranks before the last one
-    waiting takes its place and that one is refused instead; a client has at most
-    ``max_per_client`` requests running or waiting. A request is refused at once when the wait
-    the recent answers predict, or any wait, would pass ``max_wait_s``.
+    client whose answers held places the fewest seconds lately, then the client admitted least
+    recently (round robin; a client that backed off after a 503 keeps its turn), then first
+    come. The last free place is kept for a client with nothing running. When the line is full,
+    a request that ranks before the last one waiting takes its place and that one is refused
+    instead; a client has at most ``max_per_client`` requests running or waiting. A request is
+    refused at once when the wait the recent answers predict, or any wait, would pass
+    ``max_wait_s``.
+
+    Clients are ranked by what their answers cost, not by how many they ask: the seconds their
+    answers held a place lately. A client whose questions each hold a place for seconds (the
+    heaviest the token limit allows) ranks behind one whose answers are quick, so a few clients
+    sending expensive questions in a loop cannot hold the line from everyone else.
     """
 
     def __init__(self, max_concurrent: int, max_waiting: int, *, max_per_client: int | None = None,
@@ -80,6 +89,7 @@ class Admission:
         self._running: Counter[str] = Counter()  # client -> requests running
         self._line: list[_Ticket] = []
         self._last_admitted: OrderedDict[str, float] = OrderedDict()  # client -> when it last started, bounded
+        self._used: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (seconds held, as of when)
         self._max_clients = max_clients
         self._hold_s: float | None = None  # how long an answer holds its place, on average (EWMA)
         self._tickets = itertools.count()
@@ -102,10 +112,10 @@ class Admission:
             if held >= self.max_per_client:
                 raise Overloaded(f"this client has {held} requests running or waiting, the most one client may; "
                                  "retry when one ends", self.retry_after)
-            if self.running >= self.max_concurrent or self._line:
-                self._wait_in_line(client)
-            else:
+            if self._may_start(client):  # the line holds only requests that may not start yet
                 self._start(client)
+            else:
+                self._wait_in_line(client)
         started = self._clock()
         released = threading.Event()
 
@@ -118,12 +128,29 @@ class Admission:
 
         return release
 
+    def _may_start(self, client: str) -> bool:
+        """A free place, and not the last one for a client already running a request: that one is kept for
+        a client with none, so one client (one host opening many connections) never holds every place."""
+        running = self.running
+        return running < self.max_concurrent and (not self._running[client] or running < self.max_concurrent - 1)
+
     def _rank(self, ticket: _Ticket) -> tuple:
-        """Lower goes first: the client's other requests (running, or ahead of this one), how recently its
-        last request started, then arrival."""
+        """Lower goes first: the client's other requests (running, or ahead of this one), the seconds its
+        answers held a place lately (what they cost), how recently its last request started, then arrival."""
         ahead = sum(other.client == ticket.client and other.number < ticket.number for other in self._line)
-        return (self._running[ticket.client] + ahead, self._last_admitted.get(ticket.client, -math.inf),
-                ticket.number)
+        return (self._running[ticket.client] + ahead, round(self._usage(ticket.client), 1),
+                self._last_admitted.get(ticket.client, -math.inf), ticket.number)
+
+    def _usage(self, client: str) -> float:
+        """Seconds the client's answers held a place, each halved every ``USAGE_HALF_LIFE_S`` since."""
+        seconds, when = self._used.get(client, (0.0, 0.0))
+        return seconds * 0.5 ** ((self._clock() - when) / USAGE_HALF_LIFE_S) if seconds else 0.0
+
+    def _remember(self, table: OrderedDict, client: str, value) -> None:
+        table[client] = value
+        table.move_to_end(client)
+        while len(table) > self._max_clients:
+            table.popitem(last=False)  # forgotten: ranked as a client never admitted
 
     def _wait_in_line(self, client: str) -> None:
         """Called with the lock held; returns once this request was given a place (``_start`` done)."""
@@ -163,10 +190,7 @@ class Admission:
 
     def _start(self, client: str) -> None:
         self._running[client] += 1
-        self._last_admitted[client] = self._clock()
-        self._last_admitted.move_to_end(client)
-        while len(self._last_admitted) > self._max_clients:
-            self._last_admitted.popitem(last=False)  # forgotten: ranked as a client never admitted
+        self._remember(self._last_admitted, client, self._clock())
 
     def _finish(self, client: str, held_s: float | None) -> None:
         """Called with the lock held: free the client's place and give free places to the best ranked waiting."""
@@ -175,8 +199,9 @@ class Admission:
             del self._running[client]
         if held_s is not None:
             self._hold_s = held_s if self._hold_s is None else 0.8 * self._hold_s + 0.2 * held_s
-        while self._line and self.running < self.max_concurrent:
-            best = min(self._line, key=self._rank)
+            self._remember(self._used, client, (self._usage(client) + held_s, self._clock()))
+        while startable := [ticket for ticket in self._line if self._may_start(ticket.client)]:
+            best = min(startable, key=self._rank)
             self._line.remove(best)
             best.admitted = True
             self._start(best.client)

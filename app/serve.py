@@ -165,14 +165,21 @@ def default_threads(settings: Settings) -> int:
     return settings.max_concurrent + settings.max_waiting + SPARE_THREADS
 
 
-def build_server(app, *, host: str = "127.0.0.1", port: int = 5000, threads: int | None = None):
-    """A bound (not yet running) waitress server; ``port=0`` picks a free port (``server.effective_port``)."""
+def build_server(app, *, host: str = "127.0.0.1", port: int = 5000, threads: int | None = None,
+                 trusted_proxy: str | None = None):
+    """A bound (not yet running) waitress server; ``port=0`` picks a free port (``server.effective_port``).
+
+    With ``trusted_proxy`` (the proxy's address), a request from it is the client its last
+    ``X-Forwarded-For`` hop names (the client address admission and the rate limit count);
+    the header is dropped from any other peer, so a client cannot name itself."""
     from waitress import create_server
     from waitress.server import BaseWSGIServer
 
     settings: Settings = app.config["KGQA_SETTINGS"]
     threads = threads or default_threads(settings)
     socket_map: dict = {}
+    proxy = {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"},
+             "trusted_proxy_count": 1, "clear_untrusted_proxy_headers": True} if trusted_proxy else {}
     server = create_server(
         app,
         map=socket_map,
@@ -187,6 +194,7 @@ def build_server(app, *, host: str = "127.0.0.1", port: int = 5000, threads: int
         max_request_body_size=settings.max_body_bytes + 1,  # the app's limit: a body of max_body_bytes passes
         channel_request_lookahead=REQUEST_LOOKAHEAD,
         ident="kgqa",
+        **proxy,
     )
     for listener in socket_map.values():  # one per listening socket (a host name may resolve to several)
         if isinstance(listener, BaseWSGIServer):
@@ -194,9 +202,9 @@ def build_server(app, *, host: str = "127.0.0.1", port: int = 5000, threads: int
     return server
 
 
-def serve(app, *, host: str, port: int, threads: int | None = None) -> None:
+def serve(app, *, host: str, port: int, threads: int | None = None, trusted_proxy: str | None = None) -> None:
     """Warm the engine in the background and serve until interrupted."""
-    server = build_server(app, host=host, port=port, threads=threads)
+    server = build_server(app, host=host, port=port, threads=threads, trusted_proxy=trusted_proxy)
     app.extensions["kgqa_runtime"].start_warm_up()
     click.echo(f"kgqa serving on http://{host}:{server.effective_port} (engine warming up; see /readyz)")
     try:
@@ -257,11 +265,17 @@ def _app_for(ctx: click.Context):
 @click.option("--threads", type=click.IntRange(1, 512), default=None, help="Worker threads [default: KGQA_MAX_CONCURRENT + KGQA_MAX_WAITING + 8].")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Processes; more than 1 runs them under gunicorn, each with its own engine and admission.")
+@click.option("--trusted-proxy", metavar="ADDRESS", default=None,
+              help="A reverse proxy's address: its requests count as the client its X-Forwarded-For names "
+                   "(admission and the rate limit are per client address).")
 @click.pass_context
-def serve_command(ctx: click.Context, host: str, port: int, threads: int | None, workers: int) -> None:
+def serve_command(ctx: click.Context, host: str, port: int, threads: int | None, workers: int,
+                  trusted_proxy: str | None) -> None:
     """Serve the web page, the JSON API and the OpenAI-compatible endpoint."""
     if workers > 1:
+        if trusted_proxy:
+            raise click.UsageError("--trusted-proxy is waitress's; it does not combine with --workers")
         serve_workers(lambda: _app_for(ctx), command_settings(ctx), host=host, port=port, workers=workers,
                       threads=threads)
     else:
-        serve(_app_for(ctx), host=host, port=port, threads=threads)
+        serve(_app_for(ctx), host=host, port=port, threads=threads, trusted_proxy=trusted_proxy)

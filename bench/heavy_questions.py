@@ -9,7 +9,10 @@ Starts ``kgqa serve`` on 127.0.0.1 (rate limit off) on the project's knowledge b
 - load: ``--clients`` clients send the heaviest allowed question in a closed loop for
   ``--duration`` seconds while one client asks normal questions; a refused (503) request
   waits its ``Retry-After`` and is sent again. Reports the normal question's time to its
-  answer (retries included) p50/p95, and what the heavy clients got.
+  answer (retries included) p50/p95, and what the heavy clients got. Admission tells
+  clients apart by address, so each client connects from its own loopback address
+  (127.0.0.2 the normal one, 127.0.0.10 and up the heavy ones); ``--one-address`` sends
+  every heavy client from one address (one host opening many connections).
 
     python bench/heavy_questions.py --clients 8 --duration 60
 """
@@ -28,6 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from index_damage import wait_ready  # bench/ is on the path of a script run from it
 
@@ -55,19 +59,38 @@ def start_server(data_dir: str | None) -> tuple[str, subprocess.Popen]:
     return url, server
 
 
-def ask(url: str, question: str) -> tuple[int, float, dict]:
+class SourceAddress(HTTPAdapter):
+    """Connections from one local address (any of 127.0.0.0/8 reaches a server on 127.0.0.1)."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def client_from(address: str) -> requests.Session:
+    session = requests.Session()
+    session.mount("http://", SourceAddress(address))
+    return session
+
+
+def ask(url: str, question: str, client=requests) -> tuple[int, float, dict]:
     started = time.monotonic()
-    response = requests.post(f"{url}/api/v1/ask", json={"question": question}, timeout=600)
+    response = client.post(f"{url}/api/v1/ask", json={"question": question}, timeout=600)
     return response.status_code, time.monotonic() - started, response.headers
 
 
-def answered(url: str, question: str, stop: threading.Event) -> float | None:
+def answered(url: str, question: str, stop: threading.Event, client, refusals: Counter) -> float | None:
     """Seconds until the question is answered, waiting out 503s; None if stopped first."""
     started = time.monotonic()
     while not stop.is_set():
-        status, _, headers = ask(url, question)
+        status, _, headers = ask(url, question, client)
         if status != 503:
             return time.monotonic() - started if status == 200 else None
+        refusals[status] += 1
         time.sleep(float(headers.get("Retry-After", 1)))
     return None
 
@@ -82,27 +105,32 @@ def singles(url: str, repeat: int) -> list[dict]:
     return rows
 
 
-def load(url: str, clients: int, duration: float) -> dict:
+def load(url: str, clients: int, duration: float, one_address: bool = False) -> dict:
     stop = threading.Event()
     heavy: Counter = Counter()
     normal: list[float] = []
+    refusals: Counter = Counter()
 
-    def heavy_client() -> None:
+    def heavy_client(address: str) -> None:
+        client = client_from(address)
         while not stop.is_set():
-            status, _, headers = ask(url, HEAVY)
+            status, _, headers = ask(url, HEAVY, client)
             heavy[status] += 1
             if status == 503:
                 time.sleep(float(headers.get("Retry-After", 1)))
 
     def normal_client() -> None:
+        client = client_from("127.0.0.2")
         turn = 0
         while not stop.is_set():
-            seconds = answered(url, NORMAL[turn % len(NORMAL)], stop)
+            seconds = answered(url, NORMAL[turn % len(NORMAL)], stop, client, refusals)
             if seconds is not None:
                 normal.append(seconds)
             turn += 1
 
-    threads = [threading.Thread(target=heavy_client) for _ in range(clients)] + [threading.Thread(target=normal_client)]
+    addresses = ["127.0.0.10" if one_address else f"127.0.0.{10 + n}" for n in range(clients)]
+    threads = [threading.Thread(target=heavy_client, args=(address,)) for address in addresses]
+    threads.append(threading.Thread(target=normal_client))
     for thread in threads:
         thread.start()
     time.sleep(duration)
@@ -111,8 +139,8 @@ def load(url: str, clients: int, duration: float) -> dict:
         thread.join(timeout=600)
     normal.sort()
     p95 = normal[min(len(normal) - 1, int(0.95 * len(normal)))] if normal else None
-    return {"clients": clients, "duration_s": duration, "heavy_statuses": dict(heavy),
-            "normal_answered": len(normal), "normal_p50_s": round(statistics.median(normal), 2) if normal else None,
+    return {"clients": clients, "heavy_addresses": len(set(addresses)), "duration_s": duration,
+            "heavy_statuses": dict(heavy), "normal_answered": len(normal), "normal_503s": sum(refusals.values()), "normal_p50_s": round(statistics.median(normal), 2) if normal else None,
             "normal_p95_s": round(p95, 2) if p95 is not None else None, "normal_max_s": round(max(normal), 2) if normal else None}
 
 
@@ -122,16 +150,18 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--one-address", action="store_true", help="every heavy client from one address")
     parser.add_argument("--name", default="heavy_questions")
     args = parser.parse_args()
     url, server = start_server(args.data_dir)
     try:
-        result = {"singles": singles(url, args.repeat), "load": load(url, args.clients, args.duration),
+        result = {"singles": singles(url, args.repeat), "load_average_before": os.getloadavg(),
+                  "load": load(url, args.clients, args.duration, args.one_address),
                   "load_average": os.getloadavg()}
     finally:
         server.terminate()
         server.wait(30)
-    print(json.dumps(result["load"]))
+    print(json.dumps({**result["load"], "load_average": result["load_average"]}))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
 

@@ -102,6 +102,26 @@ def test_places_go_round_robin_to_the_client_admitted_least_recently():
     assert line.order == ["never served", "served", "other"]
 
 
+def test_a_client_whose_answers_cost_less_goes_first_and_takes_an_expensive_clients_place():
+    clock = Clock()
+    admission = Admission(1, 1, clock=clock)
+    for client, seconds in (("expensive", 12.0), ("cheap", 0.5)):  # cheap was served last
+        release = admission.admit(client)
+        clock.now += seconds
+        release()
+    clock.now += 1
+    release = admission.admit("other")
+    line = Line(admission)
+    line.join("expensive", "expensive")
+    line.join("cheap", "cheap", takes_a_place=False)  # the line is full: it takes the expensive one's place
+    _wait_until(lambda: line.refused == ["expensive"])
+    with pytest.raises(Overloaded):  # and an expensive client cannot take it back
+        admission.admit("expensive")
+    release()
+    line.finish()
+    assert line.order == ["cheap"]
+
+
 def test_a_full_line_refuses_a_busy_client_but_takes_a_new_one_in_place_of_the_busiest():
     admission = Admission(1, 2, retry_after=3, max_per_client=3)
     release = admission.admit("busy")
@@ -142,13 +162,19 @@ def test_a_client_over_its_cap_is_refused_while_others_start():
         release()
 
 
-def test_the_default_cap_is_the_places_that_run_at_once():
+def test_the_last_place_is_kept_for_a_client_with_nothing_running():
     admission = Admission(2, 4)
-    held = [admission.admit("a"), admission.admit("a")]
-    with pytest.raises(Overloaded):
-        admission.admit("a")
-    for release in held:
-        release()
+    release = admission.admit("many")
+    line = Line(admission)
+    line.join("many 2", "many")  # a place is free, but the last one: it waits
+    with pytest.raises(Overloaded, match="the most one client may"):  # the default cap: KGQA_MAX_CONCURRENT
+        admission.admit("many")
+    other = admission.admit("other")  # starts at once on the kept place
+    assert (admission.running, admission.waiting) == (2, 1)
+    other()
+    release()
+    line.finish()
+    assert line.order == ["many 2"]
 
 
 def test_a_wait_predicted_past_the_bound_is_refused_at_once():
@@ -188,22 +214,59 @@ def test_the_service_keys_admission_by_client_address(tmp_path):
 
     first = threading.Thread(target=ask, args=("first", "10.0.0.1"))
     second = threading.Thread(target=ask, args=("second", "10.0.0.1"))
+    other = threading.Thread(target=ask, args=("other", "10.0.0.2"))
     first.start()
-    second.start()
     try:
-        _wait_until(lambda: admission.running == 2)
+        _wait_until(lambda: admission.running == 1)
+        second.start()
+        _wait_until(lambda: admission.waiting == 1)  # the last place is kept for another address
         # the same address over its cap (KGQA_MAX_CONCURRENT): 503 with Retry-After, though the line has room
         refused = app.test_client().post("/api/v1/ask", json={"question": QUESTION},
                                          environ_base={"REMOTE_ADDR": "10.0.0.1"})
         assert refused.status_code == 503
         assert refused.json["error"]["code"] == "overloaded"
         assert "Retry-After" in refused.headers
-        other = threading.Thread(target=ask, args=("other", "10.0.0.2"))
         other.start()
-        _wait_until(lambda: admission.waiting == 1)  # another address waits for a place
+        _wait_until(lambda: admission.running == 2)  # another address starts at once
     finally:
         engine.block.set()
-        for thread in (first, second):
+        for thread in (first, second, other):
             thread.join(5)
-    other.join(5)
     assert statuses == {"first": 200, "second": 200, "other": 200}
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_a_trusted_proxy_names_the_client_and_no_one_else_can(tmp_path, trusted):
+    """Behind ``--trusted-proxy`` the client is X-Forwarded-For's; from any other peer the header is ignored."""
+    import requests
+
+    from app import create_app
+    from app.serve import build_server
+    from kgqa.settings import Settings
+
+    app = create_app(Settings(data_dir=tmp_path / "data", rate_limit_per_minute=1), engine=FakeEngine())
+    server = build_server(app, port=0, threads=4, trusted_proxy="127.0.0.1" if trusted else None)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.effective_port}/api/v1/passages/1:1:0:0"
+    try:
+        def status(forwarded_for: str) -> int:
+            return requests.get(url, headers={"X-Forwarded-For": forwarded_for}, timeout=10).status_code
+
+        first = status("203.0.113.1")
+        assert first != 429
+        assert status("203.0.113.1") == 429  # one request a minute for this client
+        assert (status("198.51.100.7") != 429) is trusted  # another client, or the same peer claiming to be one
+    finally:
+        server.close()
+        thread.join(5)
+
+
+def test_a_trusted_proxy_is_waitresss_and_refused_with_workers():
+    from click.testing import CliRunner
+
+    from app.serve import serve_command
+
+    result = CliRunner().invoke(serve_command, ["--workers", "2", "--trusted-proxy", "10.0.0.5"])
+    assert result.exit_code == 2
+    assert "--trusted-proxy" in result.output
