@@ -177,3 +177,38 @@ def test_ten_kills_during_a_sync_and_reruns_end_where_an_uninterrupted_sync_ends
     assert killed_vectors.keys() == clean_vectors.keys()
     assert all(np.array_equal(killed_vectors[pid], vector) for pid, vector in clean_vectors.items())
     assert not index_files.damaged(killed.index_dir) and not set(dropped) & set(stored_titles(killed))
+
+
+def test_an_engine_running_through_a_delete_never_cites_the_removed_page(sample_kb, tmp_path):
+    import time
+
+    from kg.removal import delete_pages
+    from qa.engine import QAEngine
+    from retrieval.knowledge_base import KnowledgeBase
+    from tests.qa.test_generation_limits import ScriptedGenerator
+
+    settings = sample_copy(sample_kb, tmp_path / "data")
+    kb = KnowledgeBase(settings)
+    sentence = ["Anarchism", " is", " a", " political", " philosophy", " that", " rejects", " hierarchy", "."]
+    engine = QAEngine(settings, generator=ScriptedGenerator(sentence), knowledge_base=kb)
+    question = "What is anarchism?"
+
+    def cited(result) -> set[str]:
+        return ({c.title for c in result.citations} | {f.subject for f in result.facts}
+                | {c.passage_id.split(":")[0] for c in result.citations if c.passage_id})
+
+    def retrieved() -> set[str]:
+        return {hit.passage_id.split(":")[0] for mode in ("dense", "sparse", "hybrid", "graph")
+                for hit in engine.retrieve(question, k=20, mode=mode)}
+
+    assert "12" in retrieved() and {"Anarchism", "12"} & cited(engine.ask(question))
+    loaded = kb.generation
+    delete_pages(settings, ["Anarchism"], embedder=kb.embedder)
+    assert "12" not in retrieved() and not {"Anarchism", "12"} & cited(engine.ask(question))  # before the reload
+    deadline = time.monotonic() + 120
+    while kb.generation == loaded:
+        assert time.monotonic() < deadline, "the engine's knowledge base never reloaded"
+        retrieved()
+        time.sleep(0.2)
+    assert not kb.catalog.of_page(12) and kb.vector_index.ntotal == len(kb.catalog)
+    assert "12" not in retrieved() and not {"Anarchism", "12"} & cited(engine.ask(question))
