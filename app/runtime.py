@@ -87,6 +87,7 @@ class Admission:
         self._clock = clock
         self._cond = threading.Condition()
         self._running: Counter[str] = Counter()  # client -> requests running
+        self._total = 0  # requests running, all clients
         self._line: list[_Ticket] = []
         self._last_admitted: OrderedDict[str, float] = OrderedDict()  # client -> when it last started, bounded
         self._used: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (seconds held, as of when)
@@ -96,7 +97,7 @@ class Admission:
 
     @property
     def running(self) -> int:
-        return sum(self._running.values())
+        return self._total  # read without the lock (``/readyz``): a plain int, never a dict being changed
 
     @property
     def waiting(self) -> int:
@@ -131,8 +132,8 @@ class Admission:
     def _may_start(self, client: str) -> bool:
         """A free place, and not the last one for a client already running a request: that one is kept for
         a client with none, so one client (one host opening many connections) never holds every place."""
-        running = self.running
-        return running < self.max_concurrent and (not self._running[client] or running < self.max_concurrent - 1)
+        return self._total < self.max_concurrent and (
+            not self._running[client] or self._total < self.max_concurrent - 1)
 
     def _rank(self, ticket: _Ticket) -> tuple:
         """Lower goes first: the client's other requests (running, or ahead of this one), the seconds its
@@ -162,7 +163,8 @@ class Admission:
                 raise Overloaded(f"{self.max_concurrent} answers are being generated and {len(self._line)} "
                                  "requests are waiting; retry shortly", self.retry_after)
             self._line.remove(last)  # this request ranks before it: it is refused instead
-            last.refused = Overloaded("a client with fewer requests took this place in line; retry shortly",
+            last.refused = Overloaded("a client with fewer requests or quicker answers took this place in line; "
+                                      "retry shortly",
                                       self.retry_after)
         ahead = sum(self._rank(other) < rank for other in self._line)
         if self._hold_s is not None and self._hold_s * (ahead // self.max_concurrent + 1) > self.max_wait_s:
@@ -190,11 +192,13 @@ class Admission:
 
     def _start(self, client: str) -> None:
         self._running[client] += 1
+        self._total += 1
         self._remember(self._last_admitted, client, self._clock())
 
     def _finish(self, client: str, held_s: float | None) -> None:
         """Called with the lock held: free the client's place and give free places to the best ranked waiting."""
         self._running[client] -= 1
+        self._total -= 1
         if not self._running[client]:
             del self._running[client]
         if held_s is not None:
