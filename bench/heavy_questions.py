@@ -31,9 +31,9 @@ from collections import Counter
 from pathlib import Path
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from index_damage import wait_ready  # bench/ is on the path of a script run from it
+from loopback import client_address, client_from
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NORMAL = ["Who wrote Animal Farm?", "What is the capital of Alabama?", "Where was Albert Einstein born?"]
@@ -57,24 +57,6 @@ def start_server(data_dir: str | None) -> tuple[str, subprocess.Popen]:
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, server)
     return url, server
-
-
-class SourceAddress(HTTPAdapter):
-    """Connections from one local address (any of 127.0.0.0/8 reaches a server on 127.0.0.1)."""
-
-    def __init__(self, address: str):
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.address, 0)
-        super().init_poolmanager(*args, **kwargs)
-
-
-def client_from(address: str) -> requests.Session:
-    session = requests.Session()
-    session.mount("http://", SourceAddress(address))
-    return session
 
 
 def ask(url: str, question: str, client=requests) -> tuple[int, float, dict]:
@@ -128,7 +110,7 @@ def load(url: str, clients: int, duration: float, one_address: bool = False) -> 
                 normal.append(seconds)
             turn += 1
 
-    addresses = ["127.0.0.10" if one_address else f"127.0.0.{10 + n}" for n in range(clients)]
+    addresses = [client_address(0 if one_address else n) for n in range(clients)]
     threads = [threading.Thread(target=heavy_client, args=(address,)) for address in addresses]
     threads.append(threading.Thread(target=normal_client))
     for thread in threads:

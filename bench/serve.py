@@ -18,6 +18,10 @@ Starts ``kgqa serve`` on 127.0.0.1 and a free port (or targets ``--url``), waits
   and once through the OpenAI stream, one at a time: time to the first verified
   sentence (the first ``sentence`` event / the first content) against the whole answer.
 
+Admission tells clients apart by address and holds each below ``KGQA_MAX_CONCURRENT``, so
+against a server on loopback every client thread connects from its own loopback address
+(127.0.0.10 and up, ``bench/loopback.py``) and counts as a client of its own.
+
     python bench/serve.py --clients 32 --duration 300 --name soak
     python bench/serve.py --sweep 1,2,4,8 --duration 60
     python bench/serve.py --first-sentence
@@ -46,6 +50,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
+
+from loopback import source_address  # bench/ is on the path of a script run from it
 
 QUESTIONS = [
     "What is the capital of Alabama?",
@@ -106,10 +112,12 @@ def _first_sentence_in(path: str, payload: str) -> bool:
     return event.get("type") == "sentence"
 
 
-def request(url: str, method: str, path: str, body: dict | None = None, timeout: float = 300.0) -> Sample:
-    """One request read to its end; for a stream, also the time its first verified sentence arrived."""
+def request(url: str, method: str, path: str, body: dict | None = None, timeout: float = 300.0,
+            source: tuple[str, int] | None = None) -> Sample:
+    """One request read to its end; for a stream, also the time its first verified sentence arrived.
+    ``source``: the local (address, port) the connection leaves from (None: the system's choice)."""
     parsed = urlparse(url)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=timeout, source_address=source)
     started = time.perf_counter()
     first = None
     try:
@@ -209,17 +217,20 @@ def process_memory(pid: int) -> dict:
 
 
 def run_clients(url: str, clients: int, duration: float, path: str, stream: bool, timeout: float) -> list[Sample]:
-    """``clients`` threads asking in a loop until ``duration`` s have passed (a request under way is finished)."""
+    """``clients`` threads asking in a loop until ``duration`` s have passed (a request under way is finished).
+    Admission caps each client (address) below ``KGQA_MAX_CONCURRENT``, so against a loopback server each
+    thread connects from its own loopback address (``loopback.source_address``) and counts as its own client."""
     samples: list[Sample] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + duration
 
     def client(index: int) -> None:
         turn = index
+        source = source_address(index, urlparse(url).hostname)
         while time.monotonic() < stop_at:
             question = QUESTIONS[turn % len(QUESTIONS)]
             turn += 1
-            sample = request(url, "POST", path, body_for(path, question, stream), timeout=timeout)
+            sample = request(url, "POST", path, body_for(path, question, stream), timeout=timeout, source=source)
             with lock:
                 samples.append(sample)
             if sample.status in (429, 503):  # what a polite client does: wait as Retry-After says
