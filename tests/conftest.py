@@ -86,6 +86,8 @@ def rss_overrun(before: tuple[float, float, float], after: tuple[float, float, f
 def pytest_runtest_protocol(item, nextitem):
     item.stash[_RSS_KEY] = _rss_marks()  # before its fixtures, module and session ones included, are set up
     yield
+    if nextitem is None or nextitem.module is not item.module:  # its module's fixtures are torn down and, now
+        _release_after_module(item.module.__name__)  # that the protocol has dropped the test's arguments, unheld
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -170,13 +172,11 @@ def release_orphaned_models() -> int:
 _RELEASES: list[tuple[str, float, float, int]] = []  # (module, resident before, after, LM workers stopped)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _free_models_after_module(request):
-    """After every test module (its own fixtures torn down first), release the models it left behind."""
-    yield
+def _release_after_module(module: str) -> None:
+    """After every test module, once its fixtures are torn down, release the models it left behind."""
     before = _rss_now_mb()
     stopped = release_orphaned_models()
-    _RELEASES.append((request.node.nodeid, before, _rss_now_mb(), stopped))
+    _RELEASES.append((module, before, _rss_now_mb(), stopped))
 
 
 @pytest.fixture(scope="session")

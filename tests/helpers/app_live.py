@@ -26,3 +26,6 @@ def live_server(settings, *, engine=None, ready_timeout: float = 600.0, threads:
     finally:
         server.close()
         thread.join(timeout=5)
+        # A single listener's close() leaves its worker threads running, and with them the app and its
+        # engine (the model) for the rest of the session: stop them as MultiSocketServer.close() does.
+        server.task_dispatcher.shutdown()
