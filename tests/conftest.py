@@ -40,7 +40,7 @@ def pytest_collection_modifyitems(config, items):
 
 # --- memory: each test's growth of the test process's resident memory, bounded ----------------------------
 #
-# ``ru_maxrss`` is the process's high-water mark: a test that raises it past ``KGQA_TEST_MAX_RSS_MB``
+# ``VmHWM`` is the process's high-water mark: a test that raises it past ``KGQA_TEST_MAX_RSS_MB``
 # (default below; 0 switches the bound off) fails at its teardown, naming itself, so a test that would
 # take the machine's memory is found by its name, not by the OOM killer. Child processes (a served app,
 # an ingest's workers) count through ``RUSAGE_CHILDREN``, the largest child waited for. Reading both is
@@ -60,9 +60,25 @@ def _rss_now_mb() -> float:
         return 0.0
 
 
+def _peak_mb() -> float:
+    """This process's own high-water mark (MB): ``VmHWM``, which starts afresh with the program.
+
+    ``ru_maxrss`` does not: Linux carries it over from the parent through fork and exec, so a
+    pytest started by a large one would read the parent's peak as its own.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # pragma: no cover
+
+
 def _rss_marks() -> tuple[float, float, float]:
     """(resident now, this process's peak, the largest waited-for child's peak), in MB (ru_maxrss is in KiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_mb()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return _rss_now_mb(), peak, children
 
