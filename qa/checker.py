@@ -52,6 +52,7 @@ from qa.claims import (
     Reading,
     Verdict,
     answer_kind_missing,
+    measure_question_similarities,
     names,
     tokens_of,
 )
@@ -336,7 +337,7 @@ class ClaimChecker:
             eligible.append(reading)
         if not eligible:
             return [], reason
-        eligible[0].similarities.measure(eligible)  # the question's cosine with each, in one go
+        measure_question_similarities(eligible)
         similarities = self.verifier.similarities(claim.text, [r.sentence.text for r in eligible])
         crossed = self.cross_scores(frame.text, claim.text, eligible)
         pairs = [Pair(r, self._features(claim, frame, r, s, c)) for r, s, c in zip(eligible, similarities, crossed)]

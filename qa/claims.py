@@ -273,6 +273,12 @@ class QuestionSimilarities:
         return self._known[id(reading)]
 
 
+def measure_question_similarities(readings: Sequence["Reading"]) -> None:
+    """Compute the question's cosine with each of ``readings`` in one go (one question's readings share them)."""
+    if readings:
+        readings[0].similarities.measure(readings)
+
+
 @dataclass
 class Reading:
     """One evidence sentence as the verifier reads it (computed once per question)."""

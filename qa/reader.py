@@ -65,7 +65,7 @@ import numpy as np
 
 from kgqa.errors import KgqaError
 from kgqa.text import content_words, numbers, without_words
-from qa.claims import META_WORDS, ClaimVerifier, QuestionFrame, answer_kind_missing
+from qa.claims import META_WORDS, ClaimVerifier, QuestionFrame, answer_kind_missing, measure_question_similarities
 from qa.sentences import markers_in, strip_markers
 
 FEATURES = (
@@ -164,8 +164,7 @@ def candidates(verifier: ClaimVerifier, frame: QuestionFrame, readings: Sequence
     the ``limit`` best by question similarity plus relation share."""
     eligible = [r for r in readings
                 if not r.sentence.is_fact and verifier.about_subject(frame, r) and not answer_kind_missing(frame, r.sentence.text)]
-    if eligible:
-        eligible[0].similarities.measure(eligible)
+    measure_question_similarities(eligible)
     eligible.sort(key=lambda r: r.question_similarity + verifier.relation_share(frame, r), reverse=True)
     return eligible[:limit]
 
