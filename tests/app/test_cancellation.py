@@ -26,6 +26,8 @@ ASK, CHAT, RESPONSES = "/api/v1/ask", "/v1/chat/completions", "/v1/responses"
 # until released; the real one is asked for a long answer). A liveness bound, generous because CI shares a
 # 2-core machine: how fast it is freed (about 0.05 s) is measured through the real server, not asserted here.
 FREED_WITHIN_S = 3.0
+# A liveness bound on a real answer's first token (its status and headers follow it), on the same shared machine.
+FIRST_TOKEN_WITHIN_S = 60
 
 
 def open_stream(url: str, path: str, question: str = QUESTION, *, stream: bool = True) -> socket.socket:
@@ -188,5 +190,8 @@ def test_a_real_answer_closed_half_a_second_in_frees_its_place_at_once(sample_kb
         print(f"\n{backend} {path}: closed 0.5 s in, place free {freed:.3f} s later")
         assert freed <= FREED_WITHIN_S
         sock = open_stream(url, path, question)  # the one place is free: the next client is served, not 503
+        # Its status follows its first token: retrieval and the whole prompt's prefill, which llama.cpp runs
+        # at ~80 tokens/s on one thread of this CPU (7-8 s for this prompt alone, more on a loaded machine).
+        sock.settimeout(FIRST_TOKEN_WITHIN_S)
         assert sock.recv(1 << 16).startswith(b"HTTP/1.1 200")
         sock.close()

@@ -104,3 +104,23 @@ def test_closing_a_stream_frees_its_slot(tmp_path):
     assert generator.generate(ask(QUESTIONS[0]), max_new_tokens=4).text
     assert time.perf_counter() - started < 5  # not queued behind the rest of 400 tokens
     generator.close()
+
+
+@pytest.mark.slow
+def test_a_request_given_up_during_its_prefill_stops_before_its_first_token(tmp_path):
+    generator = LlamaCppGenerator(Settings(data_dir=tmp_path, lm_path=str(bundled_gguf_path())), slots=1)
+    long_prompt = ask("Tell me about the history of the world. " * 150)  # ~1,200 tokens: several prefill chunks
+    stream = generator.stream(long_prompt, max_new_tokens=50)
+    deadline = time.monotonic() + 60
+    while stream._chunks.empty() and time.monotonic() < deadline:  # the role chunk: its prefill has begun
+        time.sleep(0.005)
+    stream.abandon()  # before its prefill ends: the engine's next callback (the next chunk's progress) stops it
+    stream._thread.join(120)
+    assert not stream._thread.is_alive()
+    texts = []
+    while not stream._chunks.empty():
+        _, chunk = stream._chunks.get()
+        if isinstance(chunk, dict):
+            texts += [c.get("delta", {}).get("content") or "" for c in chunk.get("choices", [])]
+    assert not "".join(texts)  # no token was decoded for it
+    generator.close()
