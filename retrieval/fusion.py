@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 
 # Cormack et al. (2009): k=60 damps the head of each list so no single ranker dominates.
 RRF_K = 60
@@ -43,6 +43,7 @@ def boosted_fusion(
     depth: int,
     k: int = RRF_K,
     group: Callable[[Hashable], Hashable] | None = None,
+    keep: Collection[Hashable] = (),
 ) -> list[tuple[Hashable, float, list[str]]]:
     """RRF of ``base``, then weighted RRF with ``boosts`` that may only reorder the base fusion's top ``depth``.
 
@@ -51,30 +52,59 @@ def boosted_fusion(
     A boost ranking keeps only the items the base rankings' fusion already has in its
     first ``depth`` places (in the boost's own order), so it can promote a candidate
     the base rankers agree on but never bring in one they missed; a boost with
-    nothing left, or weight 0, leaves the base order exactly as it was.
+    nothing left, or weight 0, leaves the base order exactly as it was. An item of
+    ``keep`` keeps its base place: no boost moves it, and none moves another item above it.
 
     With ``group`` (an item's article), every place keeps the group the base order gave
     it, and the boosts only choose which of that group's items fills it: the order of
-    groups is the base fusion's, by construction, and the boosts pick the passage.
+    groups is the base fusion's, by construction, and the boosts pick the passage. A
+    boost that holds every movable item of a group in the order a base ranking already
+    gives them tells nothing new about that group, so it is left out there (``_informative``).
     """
     if depth < 0:
         raise ValueError(f"depth must be >= 0, got {depth}")
     fused_base = reciprocal_rank_fusion(base, weights=weights, k=k)
-    allowed = {item for item, _, _ in fused_base[:depth]}
+    head = [item for item, _, _ in fused_base[:depth]]
+    movable = [item for item in head if item not in keep]
+    allowed = set(movable)
     kept = {name: [item for item in ranking if item in allowed] for name, ranking in boosts.items()
             if weights.get(name, 1.0) > 0}
+    if group is not None:
+        kept = {name: _informative(ranking, movable, base, group) for name, ranking in kept.items()}
     kept = {name: ranking for name, ranking in kept.items() if ranking}
     if not kept:
         return fused_base
     boosted = reciprocal_rank_fusion({**base, **kept}, weights=weights, k=k)
+    entry = {item: (item, score, sources) for item, score, sources in boosted}
+    order = [item for item, _, _ in boosted if item in allowed]  # the movable head, best boosted first
     if group is None:
-        return boosted
-    head = boosted[:depth]  # the same items as the base head: boosts only add to those
-    if {item for item, _, _ in head} != {item for item, _, _ in fused_base[:depth]}:
-        raise AssertionError("a boost changed which items fill the head")  # cannot happen: boosts only add
-    queues: dict[Hashable, list] = {}
-    for entry in head:
-        queues.setdefault(group(entry[0]), []).append(entry)
-    for entries in queues.values():
-        entries.reverse()  # pop() takes the best first
-    return [queues[group(item)].pop() for item, _, _ in fused_base[:depth]] + boosted[depth:]
+        places = iter(order)
+        head_entries = [entry[item if item in keep else next(places)] for item in head]
+    else:
+        queues: dict[Hashable, list] = {}
+        for item in reversed(order):  # pop() takes the best first
+            queues.setdefault(group(item), []).append(item)
+        head_entries = [entry[item if item in keep else queues[group(item)].pop()] for item in head]
+    return head_entries + [entry[item] for item, _, _ in fused_base[depth:]]
+
+
+def _informative(ranking: Sequence[Hashable], movable: Sequence[Hashable], base: Mapping[str, Sequence[Hashable]],
+                 group: Callable[[Hashable], Hashable]) -> list[Hashable]:
+    """``ranking``'s items in the groups where it says something a base ranking does not.
+
+    A boost that holds only some of a group's movable items says which of them it favours;
+    one that holds all of them in the order some base ranking gives them (an item that
+    ranking lacks last, head order breaking ties) only weighs that ranking again.
+    """
+    members: dict[Hashable, list[Hashable]] = {}
+    for item in movable:
+        members.setdefault(group(item), []).append(item)
+    positions = [{item: at for at, item in enumerate(ranking)} for ranking in base.values()]
+    told = []
+    for name, items in members.items():
+        held = [item for item in ranking if group(item) == name]
+        repeats = len(held) == len(items) and any(
+            held == sorted(items, key=lambda item, at=at: at.get(item, len(at))) for at in positions)
+        if held and not repeats:
+            told.append(name)
+    return [item for item in ranking if group(item) in told]

@@ -33,7 +33,7 @@ def test_the_rule_rewards_gains_without_losses():
 def _case(qid: str, gold: str, dense: list[str], graph: list[str]) -> TuningCase:
     question = EvalQuestion(id=qid, question=f"q {qid}?", answer="x", gold_titles=[gold.split(":")[0]],
                             gold_passage_ids=[gold])
-    rankings = Rankings(dense=dense, sparse=list(dense), graph=graph)
+    rankings = Rankings(dense=dense, sparse=[dense[1], dense[0], *dense[2:]], graph=graph)  # they disagree on the first
     return TuningCase(question, rankings, {pid: pid.split(":")[0] for pid in dense + graph}, None)
 
 

@@ -76,3 +76,30 @@ def test_base_weights_weigh_the_base_fusion_too():
     assert [i for i, _, _ in leaning] == ["b", "a"]
     assert leaning[0][1] == pytest.approx(1 / (RRF_K + 2) + 2 / (RRF_K + 1))
     assert [i for i, _, _ in boosted_fusion(base, {}, weights={}, depth=5, k=1)] == ["a", "b"]
+
+
+def test_a_boost_that_repeats_a_base_rankings_order_within_a_group_is_left_out_there():
+    base = {"dense": ["a1", "b1", "a2", "b2"], "sparse": ["b1", "a1", "b2", "a2"]}
+    article = lambda item: item[0]  # noqa: E731
+    expected = reciprocal_rank_fusion(base)
+    # every movable item of each article, in dense's order (or sparse's): it tells nothing, so the base order stays
+    for boost in (["a1", "a2", "b1", "b2"], ["b1", "b2", "a1", "a2"], ["b1", "a1", "b2", "a2"]):
+        assert boosted_fusion(base, {"graph": boost}, weights={"graph": 5.0}, depth=4, group=article) == expected
+    # holding only some of an article's items says which it favours: that one moves up within its article's places
+    fused = boosted_fusion(base, {"graph": ["a2", "b1", "b2"]}, weights={"graph": 5.0}, depth=4, group=article)
+    assert [item for item, _, _ in fused] == ["a2", "b1", "a1", "b2"]
+    assert dict((item, src) for item, _, src in fused)["a2"] == ["dense", "sparse", "graph"]
+    assert dict((item, src) for item, _, src in fused)["b1"] == ["dense", "sparse"]  # left out for article b
+
+
+def test_a_kept_item_keeps_its_place_and_nothing_passes_it():
+    base = {"dense": ["a", "b", "c"], "sparse": ["a", "c", "b"]}
+    boost = {"graph": ["c", "b", "a"]}
+    moved = [item for item, _, _ in boosted_fusion(base, boost, weights={"graph": 5.0}, depth=3)]
+    assert moved == ["c", "b", "a"]
+    kept = boosted_fusion(base, boost, weights={"graph": 5.0}, depth=3, keep={"a"})
+    assert [item for item, _, _ in kept] == ["a", "c", "b"]
+    assert kept[0] == reciprocal_rank_fusion(base)[0]  # its score and sources are the base fusion's
+    grouped = boosted_fusion({"dense": ["a1", "a2", "a3"], "sparse": ["a1", "a3", "a2"]}, {"facts": ["a3", "a1"]},
+                             weights={"facts": 5.0}, depth=3, group=lambda item: item[0], keep={"a1"})
+    assert [item for item, _, _ in grouped] == ["a1", "a3", "a2"]

@@ -1,5 +1,7 @@
 """The retrieval pipeline: every mode over a tiny knowledge base (fast), then on the real sample one (slow)."""
 
+import random
+
 import pytest
 
 from kgqa.errors import InvalidQuestion, KnowledgeBaseMissing
@@ -9,7 +11,7 @@ from retrieval.facts import load_facts, rank_facts
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.pipeline import MODES, Rankings, RetrievalPipeline, fuse_graph, fuse_hybrid
-from retrieval.tuning import HYBRID_FUSION, PLAIN_RRF, GraphFusion, HybridFusion
+from retrieval.tuning import GRAPH_FUSION, HYBRID_FUSION, PLAIN_RRF, GraphFusion, HybridFusion
 from tests.helpers.tiny_kb import HashingEmbedder, tiny_kb  # noqa: F401 (fixture)
 
 # -- a tiny knowledge base: five articles, their redirects, a hashed bag-of-words embedder --------------------
@@ -33,8 +35,9 @@ def test_every_mode_ranks_first_the_passage_about_the_named_subject(pipeline, mo
     assert len({hit.passage_id for hit in found.passages}) == len(found.passages)
     scores = [hit.score for hit in found.passages]
     assert scores == sorted(scores, reverse=True)
+    # graph: dense and sparse both rank it first, so it keeps its place and no boost is counted on it
     expected = {"dense": {"dense"}, "sparse": {"sparse"}, "hybrid": {"dense", "sparse"},
-                "graph": {"dense", "sparse", "graph", "facts"}}[mode]
+                "graph": {"dense", "sparse"}}[mode]
     assert set(top.sources) == expected
     assert (found.best_dense > 0) == (mode != "sparse") and (found.best_sparse > 0) == (mode != "dense")
 
@@ -73,20 +76,23 @@ def test_graph_mode_ranks_first_the_subjects_passage_stating_the_asked_fact(pipe
     found = pipeline.retrieve("What is the capital of Alabama?", k=3, mode="graph")
     top = found.passages[0]
     assert (top.passage_id, top.section) == ("303:1001:1:1", "Geography") and "Montgomery" in top.text
-    assert "facts" in top.sources and "graph" in top.sources
+    assert found.rankings.facts(GRAPH_FUSION.fact_match) == [top.passage_id]  # the fact ranking names it too
+    assert found.rankings.dense[0] == found.rankings.sparse[0] == top.passage_id  # agreed first: it keeps its place
 
 
 def test_a_redirect_links_its_target_and_brings_its_facts(pipeline):
     found = pipeline.retrieve("What is the birth place of Eric Blair?", k=3, mode="graph")
     assert [(e.title, e.alias, e.mention) for e in found.entities] == [("George Orwell", "Eric Blair", "Eric Blair")]
     assert (found.facts[0].predicate, found.facts[0].object) == ("birth_place", "Motihari, Bengal, British India")
-    assert found.passages[0].passage_id == "11891:4001:1:1" and "Motihari" in found.passages[0].text
+    # dense and sparse both rank the lead first, so it keeps the first place; the passage stating the fact is next
+    assert found.rankings.dense[0] == found.rankings.sparse[0] == found.passages[0].passage_id == "11891:4001:0:0"
+    assert found.passages[1].passage_id == "11891:4001:1:1" and "Motihari" in found.passages[1].text
 
 
 def test_graph_mode_reaches_the_linked_entitys_neighbours(pipeline):
     found = pipeline.retrieve("Tell me about Animal Farm", k=10, mode="graph")
-    by_graph = {hit.title for hit in found.passages if "graph" in hit.sources}
-    assert by_graph == {"Animal Farm", "George Orwell"}  # Orwell is one link away; nothing else is
+    by_graph = {pid.split(":")[0] for pid in found.rankings.graph}
+    assert by_graph == {"620", "11891"}  # Animal Farm, and George Orwell one link away; nothing else is
 
 
 def _ranked(found):
@@ -107,7 +113,9 @@ def test_with_a_linked_entity_but_no_relation_asked_the_fact_ranking_stays_out(p
     assert [e.title for e in found.entities] == ["Animal Farm"] and found.facts  # its facts are there...
     assert found.rankings.fact_passages == []  # ...but none is asked for, so none of their passages enters
     assert not any("facts" in hit.sources for hit in found.passages)
-    assert any("graph" in hit.sources for hit in found.passages)  # the PPR boost still applies
+    # the PPR ranking is there, but it orders Animal Farm's passages as dense does: it tells nothing, so it is left out
+    assert found.rankings.graph and not any("graph" in hit.sources for hit in found.passages)
+    assert _ranked(found) == _ranked(pipeline.retrieve("Tell me about Animal Farm", k=10, mode="hybrid"))
 
 
 def test_a_fact_below_the_relation_gate_stays_out_of_the_fact_ranking():
@@ -122,7 +130,7 @@ def test_a_fact_below_the_relation_gate_stays_out_of_the_fact_ranking():
 
 def test_boosts_choose_passages_within_the_places_hybrid_gives_each_article():
     first, second, other = "7:1:0:0", "7:1:0:1", "9:1:0:0"
-    rankings = Rankings(dense=[first, other, second], sparse=[first, other, second], fact_passages=[(1.0, [second])],
+    rankings = Rankings(dense=[first, other, second], sparse=[other, first, second], fact_passages=[(1.0, [second])],
                         graph=[other, second])
     fused = [pid for pid, _, _ in fuse_graph(rankings, GraphFusion(1.0, 1.0, 0.5, 10))]
     assert fused == [second, other, first]  # article 7 keeps places 1 and 3, article 9 place 2
@@ -226,8 +234,8 @@ def test_every_mode_finds_the_article_of_a_named_entity(engine, mode):
     assert 0 < len(hits) <= 5
     assert hits[0].title == "Animal Farm"
     assert all(h.url.startswith("https://en.wikipedia.org/wiki/") for h in hits)
-    if mode == "graph":
-        assert "graph" in hits[0].sources
+    if mode == "graph":  # graph mode ranks articles exactly as hybrid does
+        assert [h.title for h in hits] == [h.title for h in engine.retrieve("Who wrote Animal Farm?", k=5, mode="hybrid")]
 
 
 @pytest.mark.slow
@@ -252,3 +260,26 @@ def test_graph_mode_ranks_first_the_passage_stating_the_asked_fact(engine):
     hits = engine.retrieve("What is the capital of Alabama?", k=5, mode="graph")
     assert hits[0].title == "Alabama" and "Montgomery" in hits[0].text
     assert "facts" in hits[0].sources
+
+
+def test_graph_mode_is_hybrid_where_its_boosts_carry_no_information():
+    """On random rankings: PPR ranks whole entities, so within an article it orders passages as dense does; with
+    only that, or no fact above the gate, graph mode is hybrid; and the passage both rankers put first stays first."""
+    rng = random.Random(29)
+    for _ in range(300):
+        articles = rng.sample(range(100, 120), rng.randint(1, 4))
+        passages = [f"{a}:1:0:{n}" for a in articles for n in range(rng.randint(1, 4))]
+        dense = rng.sample(passages, len(passages))
+        sparse = rng.sample(passages, rng.randint(1, len(passages)))
+        rng.shuffle(articles)  # PPR's entity order is its own; each entity's passages follow their cosine
+        graph = [pid for a in articles for pid in dense if pid.startswith(f"{a}:")]
+        rankings = Rankings(dense=dense, sparse=sparse, graph=graph,
+                            fact_passages=[(0.25, rng.sample(passages, rng.randint(1, len(passages))))])
+        hybrid = fuse_hybrid(rankings)
+        for fusion in (GRAPH_FUSION, GraphFusion(5.0, 5.0, 0.5, 10), GraphFusion(1.0, 1.0, 0.5, 2)):
+            assert fuse_graph(rankings, fusion) == hybrid  # the PPR ranking repeats dense; the fact is below the gate
+        rankings.fact_passages = [(1.0, rng.sample(passages, rng.randint(1, len(passages))))]
+        graph_mode = fuse_graph(rankings, GraphFusion(5.0, 5.0, 0.5, 10))
+        assert [pid.split(":")[0] for pid, _, _ in graph_mode] == [pid.split(":")[0] for pid, _, _ in hybrid]
+        if dense[0] == sparse[0]:
+            assert graph_mode[0] == hybrid[0]
