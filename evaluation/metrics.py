@@ -66,6 +66,21 @@ def recall_at_k(rankings: Sequence[Sequence[bool]], k: int) -> float:
     return mean(hit_at_k(ranking, k) for ranking in rankings)
 
 
+def all_hit_at_k(relevances_per_target: Sequence[Sequence[bool]], k: int) -> float:
+    """1.0 when every target has a relevant item in the top k: both hops of a two-hop question.
+
+    One ranking per target, each judged against that target alone; no targets is 0.0, not a vacuous hit.
+    """
+    if not relevances_per_target:
+        return 0.0
+    return 1.0 if all(any(relevances[:k]) for relevances in relevances_per_target) else 0.0
+
+
+def all_hit_recall_at_k(questions: Sequence[Sequence[Sequence[bool]]], k: int) -> float:
+    """Share of questions whose every target is in the top k: a chain is found only when each of its links is."""
+    return mean(all_hit_at_k(targets, k) for targets in questions)
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated percentile (numpy's default), q in [0, 100]; 0.0 for no values."""
     if not values:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from kgqa.errors import KgqaError
 
@@ -21,6 +22,19 @@ class FactSource(BaseModel):
     page_id: int
     rev_id: int
     field: str = ""
+
+
+class Hop(BaseModel):
+    """One hop of a multi-hop question: the article it reads and the sentence it takes from there.
+
+    ``passage_id`` and ``evidence`` are None for the hop an unanswerable question misses (the
+    bridge entity has no article, or no passage states the second fact); ``title`` then names
+    the missing entity or the article that lacks the fact.
+    """
+
+    title: str = Field(min_length=1)
+    passage_id: str | None = None  # page:rev:section:ordinal, as in gold_passage_ids
+    evidence: str | None = None  # the sentence, copied verbatim from the passage
 
 
 class EvalQuestion(BaseModel):
@@ -40,12 +54,31 @@ class EvalQuestion(BaseModel):
     kind: str = "fact"
     evidence: str = ""  # the passage sentence that states the answer (hand-written sets)
     note: str = ""  # why an unanswerable question cannot be answered from the knowledge base
+    # Multi-hop sets (data/eval/multihop): how the hops combine, the entity that links them, and each hop's evidence.
+    hop_kind: Literal["bridge", "comparison"] | None = None
+    bridge: str | None = None
+    hops: list[Hop] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _hops_are_complete(self) -> EvalQuestion:
+        if bool(self.hops) != bool(self.hop_kind):
+            raise ValueError("hops and hop_kind go together: a multi-hop question has both, others neither")
+        if self.hops and len(self.hops) < 2:
+            raise ValueError("a multi-hop question has at least two hops")
+        if self.hops and not self.unanswerable and not all(hop.passage_id and hop.evidence for hop in self.hops):
+            raise ValueError("every hop of an answerable question names its passage_id and evidence")
+        return self
 
     @property
     def answers(self) -> list[str]:
         """Every acceptable answer string, gold first."""
         golds = [self.answer] if self.answer else []
         return golds + [alias for alias in self.answer_aliases if alias and alias not in golds]
+
+    @property
+    def hop_passage_ids(self) -> list[str | None]:
+        """Each hop's evidence passage, in hop order (None for a hop the knowledge base lacks)."""
+        return [hop.passage_id for hop in self.hops]
 
 
 def load_questions(path: Path, *, limit: int | None = None) -> list[EvalQuestion]:

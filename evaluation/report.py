@@ -40,7 +40,19 @@ def retrieval_markdown(report: dict) -> str:
     if report.get("evidence_questions"):
         text += (f"\n\n### Retrieval: hit = gold passage stating the answer ({report['evidence_questions']} questions)"
                  "\n\n" + _table(["retriever"] + evidence, _mode_rows(report, evidence)))
+    if report.get("multihop_questions"):
+        text += (f"\n\n### Retrieval: both hops' evidence in the top k ({report['multihop_questions']} answerable "
+                 "multi-hop questions)\n\n" + _chain_table(report))
     return text
+
+
+def _chain_table(report: dict) -> str:
+    """One row per retriever and hop kind: how often both hops' passages, and each hop's alone, were retrieved."""
+    columns = [name for name in next(values["chain"]["all"] for values in report["modes"].values() if "chain" in values)
+               if name != "questions"]
+    rows = [[MODE_LABELS.get(mode, mode), kind, str(figures["questions"])] + [_fmt(figures.get(c)) for c in columns]
+            for mode, values in report["modes"].items() for kind, figures in values.get("chain", {}).items()]
+    return _table(["retriever", "hop kind", "questions"] + [c.replace("_", " ") for c in columns], rows)
 
 
 def _with_interval(summary: dict, name: str) -> str:

@@ -5,6 +5,10 @@ A hit is a retrieved passage from a gold article; with no gold article, a passag
 evidence-level metrics are stricter: only a gold passage that states the answer counts,
 over the questions that have one (the article-level hit is easy when the question names
 its subject).
+
+Multi-hop questions (``hops``) are scored once more per hop: a hop is found when its own
+evidence passage is retrieved, and the chain only when both hops' passages are in the top k,
+over the answerable ones, per hop kind (bridge, comparison) and in all.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from kgqa.records import PassageHit
 MODES = ("dense", "sparse", "hybrid", "graph")
 MODE_LABELS = {"dense": "dense", "sparse": "sparse (BM25)", "hybrid": "hybrid", "graph": "hybrid + graph"}
 CURVE_KS = tuple(range(1, 11))
+CHAIN_KS = (5, 10)
 
 
 class Retriever(Protocol):
@@ -37,6 +42,27 @@ def relevance(question: EvalQuestion, hits: Sequence[PassageHit]) -> list[bool]:
         return [hit.passage_id in gold_ids for hit in hits]
     needles = [f" {m.normalize_answer(a)} " for a in question.answers if m.normalize_answer(a)]
     return [any(n in f" {m.normalize_answer(hit.text)} " for n in needles) for hit in hits]
+
+
+def hop_relevance(question: EvalQuestion, hits: Sequence[PassageHit]) -> list[list[bool]]:
+    """One ranking per hop: which retrieved passages are that hop's evidence passage."""
+    return [[hit.passage_id == passage_id for hit in hits] for passage_id in question.hop_passage_ids]
+
+
+def chain_summary(chains: dict[str, list[list[list[bool]]]], k: int) -> dict[str, dict]:
+    """Per hop kind and in all: questions, both hops found at 5 and 10 (where <= k), each hop alone at k."""
+    summary = {}
+    groups = {kind: chains[kind] for kind in sorted(chains)}
+    if chains:
+        groups["all"] = [ranking for kind in sorted(chains) for ranking in chains[kind]]
+    for kind, rankings in groups.items():
+        row: dict = {"questions": len(rankings)}
+        row.update({f"both_hops@{c}": m.all_hit_recall_at_k(rankings, c) for c in CHAIN_KS if c <= k})
+        for position in range(max((len(hops) for hops in rankings), default=0)):
+            row[f"hop{position + 1}@{k}"] = m.mean(m.hit_at_k(hops[position], k) if position < len(hops) else 0.0
+                                                   for hops in rankings)
+        summary[kind] = row
+    return summary
 
 
 def is_scorable(question: EvalQuestion) -> bool:
@@ -58,6 +84,7 @@ def evaluate_retrieval(
     evidence: dict[str, list[list[bool]]] = {mode: [] for mode in modes}
     ndcgs: dict[str, list[float]] = {mode: [] for mode in modes}
     latencies: dict[str, list[float]] = {mode: [] for mode in modes}
+    chains: dict[str, dict[str, list[list[list[bool]]]]] = {mode: {} for mode in modes}
     per_question = []
     bar = progress_bar(total=len(scorable) * len(modes), desc="retrieval eval", unit="query", enabled=progress)
     for question in scorable:
@@ -74,6 +101,10 @@ def evaluate_retrieval(
                 gold_ids = set(question.gold_passage_ids)
                 evidence[mode].append([h.passage_id in gold_ids for h in hits])
             row["first_hit_rank"][mode] = m.first_hit_rank(ranking)
+            if question.hops:
+                per_hop = hop_relevance(question, hits)
+                chains[mode].setdefault(question.hop_kind, []).append(per_hop)
+                row.setdefault("hop_ranks", {})[mode] = [m.first_hit_rank(hop) for hop in per_hop]
             bar.update(1)
         per_question.append(row)
     bar.close()
@@ -93,9 +124,12 @@ def evaluate_retrieval(
             "curve": [m.recall_at_k(rankings[mode], c) for c in CURVE_KS if c <= k],
             "evidence_curve": [m.recall_at_k(evidence[mode], c) for c in CURVE_KS if c <= k] if evidence[mode] else [],
         }
+        if chains[mode]:
+            results[mode]["chain"] = chain_summary(chains[mode], k)
     return {
         "questions": len(scorable),
         "evidence_questions": sum(1 for q in scorable if q.gold_passage_ids),
+        "multihop_questions": sum(1 for q in scorable if q.hops),
         "skipped_unanswerable": len(questions) - len(scorable),
         "k": k,
         "modes": results,

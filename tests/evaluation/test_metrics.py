@@ -77,3 +77,26 @@ def test_proportion_interval_is_wilsons():
     low, high = m.proportion_interval(20, 179)
     assert low == pytest.approx(0.0735, abs=5e-4) and high == pytest.approx(0.1663, abs=5e-4)
     assert m.proportion_interval(0, 61)[0] == 0.0 and m.proportion_interval(0, 0) is None
+
+
+def test_all_hit_needs_every_hop_in_the_top_k():
+    # hop 1 at rank 1, hop 2 at rank 6: the chain is found at 10 but not at 5
+    both = [[HIT, MISS], [MISS] * 5 + [HIT]]
+    assert m.all_hit_at_k(both, 5) == 0.0
+    assert m.all_hit_at_k(both, 10) == 1.0
+    # one hop never found: never a chain, however deep
+    assert m.all_hit_at_k([[HIT], [MISS] * 10], 10) == 0.0
+    # no hops is no chain, not a vacuous hit
+    assert m.all_hit_at_k([], 10) == 0.0
+
+
+def test_all_hit_recall_is_the_share_of_questions_with_every_hop_found():
+    questions = [
+        [[HIT], [MISS, HIT]],            # both by rank 2
+        [[MISS] * 4 + [HIT], [HIT]],     # both by rank 5
+        [[HIT], [MISS] * 7 + [HIT]],     # both only by rank 8
+        [[HIT], [MISS] * 10],            # second hop missed
+    ]
+    assert m.all_hit_recall_at_k(questions, 1) == 0.0
+    assert m.all_hit_recall_at_k(questions, 5) == 0.5
+    assert m.all_hit_recall_at_k(questions, 10) == 0.75
