@@ -56,10 +56,10 @@ from retrieval_corpus import Doc, build_corpus, embed_corpus  # noqa: E402
 
 MODES = ("sparse", "dense", "dense-fp32", "rrf", "hybrid", "hybrid-fp32", "graph")
 KB_MODES = ("sparse", "dense", "rrf", "hybrid", "graph")
-METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "evidence_recall@1", "evidence_recall@5",
+METRICS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "evidence_recall@1", "evidence_recall@5",
            "evidence_recall@10", "evidence_mrr@10", "latency_p50_ms")
-HEADERS = ("r@1", "r@5", "r@10", "MRR@10", "evidence r@1", "evidence r@5", "evidence r@10", "evidence MRR@10",
-           "p50 ms")
+HEADERS = ("r@1", "r@5", "r@10", "MRR@10", "nDCG@10", "evidence r@1", "evidence r@5", "evidence r@10",
+           "evidence MRR@10", "p50 ms")
 SETS = {"sample": ("data/eval/sample/dev.jsonl", "data/eval/sample/test.jsonl"),
         "describe": ("data/eval/heldout/describe-dev.jsonl", "data/eval/heldout/describe-test.jsonl")}
 POOL = 100  # what each ranker hands fusion, as retrieval.pipeline.POOL
