@@ -91,3 +91,10 @@ def test_every_hop_is_a_passage_that_states_its_evidence(sample_kb, questions):
                 passage = session.scalar(select(Passage).where(Passage.id == hop.passage_id))
                 assert passage is not None and passage.title == hop.title, (question.id, hop.passage_id)
                 assert hop.evidence in passage.text, (question.id, hop.passage_id)
+
+
+def test_a_prefix_of_either_split_mixes_hop_kinds_and_unanswerable_questions(splits):
+    for name, split in splits.items():
+        prefix = split[:10]  # kgqa eval --limit 10
+        assert {q.hop_kind for q in prefix} == {"bridge", "comparison"}, name
+        assert 1 <= sum(q.unanswerable for q in prefix) <= 5, name
