@@ -117,7 +117,7 @@ class HeldoutRetriever:
             if mode == "rrf":
                 fused = reciprocal_rank_fusion({"dense": dense, "sparse": sparse})
             elif mode == "graph":  # passage ids, so the sample KB's boosts and article_of read them
-                boosts = self.boosts(question)
+                boosts = self.boosts(question) if self.boosts else Rankings(dense=[], sparse=[])  # none: hybrid
                 rankings = Rankings(dense=[self.docs[int(at)].key for at in dense],
                                     sparse=[self.docs[int(at)].key for at in sparse],
                                     graph=boosts.graph, fact_passages=boosts.fact_passages)

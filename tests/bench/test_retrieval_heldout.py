@@ -104,3 +104,35 @@ def test_every_mode_runs_and_a_distractor_never_counts_as_gold(bench):
         assert result["modes"][mode]["recall@10"] == 1.0
     cases = heldout.hybrid_cases(retriever, questions)
     assert set(cases[0].rankings.dense) <= {"1:1:0:0", "2:1:0:0", "wn:1"} and cases[0].titles["wn:1"] == "wordnet 1"
+    hybrid = [h.passage_id for h in retriever.retrieve(questions[0].question, k=3, mode="hybrid")]
+    assert [h.passage_id for h in retriever.retrieve(questions[0].question, k=3, mode="graph")] == hybrid  # no boosts
+
+
+def test_graph_mode_fuses_the_sample_kbs_boosts_with_the_distractor_corpus_lists(bench):
+    corpus, heldout = bench
+    from retrieval.pipeline import Rankings
+    from retrieval.tuning import HYBRID_FUSION
+
+    docs = [corpus.Doc("1:1:0:0", "Alabama", "Alabama", "Alabama is a state of the south. Its capital city"),
+            corpus.Doc("1:1:1:1", "Alabama", "Alabama > Geography", "Montgomery the capital city"),
+            corpus.Doc("wn:1", "wordnet 1", "capital", "a city that is the seat of government of a state capital city")]
+    embedder = HashingEmbedder()
+    vectors = {"int8": np.stack([embedder.vector(f"{d.heading}\n{d.text}") for d in docs])}
+    disagree, agree = "What is the capital city of Alabama?", "Which city is the capital of the state of Alabama?"
+    stated = {disagree: "1:1:0:0", agree: "1:1:1:1"}  # the passage the sample KB says states the asked fact
+    asked = []
+
+    def boosts(question):
+        asked.append(question)
+        return Rankings(dense=[], sparse=[], fact_passages=[(1.0, [stated[question]])])
+
+    retriever = heldout.HeldoutRetriever(docs, {"int8": embedder}, vectors, HYBRID_FUSION, boosts=boosts)
+
+    def ranked(question, mode):
+        return [hit.passage_id for hit in retriever.retrieve(question, k=3, mode=mode)]
+
+    assert [retriever.docs[int(at)].key for at in retriever.lists(disagree)[0]][0] == "1:1:1:1"  # dense: Geography
+    assert ranked(disagree, "hybrid") == ["1:1:1:1", "1:1:0:0", "wn:1"]  # sparse puts the lead first: a tie
+    assert ranked(disagree, "graph") == ["1:1:0:0", "1:1:1:1", "wn:1"]  # the fact's passage takes the first place
+    assert ranked(agree, "hybrid") == ranked(agree, "graph") == ["1:1:0:0", "1:1:1:1", "wn:1"]  # both put it first
+    assert asked == [disagree, agree]
