@@ -85,16 +85,21 @@ def test_vectors_are_cached_per_encoder_and_corpus(bench, tmp_path):
     assert len(embedder.encoded) == 3  # another corpus, another cache file
 
 
-def test_every_mode_runs_and_a_distractor_never_counts_as_gold(bench):
-    corpus, heldout = bench
+def _hashed(heldout, docs, boosts=None):
+    """A ``HeldoutRetriever`` over ``docs`` whose int8 and fp32 encoders are both the hashing embedder."""
     from retrieval.tuning import HYBRID_FUSION
 
+    embedder = HashingEmbedder()
+    vectors = {name: np.stack([embedder.vector(f"{d.heading}\n{d.text}") for d in docs]) for name in ("int8", "fp32")}
+    return heldout.HeldoutRetriever(docs, {"int8": embedder, "fp32": embedder}, vectors, HYBRID_FUSION, boosts=boosts)
+
+
+def test_every_mode_runs_and_a_distractor_never_counts_as_gold(bench):
+    corpus, heldout = bench
     docs = [corpus.Doc("1:1:0:0", "Alabama", "Alabama", "Alabama is a state. Its capital is Montgomery."),
             corpus.Doc("2:1:0:0", "Aardvark", "Aardvark", "The aardvark is a burrowing mammal of Africa."),
             corpus.Doc("wn:1", "wordnet 1", "Alabama", "a state in the southeastern United States; capital Montgomery")]
-    embedder = HashingEmbedder()
-    vectors = {name: np.stack([embedder.vector(f"{d.heading}\n{d.text}") for d in docs]) for name in ("int8", "fp32")}
-    retriever = heldout.HeldoutRetriever(docs, {"int8": embedder, "fp32": embedder}, vectors, HYBRID_FUSION)
+    retriever = _hashed(heldout, docs)
     questions = [EvalQuestion(id="q", question="What is the capital of Alabama?", answer="Montgomery",
                               gold_titles=["Alabama"])]
     result = evaluate_retrieval(retriever, questions, modes=heldout.MODES, k=2, progress=False)
@@ -111,13 +116,10 @@ def test_every_mode_runs_and_a_distractor_never_counts_as_gold(bench):
 def test_graph_mode_fuses_the_sample_kbs_boosts_with_the_distractor_corpus_lists(bench):
     corpus, heldout = bench
     from retrieval.pipeline import Rankings
-    from retrieval.tuning import HYBRID_FUSION
 
     docs = [corpus.Doc("1:1:0:0", "Alabama", "Alabama", "Alabama is a state of the south. Its capital city"),
             corpus.Doc("1:1:1:1", "Alabama", "Alabama > Geography", "Montgomery the capital city"),
             corpus.Doc("wn:1", "wordnet 1", "capital", "a city that is the seat of government of a state capital city")]
-    embedder = HashingEmbedder()
-    vectors = {"int8": np.stack([embedder.vector(f"{d.heading}\n{d.text}") for d in docs])}
     disagree, agree = "What is the capital city of Alabama?", "Which city is the capital of the state of Alabama?"
     stated = {disagree: "1:1:0:0", agree: "1:1:1:1"}  # the passage the sample KB says states the asked fact
     asked = []
@@ -126,7 +128,7 @@ def test_graph_mode_fuses_the_sample_kbs_boosts_with_the_distractor_corpus_lists
         asked.append(question)
         return Rankings(dense=[], sparse=[], fact_passages=[(1.0, [stated[question]])])
 
-    retriever = heldout.HeldoutRetriever(docs, {"int8": embedder}, vectors, HYBRID_FUSION, boosts=boosts)
+    retriever = _hashed(heldout, docs, boosts)
 
     def ranked(question, mode):
         return [hit.passage_id for hit in retriever.retrieve(question, k=3, mode=mode)]
