@@ -51,7 +51,7 @@ def make_devset_command(ctx: click.Context, out: Path | None, max_questions: int
               help="Comma-separated retrievers to compare.")
 @click.pass_context
 def retrieval_command(ctx, questions: Path, report_dir, limit, k: int, modes: str) -> None:
-    """recall@1/5/10, MRR@10 and nDCG@10 per retriever, side by side; multi-hop sets add both hops in the top 5 and 10."""
+    """recall@1/5/10, MRR@10 and nDCG@10 per retriever, side by side; multi-hop sets add both hops in the top 5, 10, k."""
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     unknown = set(chosen) - {"dense", "sparse", "hybrid", "graph"}
     if unknown or not chosen:

@@ -50,14 +50,14 @@ def hop_relevance(question: EvalQuestion, hits: Sequence[PassageHit]) -> list[li
 
 
 def chain_summary(chains: dict[str, list[list[list[bool]]]], k: int) -> dict[str, dict]:
-    """Per hop kind and in all: questions, both hops found at 5 and 10 (where <= k), each hop alone at k."""
+    """Per hop kind and in all: questions, both hops found at 5, 10 and k (those <= k), each hop alone at k."""
     summary = {}
     groups = {kind: chains[kind] for kind in sorted(chains)}
     if chains:
         groups["all"] = [ranking for kind in sorted(chains) for ranking in chains[kind]]
     for kind, rankings in groups.items():
         row: dict = {"questions": len(rankings)}
-        row.update({f"both_hops@{c}": m.all_hit_recall_at_k(rankings, c) for c in CHAIN_KS if c <= k})
+        row.update({f"both_hops@{c}": m.all_hit_recall_at_k(rankings, c) for c in sorted({*CHAIN_KS, k}) if c <= k})
         for position in range(max((len(hops) for hops in rankings), default=0)):
             row[f"hop{position + 1}@{k}"] = m.mean(m.hit_at_k(hops[position], k) if position < len(hops) else 0.0
                                                    for hops in rankings)

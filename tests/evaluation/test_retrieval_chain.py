@@ -81,6 +81,12 @@ def test_each_multi_hop_question_records_its_hops_ranks(result):
     assert "hop_ranks" not in rows["s1"]
 
 
+def test_a_larger_k_adds_both_hops_at_k():
+    deep = evaluate_retrieval(ScriptedRetriever(), [BRIDGE_DEEP, COMPARISON_HALF], modes=("graph",), k=20, progress=False)
+    assert deep["modes"]["graph"]["chain"]["all"] == {"questions": 2, "both_hops@5": 0.5, "both_hops@10": 1.0,
+                                                       "both_hops@20": 1.0, "hop1@20": 1.0, "hop2@20": 1.0}
+
+
 def test_a_smaller_k_reports_only_the_depths_it_retrieved():
     shallow = evaluate_retrieval(ScriptedRetriever(), [BRIDGE_FOUND, BRIDGE_DEEP], modes=("hybrid",), k=5, progress=False)
     bridge = shallow["modes"]["hybrid"]["chain"]["bridge"]
