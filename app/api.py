@@ -7,7 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from app.answer_stream import VerifiedAnswer, verified_events
 from app.errors import stream_error_payload
 from app.kb import find_entity, find_passage
-from app.limits import current_limits
+from app.limits import current_limits, request_tokens
 from app.schemas import AskRequest, ResultEvent, parse_body
 from app.sse import (
     KEEPALIVE,
@@ -31,10 +31,11 @@ def admit():
     """The warm engine and a place to run it (waiting in line if need be), or 503 at once; returns (engine, release).
 
     The line is shared fairly between clients, each known by its address (``REMOTE_ADDR``; behind a proxy
-    ``kgqa serve --trusted-proxy`` makes it the proxy's ``X-Forwarded-For``)."""
+    ``kgqa serve --trusted-proxy`` makes it the proxy's ``X-Forwarded-For``); the request's cost is the tokens its
+    checks counted (app.limits)."""
     runtime = current_runtime()
     engine = runtime.engine()
-    return engine, runtime.admission.admit(request.remote_addr or "unknown")
+    return engine, runtime.admission.admit(request.remote_addr or "unknown", cost=request_tokens())
 
 
 @bp.post("/api/v1/ask")

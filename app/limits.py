@@ -14,6 +14,8 @@ by a bound that needs no model, a quarter of their UTF-8 bytes (an English word'
 covers ~4.5 bytes; a byte-level BPE never makes more tokens than bytes, so nothing passes it
 that costs over 4x the limit), then, once the engine is warm, by the LM's own tokenizer
 (``Generator.count_tokens``: the local tokenizer, or llama.cpp's ``/tokenize``).
+What was counted is the request's cost as admission sees it (``request_tokens``): of two clients
+whose answers held places equally long, the cheaper question goes first.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from werkzeug.exceptions import TooManyRequests
 
 from app.schemas import MAX_TURN_CHARS
@@ -113,20 +115,32 @@ class ServiceLimits:
 
     def _check_tokens(self, texts: list[str], limit: int, what: str, setting: str) -> None:
         size = sum(len(text.encode("utf-8")) for text in texts)
-        if math.ceil(size / BYTES_PER_TOKEN) > limit:
+        bound = math.ceil(size / BYTES_PER_TOKEN)
+        if bound > limit:
             raise InvalidQuestion(f"{what} is {size} bytes of UTF-8, more than {limit} tokens can hold; "
                                   f"the limit is {limit} tokens ({setting})")
+        tokens = self._count(texts)
+        if tokens is not None and tokens > limit:
+            raise InvalidQuestion(f"{what} has {tokens} tokens; the limit is {limit} ({setting})")
+        g.kgqa_request_tokens = request_tokens() + (bound if tokens is None else tokens)
+
+    @staticmethod
+    def _count(texts: list[str]) -> int | None:
+        """The LM's own count of ``texts``' tokens, or None while it cannot be asked (the byte bound holds)."""
         count = _token_counter()
         if count is None:
-            return
+            return None
         try:
-            tokens = sum(count(text) for text in texts)
+            return sum(count(text) for text in texts)
         except Exception as exc:  # counting refines the byte bound: an LM server away (llama.cpp's /tokenize) or any
             # failure of it is logged, never a 500 for a question that passed the bound
             log.warning("tokens not counted (%s: %s); the byte bound holds", type(exc).__name__, exc)
-            return
-        if tokens > limit:
-            raise InvalidQuestion(f"{what} has {tokens} tokens; the limit is {limit} ({setting})")
+            return None
+
+
+def request_tokens() -> int:
+    """The tokens of this request's question and kept history, as counted by its checks (0 before them)."""
+    return g.get("kgqa_request_tokens", 0)
 
 
 # A token of the LM covers ~4.5 bytes of English; a quarter of the bytes over-counts English, and text that

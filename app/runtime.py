@@ -46,7 +46,8 @@ class _Ticket:
 
     client: str
     number: int
-    admitted: bool = False
+    cost: int = 0
+    admitted: float | bool = False  # when it was given its place, once it was
     refused: Overloaded | None = None
 
 
@@ -60,9 +61,10 @@ class Admission:
 
     Fair between clients (a client is its key, the remote address): a free place goes to the
     waiting request whose client has the fewest other requests running or waiting, then to the
-    client whose answers held places the fewest seconds lately, then the client admitted least
-    recently (round robin; a client that backed off after a 503 keeps its turn), then first
-    come. The last free place is kept for a client with nothing running. When the line is full,
+    client whose answers held places the fewest seconds lately (those still running count the
+    seconds they have held so far), then to the cheaper request (its ``cost``: the tokens of its
+    question and history), then the client admitted least recently (round robin; a client that
+    backed off after a 503 keeps its turn), then first come. The last free place is kept for a client with nothing running. When the line is full,
     a request that ranks before the last one waiting takes its place and that one is refused
     instead; a client has at most ``max_per_client`` requests running or waiting. A request is
     refused at once when the wait the recent answers predict, or any wait, would pass
@@ -71,7 +73,8 @@ class Admission:
     Clients are ranked by what their answers cost, not by how many they ask: the seconds their
     answers held a place lately. A client whose questions each hold a place for seconds (the
     heaviest the token limit allows) ranks behind one whose answers are quick, so a few clients
-    sending expensive questions in a loop cannot hold the line from everyone else.
+    sending expensive questions in a loop cannot hold the line from everyone else; before any
+    answer has finished (all clients at nought), the cheaper question goes first.
     """
 
     def __init__(self, max_concurrent: int, max_waiting: int, *, max_per_client: int | None = None,
@@ -87,6 +90,7 @@ class Admission:
         self._clock = clock
         self._cond = threading.Condition()
         self._running: Counter[str] = Counter()  # client -> requests running
+        self._running_since: dict[str, list[float]] = {}  # client -> when each of its running requests started
         self._total = 0  # requests running, all clients
         self._line: list[_Ticket] = []
         self._last_admitted: OrderedDict[str, float] = OrderedDict()  # client -> when it last started, bounded
@@ -103,10 +107,11 @@ class Admission:
     def waiting(self) -> int:
         return len(self._line)
 
-    def admit(self, client: str = "") -> Callable[[], None]:
+    def admit(self, client: str = "", *, cost: int = 0) -> Callable[[], None]:
         """Start now, or wait for a place, or raise ``Overloaded``; returns an idempotent release.
 
         ``client`` names who asks (the remote address): the line is shared fairly between clients.
+        ``cost`` is what the request asks of the model (its question's and history's tokens).
         """
         with self._cond:
             held = self._running[client] + sum(ticket.client == client for ticket in self._line)
@@ -114,10 +119,9 @@ class Admission:
                 raise Overloaded(f"this client has {held} requests running or waiting, the most one client may; "
                                  "retry when one ends", self.retry_after)
             if self._may_start(client):  # the line holds only requests that may not start yet
-                self._start(client)
+                started = self._start(client)
             else:
-                self._wait_in_line(client)
-        started = self._clock()
+                started = self._wait_in_line(client, cost)
         released = threading.Event()
 
         def release() -> None:
@@ -125,7 +129,7 @@ class Admission:
                 if released.is_set():
                     return
                 released.set()
-                self._finish(client, self._clock() - started)
+                self._finish(client, started)
 
         return release
 
@@ -137,13 +141,19 @@ class Admission:
 
     def _rank(self, ticket: _Ticket) -> tuple:
         """Lower goes first: the client's other requests (running, or ahead of this one), the seconds its
-        answers held a place lately (what they cost), how recently its last request started, then arrival."""
+        answers held a place lately (what they cost), the request's own cost in tokens, how recently its
+        client's last request started, then arrival."""
         ahead = sum(other.client == ticket.client and other.number < ticket.number for other in self._line)
-        return (self._running[ticket.client] + ahead, round(self._usage(ticket.client), 1),
+        return (self._running[ticket.client] + ahead, round(self._usage(ticket.client), 1), ticket.cost,
                 self._last_admitted.get(ticket.client, -math.inf), ticket.number)
 
     def _usage(self, client: str) -> float:
-        """Seconds the client's answers held a place, each halved every ``USAGE_HALF_LIFE_S`` since."""
+        """Seconds the client's answers held a place, each halved every ``USAGE_HALF_LIFE_S`` since, and the
+        seconds its running requests have held theirs so far."""
+        now = self._clock()
+        return self._finished_usage(client) + sum(now - started for started in self._running_since.get(client, ()))
+
+    def _finished_usage(self, client: str) -> float:
         seconds, when = self._used.get(client, (0.0, 0.0))
         return seconds * 0.5 ** ((self._clock() - when) / USAGE_HALF_LIFE_S) if seconds else 0.0
 
@@ -153,9 +163,9 @@ class Admission:
         while len(table) > self._max_clients:
             table.popitem(last=False)  # forgotten: ranked as a client never admitted
 
-    def _wait_in_line(self, client: str) -> None:
-        """Called with the lock held; returns once this request was given a place (``_start`` done)."""
-        ticket = _Ticket(client, next(self._tickets))
+    def _wait_in_line(self, client: str, cost: int) -> float:
+        """Called with the lock held; returns when this request started, once it was given a place."""
+        ticket = _Ticket(client, next(self._tickets), cost)
         rank = self._rank(ticket)
         if len(self._line) >= self.max_waiting:
             last = max(self._line, key=self._rank, default=None)
@@ -175,7 +185,7 @@ class Admission:
         self._cond.notify_all()  # a refused request wakes to leave
         deadline = self._clock() + self.max_wait_s
         try:
-            while not ticket.admitted:
+            while ticket.admitted is False:
                 if ticket.refused is not None:
                     raise ticket.refused
                 remaining = deadline - self._clock()
@@ -184,31 +194,41 @@ class Admission:
                                      self.retry_after)
                 self._cond.wait(remaining)
         except BaseException:
-            if ticket.admitted:  # given a place as it gave up: hand it on
-                self._finish(client, None)
+            if ticket.admitted is not False:  # given a place as it gave up: hand it on
+                self._finish(client, ticket.admitted, held=False)
             elif ticket in self._line:
                 self._line.remove(ticket)
             raise
+        return ticket.admitted
 
-    def _start(self, client: str) -> None:
+    def _start(self, client: str) -> float:
+        """Called with the lock held: the client's request takes a place now; returns when."""
+        now = self._clock()
         self._running[client] += 1
+        self._running_since.setdefault(client, []).append(now)
         self._total += 1
-        self._remember(self._last_admitted, client, self._clock())
+        self._remember(self._last_admitted, client, now)
+        return now
 
-    def _finish(self, client: str, held_s: float | None) -> None:
-        """Called with the lock held: free the client's place and give free places to the best ranked waiting."""
+    def _finish(self, client: str, started: float, *, held: bool = True) -> None:
+        """Called with the lock held: free the client's place (taken at ``started``; ``held``: an answer ran in
+        it, so its seconds count to the client) and give free places to the best ranked waiting."""
         self._running[client] -= 1
         self._total -= 1
         if not self._running[client]:
             del self._running[client]
-        if held_s is not None:
+        since = self._running_since[client]
+        since.remove(started)
+        if not since:
+            del self._running_since[client]
+        if held:
+            held_s = self._clock() - started
             self._hold_s = held_s if self._hold_s is None else 0.8 * self._hold_s + 0.2 * held_s
-            self._remember(self._used, client, (self._usage(client) + held_s, self._clock()))
+            self._remember(self._used, client, (self._finished_usage(client) + held_s, self._clock()))
         while startable := [ticket for ticket in self._line if self._may_start(ticket.client)]:
             best = min(startable, key=self._rank)
             self._line.remove(best)
-            best.admitted = True
-            self._start(best.client)
+            best.admitted = self._start(best.client)
         self._cond.notify_all()
 
 

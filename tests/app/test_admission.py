@@ -40,10 +40,10 @@ class Line:
         self.refused: list[str] = []
         self.threads: list[threading.Thread] = []
 
-    def join(self, name: str, client: str, *, takes_a_place: bool = True) -> None:
+    def join(self, name: str, client: str, *, takes_a_place: bool = True, cost: int = 0) -> None:
         def wait_then_run():
             try:
-                done = self.admission.admit(client)
+                done = self.admission.admit(client, cost=cost)
             except Overloaded:
                 self.refused.append(name)
                 return
@@ -120,6 +120,36 @@ def test_a_client_whose_answers_cost_less_goes_first_and_takes_an_expensive_clie
     release()
     line.finish()
     assert line.order == ["cheap"]
+
+
+def test_before_any_answer_finished_the_cheaper_question_takes_the_dearer_ones_place():
+    admission = Admission(1, 1)
+    release = admission.admit("first", cost=256)
+    line = Line(admission)
+    line.join("heavy", "heavy", cost=256)
+    line.join("normal", "normal", cost=8, takes_a_place=False)  # all at nought: the cheaper request ranks first
+    _wait_until(lambda: line.refused == ["heavy"])
+    release()
+    line.finish()
+    assert line.order == ["normal"]
+
+
+def test_a_running_answer_counts_the_seconds_it_has_held_so_far():
+    clock = Clock()
+    admission = Admission(4, 2, max_per_client=2, clock=clock)
+    slow = admission.admit("slow")  # still running 20 s later: its client is costly now, not only once it ends
+    clock.now += 20
+    quick = admission.admit("quick")  # started last: round robin alone would serve "slow" first
+    release = admission.admit("other")
+    line = Line(admission)
+    line.join("slow 2", "slow")  # neither may start: the last free place is kept for a client with none running
+    line.join("quick 2", "quick")
+    release()  # one place for the two of them: the first to take it is the client that held less
+    _wait_until(lambda: line.order)
+    slow()
+    quick()
+    line.finish()
+    assert line.order == ["quick 2", "slow 2"]
 
 
 def test_a_full_line_refuses_a_busy_client_but_takes_a_new_one_in_place_of_the_busiest():
