@@ -108,3 +108,30 @@ def _informative(ranking: Sequence[Hashable], movable: Sequence[Hashable], base:
         if held and not repeats:
             told.append(name)
     return [item for item in ranking if group(item) in told]
+
+
+def interleave_groups(
+    fused: Sequence[tuple[Hashable, float, list[str]]],
+    groups: Sequence[Hashable],
+    *,
+    quota: int,
+    group: Callable[[Hashable], Hashable],
+) -> list[tuple[Hashable, float, list[str]]]:
+    """``fused`` with the first ``quota`` items of each of ``groups`` moved to its head, in their ``fused`` order.
+
+    Every other item follows in its ``fused`` order. So no one group fills the head of the list:
+    with two groups and quota 5 the first ten places hold each group's five best items (fewer
+    where a group has fewer), whatever else ``fused`` ranked between them. Quota 0 leaves ``fused``
+    as it is, and so does a single group whose best items already lead.
+    """
+    if quota < 0:
+        raise ValueError(f"quota must be >= 0, got {quota}")
+    wanted = set(groups)
+    members: dict[Hashable, list] = {}
+    for entry in fused:
+        name = group(entry[0])
+        if name in wanted and len(members.setdefault(name, [])) < quota:
+            members[name].append(entry)
+    taken = {entry[0] for queue in members.values() for entry in queue}
+    head = [entry for entry in fused if entry[0] in taken]
+    return head + [entry for entry in fused if entry[0] not in taken]

@@ -19,7 +19,7 @@ from kgqa.text import content_words
 from retrieval.facts import load_facts, predicate_match, rank_facts
 from retrieval.word_vectors import WordVectors
 from kg.passages import article_of
-from retrieval.fusion import boosted_fusion, reciprocal_rank_fusion
+from retrieval.fusion import boosted_fusion, interleave_groups, reciprocal_rank_fusion
 from retrieval.tuning import GRAPH_FUSION, HYBRID_FUSION, GraphFusion, HybridFusion
 
 Mode = Literal["dense", "sparse", "hybrid", "graph"]
@@ -53,6 +53,8 @@ class Rankings:
     graph: list[str] = field(default_factory=list)  # empty when no entity is linked
     # (relation match in (0, 1], passages of the subject stating the fact) per asked-for fact, best fact first
     fact_passages: list[tuple[float, list[str]]] = field(default_factory=list)
+    # the articles (``article_of``) of the question's linked entities, in the order linked; empty: none linked
+    linked: list[str] = field(default_factory=list)
 
     def facts(self, least_match: float) -> list[str]:
         """The fact ranking: passages of the facts whose relation matches the question at least ``least_match``."""
@@ -90,7 +92,7 @@ def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION,
     - the passage dense and sparse both rank first keeps the first place (``agreed_first``).
     """
     base = _hybrid_base(rankings, hybrid)
-    return boosted_fusion(
+    fused = boosted_fusion(
         base,
         {"graph": rankings.graph, "facts": rankings.facts(fusion.fact_match)},
         weights={**hybrid.weights, "graph": fusion.graph_weight, "facts": fusion.facts_weight},
@@ -99,6 +101,9 @@ def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION,
         group=article_of,
         keep=agreed_first(base, hybrid.weights),
     )
+    if len(set(rankings.linked)) >= 2:  # a question naming two or more entities reads each one's article
+        fused = interleave_groups(fused, rankings.linked, quota=fusion.entity_quota, group=article_of)
+    return fused
 
 
 def agreed_first(base: dict[str, list[str]], weights: dict[str, float]) -> set[str]:
@@ -149,6 +154,7 @@ class RetrievalPipeline:
         if mode == "graph":  # with no linked entity both boosts are empty and graph mode is hybrid
             rankings.graph = self._graph_ranking(entities, dict(dense_hits))
             rankings.fact_passages = self._fact_passages(question, facts)
+            rankings.linked = self._linked_articles(entities)
         if mode == "dense":
             fused = [(catalog.by_vector[v].passage_id, s, ["dense"]) for v, s in dense_hits if v in catalog.by_vector]
         elif mode == "sparse":
@@ -190,6 +196,15 @@ class RetrievalPipeline:
             scored += own[:PASSAGES_PER_ENTITY]  # an entity's most relevant passages, not its first ones
         scored.sort(key=lambda item: -item[0])
         return [pid for _, pid in scored[: self.pool]]
+
+    def _linked_articles(self, entities) -> list[str]:
+        """The article (``article_of`` its passages) of each linked entity that has passages, in link order."""
+        articles: list[str] = []
+        for entity in entities:
+            refs = self.kb.catalog.of_title(entity.title)
+            if refs and (article := article_of(refs[0].passage_id)) not in articles:
+                articles.append(article)
+        return articles
 
     def _fact_passages(self, question: str, facts: list[FactHit]) -> list[tuple[float, list[str]]]:
         """Passages that state the facts the question asks for: the subject's passages naming the object.

@@ -1,6 +1,6 @@
 import pytest
 
-from retrieval.fusion import RRF_K, boosted_fusion, reciprocal_rank_fusion
+from retrieval.fusion import RRF_K, boosted_fusion, interleave_groups, reciprocal_rank_fusion
 
 
 def test_item_found_by_both_rankers_beats_a_single_top_hit():
@@ -103,3 +103,18 @@ def test_a_kept_item_keeps_its_place_and_nothing_passes_it():
     grouped = boosted_fusion({"dense": ["a1", "a2", "a3"], "sparse": ["a1", "a3", "a2"]}, {"facts": ["a3", "a1"]},
                              weights={"facts": 5.0}, depth=3, group=lambda item: item[0], keep={"a1"})
     assert [item for item, _, _ in grouped] == ["a1", "a3", "a2"]
+
+
+def _entries(items):
+    return [(item, 1.0, ["dense"]) for item in items]
+
+
+def test_interleaving_brings_each_groups_best_items_to_the_head_in_their_fused_order():
+    fused = _entries(["a1", "a2", "c1", "a3", "a4", "b1", "b2", "b3"])
+    group = lambda item: item[0]  # noqa: E731
+    head = [item for item, _, _ in interleave_groups(fused, ["a", "b"], quota=2, group=group)]
+    assert head == ["a1", "a2", "b1", "b2", "c1", "a3", "a4", "b3"]
+    assert interleave_groups(fused, ["a", "b"], quota=0, group=group) == fused
+    assert interleave_groups(fused, ["a", "z"], quota=2, group=group) == fused  # "a" leads already; "z" has none
+    with pytest.raises(ValueError, match="quota"):
+        interleave_groups(fused, ["a"], quota=-1, group=group)

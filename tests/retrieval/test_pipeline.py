@@ -136,6 +136,34 @@ def test_boosts_choose_passages_within_the_places_hybrid_gives_each_article():
     assert fused == [second, other, first]  # article 7 keeps places 1 and 3, article 9 place 2
 
 
+def test_a_question_naming_two_entities_gets_each_ones_best_passages_at_the_head(pipeline):
+    question = "Was Montgomery or Alabama founded in 1819 first?"
+    hybrid = [hit.passage_id for hit in pipeline.retrieve(question, k=2, mode="hybrid").passages]
+    assert [pid.split(":")[0] for pid in hybrid] == ["1002", "1002"]  # Montgomery's passages fill hybrid's top 2
+    both = RetrievalPipeline(pipeline.kb, fusion=GraphFusion(0.25, 0.1, 0.5, 5, entity_quota=1))
+    found = both.retrieve(question, k=2, mode="graph")
+    assert found.rankings.linked == ["1002", "303"]
+    assert [hit.passage_id for hit in found.passages] == ["1002:2001:1:1", "303:1001:2:2"]  # Alabama's 1819 passage
+    off = RetrievalPipeline(pipeline.kb, fusion=GraphFusion(0.25, 0.1, 0.5, 5, entity_quota=0))
+    assert [hit.passage_id for hit in off.retrieve(question, k=2, mode="graph").passages] == hybrid
+
+
+def test_the_entity_quota_fires_only_when_two_or_more_entities_are_linked():
+    a1, a2, a3, b1, c1 = "7:1:0:0", "7:1:0:1", "7:1:0:2", "9:1:0:0", "5:1:0:0"
+    rankings = Rankings(dense=[a1, a2, c1, a3, b1], sparse=[a1, a2, c1, a3, b1])
+    quota = GraphFusion(0.0, 0.0, 0.5, 5, entity_quota=2)
+    for linked in ([], ["7"], ["7", "7"]):
+        rankings.linked = linked
+        assert fuse_graph(rankings, quota) == fuse_hybrid(rankings)
+    rankings.linked = ["7", "9"]
+    assert [pid for pid, _, _ in fuse_graph(rankings, quota)] == [a1, a2, b1, c1, a3]
+
+
+def test_graph_fusion_refuses_a_negative_entity_quota():
+    with pytest.raises(ValueError, match="entity_quota"):
+        GraphFusion(0.25, 0.1, 0.5, 5, entity_quota=-1)
+
+
 @pytest.mark.parametrize("question", ["What is the capital of Alabama?", "Tell me about Animal Farm"])
 def test_graph_mode_only_reorders_hybrids_top_passages(pipeline, question):
     hybrid = [hit.passage_id for hit in pipeline.retrieve(question, k=50, mode="hybrid").passages]
