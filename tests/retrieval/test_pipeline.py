@@ -5,6 +5,7 @@ import random
 import pytest
 
 from kgqa.errors import InvalidQuestion, KnowledgeBaseMissing
+from kgqa.records import LinkedEntity
 from models.embedding.embedder import document_text
 from qa.engine import QAEngine
 from retrieval.facts import load_facts, rank_facts
@@ -142,10 +143,19 @@ def test_a_question_naming_two_entities_gets_each_ones_best_passages_at_the_head
     assert [pid.split(":")[0] for pid in hybrid] == ["1002", "1002"]  # Montgomery's passages fill hybrid's top 2
     both = RetrievalPipeline(pipeline.kb, fusion=GraphFusion(0.25, 0.1, 0.5, 5, entity_quota=1))
     found = both.retrieve(question, k=2, mode="graph")
-    assert found.rankings.linked == ["1002", "303"]
+    assert found.rankings.named == ["1002", "303"]
     assert [hit.passage_id for hit in found.passages] == ["1002:2001:1:1", "303:1001:2:2"]  # Alabama's 1819 passage
     off = RetrievalPipeline(pipeline.kb, fusion=GraphFusion(0.25, 0.1, 0.5, 5, entity_quota=0))
     assert [hit.passage_id for hit in off.retrieve(question, k=2, mode="graph").passages] == hybrid
+
+
+def test_only_entities_named_by_a_proper_name_count_for_the_entity_quota(pipeline):
+    def entity(title, mention):
+        return LinkedEntity(entity_id=0, title=title, mention=mention, alias=mention, url="")
+
+    named = pipeline._named_articles([entity("Alabama", "Alabama"), entity("Montgomery, Alabama", "montgomery"),
+                                      entity("George Orwell", "Orwell"), entity("Nowhere", "Nowhere")])
+    assert named == ["303", "11891"]  # a lower-case mention is a topic; an entity without passages has no article
 
 
 def test_the_entity_quota_fires_only_when_two_or_more_entities_are_linked():
@@ -153,9 +163,9 @@ def test_the_entity_quota_fires_only_when_two_or_more_entities_are_linked():
     rankings = Rankings(dense=[a1, a2, c1, a3, b1], sparse=[a1, a2, c1, a3, b1])
     quota = GraphFusion(0.0, 0.0, 0.5, 5, entity_quota=2)
     for linked in ([], ["7"], ["7", "7"]):
-        rankings.linked = linked
+        rankings.named = linked
         assert fuse_graph(rankings, quota) == fuse_hybrid(rankings)
-    rankings.linked = ["7", "9"]
+    rankings.named = ["7", "9"]
     assert [pid for pid, _, _ in fuse_graph(rankings, quota)] == [a1, a2, b1, c1, a3]
 
 
