@@ -47,7 +47,7 @@ class _Ticket:
     client: str
     number: int
     cost: int = 0
-    admitted: float | bool = False  # when it was given its place, once it was
+    started: float | None = None  # when it was given its place, once it was
     refused: Overloaded | None = None
 
 
@@ -64,7 +64,8 @@ class Admission:
     client whose answers held places the fewest seconds lately (those still running count the
     seconds they have held so far), then to the cheaper request (its ``cost``: the tokens of its
     question and history), then the client admitted least recently (round robin; a client that
-    backed off after a 503 keeps its turn), then first come. The last free place is kept for a client with nothing running. When the line is full,
+    backed off after a 503 keeps its turn), then first come. The last free place is kept for a
+    client with nothing running. When the line is full,
     a request that ranks before the last one waiting takes its place and that one is refused
     instead; a client has at most ``max_per_client`` requests running or waiting. A request is
     refused at once when the wait the recent answers predict, or any wait, would pass
@@ -185,7 +186,7 @@ class Admission:
         self._cond.notify_all()  # a refused request wakes to leave
         deadline = self._clock() + self.max_wait_s
         try:
-            while ticket.admitted is False:
+            while ticket.started is None:
                 if ticket.refused is not None:
                     raise ticket.refused
                 remaining = deadline - self._clock()
@@ -194,12 +195,12 @@ class Admission:
                                      self.retry_after)
                 self._cond.wait(remaining)
         except BaseException:
-            if ticket.admitted is not False:  # given a place as it gave up: hand it on
-                self._finish(client, ticket.admitted, held=False)
+            if ticket.started is not None:  # given a place as it gave up: hand it on
+                self._finish(client, ticket.started, held=False)
             elif ticket in self._line:
                 self._line.remove(ticket)
             raise
-        return ticket.admitted
+        return ticket.started
 
     def _start(self, client: str) -> float:
         """Called with the lock held: the client's request takes a place now; returns when."""
@@ -228,7 +229,7 @@ class Admission:
         while startable := [ticket for ticket in self._line if self._may_start(ticket.client)]:
             best = min(startable, key=self._rank)
             self._line.remove(best)
-            best.admitted = self._start(best.client)
+            best.started = self._start(best.client)
         self._cond.notify_all()
 
 
