@@ -81,7 +81,10 @@ def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION,
 
     Each of those places keeps the article hybrid put there; the boosts choose which of that
     article's passages fills it. So graph mode ranks articles exactly as hybrid does, whatever
-    the knowledge base, and can only bring the passage that states the answer up. Where the
+    the knowledge base, and can only bring the passage that states the answer up. The one
+    exception: a question that names two or more entities (``rankings.named``, "Who was born
+    first, Albert Einstein or Aldous Huxley?") gets each one's ``fusion.entity_quota`` best
+    passages at the head, so one article cannot fill the list (``interleave_groups``). Where the
     boosts tell nothing new, graph mode is hybrid, by construction:
 
     - no linked entity or no fact asked: no boost;

@@ -18,7 +18,9 @@ passages that state the facts the question asks for. The boosts are gated:
   a boost that holds all of an article's passages there in dense's or sparse's order tells
   nothing and is left out for that article (the PPR ranking always does: an entity's passages
   share its PPR and follow their cosine);
-- the passage dense and sparse both rank first keeps the first place.
+- the passage dense and sparse both rank first keeps the first place;
+- a question that names two or more entities by a proper name gets each one's best
+  ``entity_quota`` passages at the head (a comparison reads one value in each article).
 
 So where the boosts carry no information graph mode is hybrid, by construction
 (``retrieval.pipeline.fuse_graph``; tests/retrieval/test_pipeline.py checks it on random rankings).
