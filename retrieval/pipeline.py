@@ -106,6 +106,9 @@ def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION,
     )
     if len(set(rankings.named)) >= 2:  # a question naming two or more entities reads each one's article
         fused = interleave_groups(fused, rankings.named, quota=fusion.entity_quota, group=article_of)
+        # then each one's best ``entity_lead`` first, so the top 5 holds both articles' best passages too
+        fused = interleave_groups(fused, rankings.named, quota=min(fusion.entity_lead, fusion.entity_quota),
+                                  group=article_of)
     return fused
 
 

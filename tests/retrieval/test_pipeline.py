@@ -167,6 +167,13 @@ def test_the_entity_quota_fires_only_when_two_or_more_entities_are_linked():
         assert fuse_graph(rankings, quota) == fuse_hybrid(rankings)
     rankings.named = ["7", "9"]
     assert [pid for pid, _, _ in fuse_graph(rankings, quota)] == [a1, a2, b1, c1, a3]
+    led = GraphFusion(0.0, 0.0, 0.5, 5, entity_quota=2, entity_lead=1)
+    assert [pid for pid, _, _ in fuse_graph(rankings, led)] == [a1, b1, a2, c1, a3]  # each one's best first
+
+
+def test_graph_fusion_refuses_a_negative_entity_lead():
+    with pytest.raises(ValueError, match="entity_lead"):
+        GraphFusion(0.25, 0.1, 0.5, 5, entity_quota=5, entity_lead=-1)
 
 
 def test_graph_fusion_refuses_a_negative_entity_quota():
