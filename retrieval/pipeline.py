@@ -20,7 +20,7 @@ from retrieval.facts import load_facts, predicate_match, rank_facts
 from retrieval.word_vectors import WordVectors
 from kg.passages import article_of
 from retrieval.fusion import boosted_fusion, interleave_groups, reciprocal_rank_fusion
-from retrieval.tuning import GRAPH_FUSION, HYBRID_FUSION, GraphFusion, HybridFusion
+from retrieval.tuning import GRAPH_FUSION, HYBRID_FUSION, NAMED_ENTITIES, GraphFusion, HybridFusion, NamedEntities
 
 Mode = Literal["dense", "sparse", "hybrid", "graph"]
 MODES = ("dense", "sparse", "hybrid", "graph")
@@ -75,15 +75,15 @@ def fuse_hybrid(rankings: Rankings, hybrid: HybridFusion = HYBRID_FUSION) -> lis
     return reciprocal_rank_fusion(_hybrid_base(rankings, hybrid), weights=hybrid.weights, k=hybrid.k)
 
 
-def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION,
-               hybrid: HybridFusion = HYBRID_FUSION) -> list[tuple[str, float, list[str]]]:
+def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION, hybrid: HybridFusion = HYBRID_FUSION,
+               named: NamedEntities = NAMED_ENTITIES) -> list[tuple[str, float, list[str]]]:
     """Graph mode's fusion: ``fuse_hybrid``'s order, reordered within its top ``fusion.depth`` by the gated boosts.
 
     Each of those places keeps the article hybrid put there; the boosts choose which of that
     article's passages fills it. So graph mode ranks articles exactly as hybrid does, whatever
     the knowledge base, and can only bring the passage that states the answer up. The one
     exception: a question that names two or more entities (``rankings.named``, "Who was born
-    first, Albert Einstein or Aldous Huxley?") gets each one's ``fusion.entity_quota`` best
+    first, Albert Einstein or Aldous Huxley?") gets each one's ``named.quota`` best
     passages at the head, so one article cannot fill the list (``interleave_groups``). Where the
     boosts tell nothing new, graph mode is hybrid, by construction:
 
@@ -105,10 +105,9 @@ def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION,
         keep=agreed_first(base, hybrid.weights),
     )
     if len(set(rankings.named)) >= 2:  # a question naming two or more entities reads each one's article
-        fused = interleave_groups(fused, rankings.named, quota=fusion.entity_quota, group=article_of)
-        # then each one's best ``entity_lead`` first, so the top 5 holds both articles' best passages too
-        fused = interleave_groups(fused, rankings.named, quota=min(fusion.entity_lead, fusion.entity_quota),
-                                  group=article_of)
+        fused = interleave_groups(fused, rankings.named, quota=named.quota, group=article_of)
+        # then each one's best ``named.lead`` first, so the top 5 holds both articles' best passages too
+        fused = interleave_groups(fused, rankings.named, quota=min(named.lead, named.quota), group=article_of)
     return fused
 
 
@@ -127,9 +126,10 @@ class RetrievalPipeline:
     """Composes the loaded knowledge base's components; stateless per call, so thread-safe."""
 
     def __init__(self, kb, *, pool: int = POOL, fusion: GraphFusion = GRAPH_FUSION,
-                 hybrid: HybridFusion = HYBRID_FUSION):
+                 hybrid: HybridFusion = HYBRID_FUSION, named: NamedEntities = NAMED_ENTITIES):
         self.kb = kb
         self.hybrid = hybrid
+        self.named = named
         # relation words matched by meaning (facts.py); encodes only when a fact is ranked
         self.vectors = WordVectors(lambda texts: kb.embedder.encode_documents(texts))
         self.pool = pool
@@ -168,7 +168,7 @@ class RetrievalPipeline:
         elif mode == "hybrid":
             fused = fuse_hybrid(rankings, self.hybrid)
         else:
-            fused = fuse_graph(rankings, self.fusion, self.hybrid)
+            fused = fuse_graph(rankings, self.fusion, self.hybrid, self.named)
         passages = self._fetch(fused[:k])
         finished = time.perf_counter()
         return Retrieval(

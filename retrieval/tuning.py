@@ -19,8 +19,8 @@ passages that state the facts the question asks for. The boosts are gated:
   nothing and is left out for that article (the PPR ranking always does: an entity's passages
   share its PPR and follow their cosine);
 - the passage dense and sparse both rank first keeps the first place;
-- a question that names two or more entities by a proper name gets each one's best
-  ``entity_quota`` passages at the head (a comparison reads one value in each article).
+- a question that names two or more entities by a proper name gets each one's best passages at
+  the head (``NamedEntities``: a comparison reads one value in each article).
 
 So where the boosts carry no information graph mode is hybrid, by construction
 (``retrieval.pipeline.fuse_graph``; tests/retrieval/test_pipeline.py checks it on random rankings).
@@ -84,9 +84,6 @@ class GraphFusion:
     facts_weight: float
     fact_match: float  # least predicate_match (share of the predicate's words the question asks for) a fact needs
     depth: int  # a boost reorders only hybrid's top ``depth``
-    # with two or more linked entities, each one's best ``entity_quota`` passages take turns at the head; 0: off
-    entity_quota: int = 0
-    entity_lead: int = 0  # of those, each one's best ``entity_lead`` lead the list (at most ``entity_quota``)
 
     def __post_init__(self):
         if self.graph_weight < 0 or self.facts_weight < 0:
@@ -95,8 +92,6 @@ class GraphFusion:
             raise ValueError(f"fact_match must be in (0, 1], got {self.fact_match}")
         if self.depth < 0:
             raise ValueError(f"depth must be >= 0, got {self.depth}")
-        if self.entity_quota < 0 or self.entity_lead < 0:
-            raise ValueError(f"entity_quota and entity_lead must be >= 0, got {self.entity_quota}, {self.entity_lead}")
 
 
 # The grid evaluation.fusion_tuning searches.
@@ -147,10 +142,27 @@ UNTUNED = GraphFusion(graph_weight=1.0, facts_weight=1.0, fact_match=0.01, depth
 # the same passages for every question (hybrid's, by construction); their order changed on 56 of 372 dev questions
 # (the first passage on 16). Answers end to end (the reader fitted on drafts read in the old order) are not
 # re-measured with this order.
-#
+GRAPH_FUSION = GraphFusion(graph_weight=0.25, facts_weight=0.1, fact_match=0.5, depth=5)
+
+
+@dataclass(frozen=True)
+class NamedEntities:
+    """A question naming two or more entities: each one's best ``quota`` passages lead graph mode's list.
+
+    Of those, each one's best ``lead`` come first (then the rest of the quota, in the fused order).
+    """
+
+    quota: int = 0  # 0: off
+    lead: int = 0  # at most ``quota``
+
+    def __post_init__(self):
+        if self.quota < 0 or self.lead < 0:
+            raise ValueError(f"quota and lead must be >= 0, got {self.quota}, {self.lead}")
+
+
 # Two-hop questions (data/eval/multihop/): a comparison names two entities ("Who was born first, Albert Einstein or
 # Aldous Huxley?"), and one article's passages filled hybrid's top 10 (both hops there for 0.633 of the 30 answerable
-# dev comparisons). With two or more linked entities, each one's ``entity_quota`` best passages (in graph mode's
+# dev comparisons). With two or more linked entities, each one's ``quota`` best passages (in graph mode's
 # order) now lead the list (retrieval.fusion.interleave_groups). Chosen on dev only (44 answerable multi-hop questions,
 # and the sample's 372 answerable dev questions), quota: both hops @5 / @10 of the comparisons
 # 0 (off) .400/.633, 2 .433/.633, 3 .433/.633, 4 .400/.667, 5 .400/.767, 6 .400/.700; the sample's single-hop dev
@@ -163,12 +175,12 @@ UNTUNED = GraphFusion(graph_weight=1.0, facts_weight=1.0, fact_match=0.01, depth
 # with it test nDCG@10 is hybrid's (.880) and the multi-hop figures are unchanged (27 of dev's 60 multi-hop questions
 # name two entities). Multi-hop, both hops @5 / @10, hybrid -> graph: dev comparisons .400/.633 -> .400/.767, all 44
 # .386/.591 -> .386/.682; test (reported only) comparisons .167/.310 -> .167/.452, all 58 .207/.362 -> .207/.466
-# (with entity_lead 2 below: dev comparisons .433/.767, all .409/.682; test comparisons .262/.452, all .276/.466).
+# (with lead 2 below: dev comparisons .433/.767, all .409/.682; test comparisons .262/.452, all .276/.466).
 # Bridges are unchanged (dev .357/.500, test .312/.500): bringing in the best-ranked article one link away from a
 # single linked entity (its best 1-5 passages, at the head with the entity's or after places 3-9) found no dev bridge
 # it missed (the second hop is rarely that article's best passage for the question: Apollo's is its 4th-17th) and
 # cost single-hop dev evidence recall@10 (.976 -> .968-.973), so it is not in graph mode.
-# Within those places, each entity's best ``entity_lead`` passages come first (then the rest of the quota, in the fused
+# Within those places, each entity's best ``lead`` passages come first (then the rest of the quota, in the fused
 # order), so the top 5 holds both articles too. Dev, comparisons both hops @5 / @10 at quota 5: lead 0 .400/.767,
 # 1 .400/.767, 2 .433/.767, 3 .433/.767 (all 44: .409/.682 at lead 2); single-hop dev metrics unchanged at every lead.
-GRAPH_FUSION = GraphFusion(graph_weight=0.25, facts_weight=0.1, fact_match=0.5, depth=5, entity_quota=5, entity_lead=2)
+NAMED_ENTITIES = NamedEntities(quota=5, lead=2)

@@ -12,7 +12,7 @@ from retrieval.facts import load_facts, rank_facts
 from retrieval.knowledge_base import KnowledgeBase
 from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.pipeline import MODES, Rankings, RetrievalPipeline, fuse_graph, fuse_hybrid
-from retrieval.tuning import GRAPH_FUSION, HYBRID_FUSION, PLAIN_RRF, GraphFusion, HybridFusion
+from retrieval.tuning import GRAPH_FUSION, HYBRID_FUSION, PLAIN_RRF, GraphFusion, HybridFusion, NamedEntities
 from tests.helpers.tiny_kb import HashingEmbedder, tiny_kb  # noqa: F401 (fixture)
 
 # -- a tiny knowledge base: five articles, their redirects, a hashed bag-of-words embedder --------------------
@@ -141,11 +141,11 @@ def test_a_question_naming_two_entities_gets_each_ones_best_passages_at_the_head
     question = "Was Montgomery or Alabama founded in 1819 first?"
     hybrid = [hit.passage_id for hit in pipeline.retrieve(question, k=2, mode="hybrid").passages]
     assert [pid.split(":")[0] for pid in hybrid] == ["1002", "1002"]  # Montgomery's passages fill hybrid's top 2
-    both = RetrievalPipeline(pipeline.kb, fusion=GraphFusion(0.25, 0.1, 0.5, 5, entity_quota=1))
+    both = RetrievalPipeline(pipeline.kb, named=NamedEntities(quota=1))
     found = both.retrieve(question, k=2, mode="graph")
     assert found.rankings.named == ["1002", "303"]
     assert [hit.passage_id for hit in found.passages] == ["1002:2001:1:1", "303:1001:2:2"]  # Alabama's 1819 passage
-    off = RetrievalPipeline(pipeline.kb, fusion=GraphFusion(0.25, 0.1, 0.5, 5, entity_quota=0))
+    off = RetrievalPipeline(pipeline.kb, named=NamedEntities(quota=0))
     assert [hit.passage_id for hit in off.retrieve(question, k=2, mode="graph").passages] == hybrid
 
 
@@ -161,24 +161,21 @@ def test_only_entities_named_by_a_proper_name_count_for_the_entity_quota(pipelin
 def test_the_entity_quota_fires_only_when_two_or_more_entities_are_linked():
     a1, a2, a3, b1, c1 = "7:1:0:0", "7:1:0:1", "7:1:0:2", "9:1:0:0", "5:1:0:0"
     rankings = Rankings(dense=[a1, a2, c1, a3, b1], sparse=[a1, a2, c1, a3, b1])
-    quota = GraphFusion(0.0, 0.0, 0.5, 5, entity_quota=2)
+    unboosted = GraphFusion(0.0, 0.0, 0.5, 5)
     for linked in ([], ["7"], ["7", "7"]):
         rankings.named = linked
-        assert fuse_graph(rankings, quota) == fuse_hybrid(rankings)
+        assert fuse_graph(rankings, unboosted, named=NamedEntities(quota=2)) == fuse_hybrid(rankings)
     rankings.named = ["7", "9"]
-    assert [pid for pid, _, _ in fuse_graph(rankings, quota)] == [a1, a2, b1, c1, a3]
-    led = GraphFusion(0.0, 0.0, 0.5, 5, entity_quota=2, entity_lead=1)
-    assert [pid for pid, _, _ in fuse_graph(rankings, led)] == [a1, b1, a2, c1, a3]  # each one's best first
+    assert [pid for pid, _, _ in fuse_graph(rankings, unboosted, named=NamedEntities(quota=2))] == [a1, a2, b1, c1, a3]
+    led = NamedEntities(quota=2, lead=1)
+    assert [pid for pid, _, _ in fuse_graph(rankings, unboosted, named=led)] == [a1, b1, a2, c1, a3]  # each one's best first
+    assert fuse_graph(rankings, unboosted, named=NamedEntities()) == fuse_hybrid(rankings)  # off
 
 
-def test_graph_fusion_refuses_a_negative_entity_lead():
-    with pytest.raises(ValueError, match="entity_lead"):
-        GraphFusion(0.25, 0.1, 0.5, 5, entity_quota=5, entity_lead=-1)
-
-
-def test_graph_fusion_refuses_a_negative_entity_quota():
-    with pytest.raises(ValueError, match="entity_quota"):
-        GraphFusion(0.25, 0.1, 0.5, 5, entity_quota=-1)
+@pytest.mark.parametrize("bad", [dict(quota=-1), dict(quota=5, lead=-1)])
+def test_a_negative_entity_quota_or_lead_is_refused(bad):
+    with pytest.raises(ValueError, match="quota and lead"):
+        NamedEntities(**bad)
 
 
 @pytest.mark.parametrize("question", ["What is the capital of Alabama?", "Tell me about Animal Farm"])
