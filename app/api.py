@@ -32,10 +32,11 @@ def admit():
 
     The line is shared fairly between clients, each known by its address (``REMOTE_ADDR``; behind a proxy
     ``kgqa serve --trusted-proxy`` makes it the proxy's ``X-Forwarded-For``); the request's cost is the tokens its
-    checks counted (app.limits)."""
+    checks counted (app.limits). A client that goes away while its request waits gives its place in line up."""
     runtime = current_runtime()
     engine = runtime.engine()
-    return engine, runtime.admission.admit(request.remote_addr or "unknown", cost=request_tokens())
+    return engine, runtime.admission.admit(request.remote_addr or "unknown", cost=request_tokens(),
+                                           gone=client_gone(request.environ))
 
 
 @bp.post("/api/v1/ask")

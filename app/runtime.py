@@ -18,7 +18,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kgqa.errors import KgqaError, Overloaded
+from kgqa.errors import Cancelled, KgqaError, Overloaded
 from kgqa.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 MAX_WAIT_S = 60.0
 # How fast a client's cost is forgotten: the seconds its answers held a place count half after this long.
 USAGE_HALF_LIFE_S = 30.0
+# How often a waiting request looks whether its client is still there (the streams' own poll, app/sse.py).
+GONE_POLL_S = 0.1
 
 
 class NotReady(KgqaError):
@@ -108,11 +110,14 @@ class Admission:
     def waiting(self) -> int:
         return len(self._line)
 
-    def admit(self, client: str = "", *, cost: int = 0) -> Callable[[], None]:
+    def admit(self, client: str = "", *, cost: int = 0,
+              gone: Callable[[], bool] | None = None) -> Callable[[], None]:
         """Start now, or wait for a place, or raise ``Overloaded``; returns an idempotent release.
 
         ``client`` names who asks (the remote address): the line is shared fairly between clients.
         ``cost`` is what the request asks of the model (its question's and history's tokens).
+        ``gone`` says whether the client went away: asked every ``GONE_POLL_S`` while the request
+        waits, and a request whose client left gives its place in line up (``Cancelled``).
         """
         with self._cond:
             held = self._running[client] + sum(ticket.client == client for ticket in self._line)
@@ -122,7 +127,7 @@ class Admission:
             if self._may_start(client):  # the line holds only requests that may not start yet
                 started = self._start(client)
             else:
-                started = self._wait_in_line(client, cost)
+                started = self._wait_in_line(client, cost, gone)
         released = threading.Event()
 
         def release() -> None:
@@ -164,7 +169,7 @@ class Admission:
         while len(table) > self._max_clients:
             table.popitem(last=False)  # forgotten: ranked as a client never admitted
 
-    def _wait_in_line(self, client: str, cost: int) -> float:
+    def _wait_in_line(self, client: str, cost: int, gone: Callable[[], bool] | None = None) -> float:
         """Called with the lock held; returns when this request started, once it was given a place."""
         ticket = _Ticket(client, next(self._tickets), cost)
         rank = self._rank(ticket)
@@ -193,7 +198,9 @@ class Admission:
                 if remaining <= 0:
                     raise Overloaded(f"no answer could start within {self.max_wait_s:.0f} s; retry shortly",
                                      self.retry_after)
-                self._cond.wait(remaining)
+                if gone is not None and gone():
+                    raise Cancelled("the client went away while its request waited for a place")
+                self._cond.wait(remaining if gone is None else min(remaining, GONE_POLL_S))
         except BaseException:
             if ticket.started is not None:  # given a place as it gave up: hand it on
                 self._finish(client, ticket.started, held=False)

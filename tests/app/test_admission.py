@@ -300,3 +300,28 @@ def test_a_trusted_proxy_is_waitresss_and_refused_with_workers():
     result = CliRunner().invoke(serve_command, ["--workers", "2", "--trusted-proxy", "10.0.0.5"])
     assert result.exit_code == 2
     assert "--trusted-proxy" in result.output
+
+
+def test_a_waiting_request_whose_client_went_away_leaves_the_line():
+    from kgqa.errors import Cancelled
+
+    admission = Admission(1, 2)
+    release = admission.admit("a")
+    left, outcome = threading.Event(), []
+
+    def wait():
+        try:
+            admission.admit("b", gone=left.is_set)
+        except Cancelled:
+            outcome.append("cancelled")
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    _wait_until(lambda: admission.waiting == 1)
+    left.set()  # its client closed the connection while it waited
+    _wait_until(lambda: admission.waiting == 0)
+    thread.join(5)
+    assert outcome == ["cancelled"]
+    release()
+    assert admission.running == 0  # the place it would have taken was never held
+    admission.admit("c")()

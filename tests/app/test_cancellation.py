@@ -30,13 +30,16 @@ FREED_WITHIN_S = 3.0
 FIRST_TOKEN_WITHIN_S = 60
 
 
-def open_stream(url: str, path: str, question: str = QUESTION, *, stream: bool = True) -> socket.socket:
-    """A raw connection that has sent a (streamed) request (raw, so the test decides when it closes)."""
+def open_stream(url: str, path: str, question: str = QUESTION, *, stream: bool = True,
+                source: str | None = None) -> socket.socket:
+    """A raw connection that has sent a (streamed) request (raw, so the test decides when it closes), from the
+    loopback address ``source`` where given (admission tells clients apart by address)."""
     body = json.dumps({"model": "kgqa", "messages": [{"role": "user", "content": question}], "stream": stream}
                       if path == CHAT else {"model": "kgqa", "input": question, "stream": stream}
                       if path == RESPONSES else {"question": question, "stream": stream}).encode()
     parsed = urlparse(url)
-    sock = socket.create_connection((parsed.hostname, parsed.port), timeout=10)
+    sock = socket.create_connection((parsed.hostname, parsed.port), timeout=10,
+                                    source_address=(source, 0) if source else None)
     sock.sendall(f"POST {path} HTTP/1.1\r\nHost: kgqa\r\nContent-Type: application/json\r\n"
                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     return sock
@@ -122,6 +125,24 @@ def test_closing_before_the_first_event_frees_the_place_at_once(served):
             time.sleep(0.01)
         sock.close()
         assert seconds_until_free(url, time.monotonic()) <= FREED_WITHIN_S
+
+
+def test_a_request_waiting_for_a_place_leaves_the_line_when_its_client_closes(tmp_path):
+    engine = FakeEngine()
+    settings = Settings(data_dir=tmp_path / "data", rate_limit_per_minute=0, max_concurrent=1, max_waiting=1)
+    with live_server(settings, engine=engine, ready_timeout=10) as url, holding(engine.block):
+        running = open_stream(url, ASK, stream=False)  # holds the one place until the block ends
+        waiting = open_stream(url, ASK, stream=False, source="127.0.0.2")  # another client: one place each
+        deadline = time.monotonic() + 5
+        while json.loads(_get(url, "/readyz"))["waiting"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert json.loads(_get(url, "/readyz"))["waiting"] == 1
+        waiting.close()
+        closed = time.monotonic()
+        while json.loads(_get(url, "/readyz"))["waiting"] and time.monotonic() - closed < FREED_WITHIN_S:
+            time.sleep(0.01)
+        assert json.loads(_get(url, "/readyz"))["waiting"] == 0  # its place in line is free for the next client
+        running.close()
 
 
 class ScopedEngine(FakeEngine):
