@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 MAX_WAIT_S = 60.0
 # How fast a client's cost is forgotten: the seconds its answers held a place count half after this long.
 USAGE_HALF_LIFE_S = 30.0
-# How often a waiting request looks whether its client is still there (the streams' own poll, app/sse.py).
-GONE_POLL_S = 0.1
+# How often a request that waits (for a place, or on a silent stream, app/sse.py) looks whether its client is
+# still there.
+POLL_S = 0.1
 
 
 class NotReady(KgqaError):
@@ -116,7 +117,7 @@ class Admission:
 
         ``client`` names who asks (the remote address): the line is shared fairly between clients.
         ``cost`` is what the request asks of the model (its question's and history's tokens).
-        ``gone`` says whether the client went away: asked every ``GONE_POLL_S`` while the request
+        ``gone`` says whether the client went away: asked every ``POLL_S`` while the request
         waits, and a request whose client left gives its place in line up (``Cancelled``).
         """
         with self._cond:
@@ -200,7 +201,7 @@ class Admission:
                                      self.retry_after)
                 if gone is not None and gone():
                     raise Cancelled("the client went away while its request waited for a place")
-                self._cond.wait(remaining if gone is None else min(remaining, GONE_POLL_S))
+                self._cond.wait(remaining if gone is None else min(remaining, POLL_S))
         except BaseException:
             if ticket.started is not None:  # given a place as it gave up: hand it on
                 self._finish(client, ticket.started, held=False)

@@ -23,12 +23,12 @@ from contextlib import contextmanager
 
 from flask import Response, stream_with_context
 
+from app.runtime import POLL_S
 from kgqa.cancel import CancelScope, running_in
 from kgqa.usage import TokenMeter, metering
 
 KEEPALIVE = ": keep-alive\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-POLL_S = 0.1  # how often a silent stream looks whether its client is still there
 
 
 def client_gone(environ: dict) -> Callable[[], bool]:
