@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import statistics
 import threading
 import time
 from collections import OrderedDict, deque
@@ -37,6 +38,8 @@ AGING = 0.25
 # still goes before a dear one from a client that has held nothing (bench/heavy_questions.py; a full weight put the
 # normal client's cold answers against it and behind clients never served).
 USAGE_WEIGHT = 0.25
+# How many of a client's last answers say how far its requests hold their places off what their tokens predict.
+CLIENT_ANSWERS = 5
 # How often a request that waits (for a place, or on a silent stream, app/sse.py) looks whether its client is
 # still there.
 POLL_S = 0.1
@@ -54,10 +57,13 @@ class NotReady(KgqaError):
 class HoldModel:
     """How long an answer holds its place, predicted from its request's tokens and learnt from finished answers.
 
-    ``seconds = base + per_token * tokens``, fitted by non-negative least squares (``scipy.optimize.nnls``:
-    neither term may be negative) over the last ``window`` answers, so it follows the machine's load and the
-    model's caches. It predicts nothing before the first answer has finished; while every answer seen had the
-    same number of tokens, the slope is unknown and nought (every request predicted at their mean).
+    ``seconds = base + per_token * tokens`` over the last ``window`` answers, so it follows the machine's load
+    and the model's caches, fitted by Theil-Sen (``scipy.stats.theilslopes``: the median of the slopes between
+    pairs of answers, then the median intercept), which a few answers far off the line move little: a cold
+    first answer of a short question (16 s where 0.6 s is usual) or a long one answered at once (an abstention,
+    0.2 s for 256 tokens) pulled a least-squares line flat, so that the heaviest question was expected to cost
+    what a normal one does. Neither term is below nought. It predicts nothing before the first answer has
+    finished; while every answer seen had the same number of tokens the slope is unknown, and nought.
     """
 
     def __init__(self, window: int = 64):
@@ -73,14 +79,15 @@ class HoldModel:
             raise ValueError(f"an answer holds a place for >= 0 s with >= 0 tokens, got {seconds} s, {tokens}")
         self._seen.append((tokens, seconds))
         import numpy as np
-        from scipy.optimize import nnls
+        from scipy.stats import theilslopes
 
         tokens_seen, seconds_seen = np.array(self._seen, dtype=float).T
-        if np.ptp(tokens_seen) == 0:  # one size only: the seconds tell nothing about a token's price
-            self.base, self.per_token = float(seconds_seen.mean()), 0.0
-            return
-        (base, per_token), _ = nnls(np.column_stack([np.ones_like(tokens_seen), tokens_seen]), seconds_seen)
-        self.base, self.per_token = float(base), float(per_token)
+        per_token = 0.0  # one size only: the seconds tell nothing about a token's price
+        if np.ptp(tokens_seen) > 0:
+            with np.errstate(invalid="ignore", divide="ignore"):  # its confidence interval, unused, may be nan
+                per_token = max(0.0, float(theilslopes(seconds_seen, tokens_seen).slope))
+        self.per_token = per_token
+        self.base = max(0.0, float(np.median(seconds_seen - per_token * tokens_seen)))
 
     def predict(self, tokens: int) -> float | None:
         """Seconds an answer of ``tokens`` is expected to hold its place, or None before any answer finished."""
@@ -112,7 +119,7 @@ class Admission:
     place goes to the waiting request whose client has the fewest other requests running or waiting; of
     those, to the lowest score in seconds (``_score``): the seconds the request is expected to hold its
     place (``HoldModel``: from its ``cost``, the tokens of its question and history, at the price per token
-    the finished answers showed), plus ``USAGE_WEIGHT`` times the seconds its client's answers held places
+    the finished answers showed; moved by how far its client's last answers were off that), plus ``USAGE_WEIGHT`` times the seconds its client's answers held places
     lately (halved every ``USAGE_HALF_LIFE_S``; those still running count the seconds they have held so
     far), less ``AGING`` times the seconds it has waited; then to the client that held places less, the
     cheaper request in tokens, the client admitted least recently (round robin; a client that backed off
@@ -147,6 +154,7 @@ class Admission:
         self._line: list[Ticket] = []
         self._last_admitted: OrderedDict[str, float] = OrderedDict()  # client -> when it last started, bounded
         self._used: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client -> (seconds held, as of when)
+        self._offsets: OrderedDict[str, deque[float]] = OrderedDict()  # client -> its last answers' seconds off the line
         self._max_clients = max_clients
         self._hold_s: float | None = None  # how long an answer holds its place, on average (EWMA)
         self._tickets = itertools.count()
@@ -245,11 +253,22 @@ class Admission:
                 ticket.number)
 
     def _score(self, ticket: Ticket) -> float:
-        """The seconds the request is expected to hold its place (nought before any answer finished), plus its
-        client's recent seconds at ``USAGE_WEIGHT``, less ``AGING`` per second it has waited."""
+        """The seconds the request is expected to hold its place (``_expected``), plus its client's recent seconds
+        at ``USAGE_WEIGHT``, less ``AGING`` per second it has waited."""
         now = self._clock()
-        expected = self.hold_model.predict(ticket.cost) or 0.0
-        return expected + USAGE_WEIGHT * self._usage(ticket.client) - AGING * (now - ticket.arrived)
+        return self._expected(ticket) + USAGE_WEIGHT * self._usage(ticket.client) - AGING * (now - ticket.arrived)
+
+    def _expected(self, ticket: Ticket) -> float:
+        """Seconds the request is expected to hold its place: what the hold model expects of its tokens, moved by
+        how far its client's last ``CLIENT_ANSWERS`` answers were off that (their median, the lower of two): a
+        client's requests tend to be alike (the same long question, its prompt cached, is quick whatever its
+        length), and one cold answer (a question asked for the first time) does not make a client slow. Nought
+        before any answer finished."""
+        expected = self.hold_model.predict(ticket.cost)
+        if expected is None:
+            return 0.0
+        offsets = self._offsets.get(ticket.client)
+        return max(0.0, expected + statistics.median_low(offsets)) if offsets else expected
 
     def _usage(self, client: str) -> float:
         """Seconds the client's answers held a place, each halved every ``USAGE_HALF_LIFE_S`` since, and the
@@ -305,6 +324,11 @@ class Admission:
             now = self._clock()
             held_s = now - ticket.started
             self._hold_s = held_s if self._hold_s is None else 0.8 * self._hold_s + 0.2 * held_s
+            expected = self.hold_model.predict(ticket.cost)
+            if expected is not None:
+                offsets = self._offsets.get(ticket.client) or deque(maxlen=CLIENT_ANSWERS)
+                offsets.append(held_s - expected)
+                self._remember(self._offsets, ticket.client, offsets)
             self.hold_model.observe(ticket.cost, held_s)
             self._remember(self._used, ticket.client, (self._finished_usage(ticket.client) + held_s, now))
         while startable := [waiting for waiting in self._line if self._may_start(waiting.client)]:

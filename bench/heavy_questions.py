@@ -12,7 +12,9 @@ Starts ``kgqa serve`` on 127.0.0.1 (rate limit off) on the project's knowledge b
   answer (retries included) p50/p95, and what the heavy clients got. Admission tells
   clients apart by address, so each client connects from its own loopback address
   (127.0.0.2 the normal one, 127.0.0.10 and up the heavy ones); ``--one-address`` sends
-  every heavy client from one address (one host opening many connections).
+  every heavy client from one address (one host opening many connections). The result lists
+  each normal answer's seconds (cold ones stand out) and each heavy client's answers, so a
+  heavy client that was never served shows.
 
     python bench/heavy_questions.py --clients 8 --duration 60
 """
@@ -90,14 +92,16 @@ def singles(url: str, repeat: int) -> list[dict]:
 def load(url: str, clients: int, duration: float, one_address: bool = False) -> dict:
     stop = threading.Event()
     heavy: Counter = Counter()
+    heavy_answered: Counter = Counter()  # 200s per heavy client (address and thread)
     normal: list[float] = []
     refusals: Counter = Counter()
 
-    def heavy_client(address: str) -> None:
+    def heavy_client(name: str, address: str) -> None:
         client = client_from(address)
         while not stop.is_set():
             status, _, headers = ask(url, HEAVY, client)
             heavy[status] += 1
+            heavy_answered[name] += status == 200
             if status == 503:
                 time.sleep(float(headers.get("Retry-After", 1)))
 
@@ -111,7 +115,8 @@ def load(url: str, clients: int, duration: float, one_address: bool = False) -> 
             turn += 1
 
     addresses = [client_address(0 if one_address else n) for n in range(clients)]
-    threads = [threading.Thread(target=heavy_client, args=(address,)) for address in addresses]
+    threads = [threading.Thread(target=heavy_client, args=(f"{n}@{address}", address))
+               for n, address in enumerate(addresses)]
     threads.append(threading.Thread(target=normal_client))
     for thread in threads:
         thread.start()
@@ -119,11 +124,13 @@ def load(url: str, clients: int, duration: float, one_address: bool = False) -> 
     stop.set()
     for thread in threads:
         thread.join(timeout=600)
+    in_order = [round(seconds, 2) for seconds in normal]
     normal.sort()
     p95 = normal[min(len(normal) - 1, int(0.95 * len(normal)))] if normal else None
     return {"clients": clients, "heavy_addresses": len(set(addresses)), "duration_s": duration,
             "heavy_statuses": dict(heavy), "normal_answered": len(normal), "normal_503s": sum(refusals.values()), "normal_p50_s": round(statistics.median(normal), 2) if normal else None,
-            "normal_p95_s": round(p95, 2) if p95 is not None else None, "normal_max_s": round(max(normal), 2) if normal else None}
+            "normal_p95_s": round(p95, 2) if p95 is not None else None, "normal_max_s": round(max(normal), 2) if normal else None,
+            "normal_seconds": in_order, "heavy_answered": dict(heavy_answered)}
 
 
 def main() -> None:

@@ -355,6 +355,18 @@ def test_the_hold_model_never_prices_a_token_below_nought_and_forgets_old_answer
     assert model.predict(5) == pytest.approx(8.0)
 
 
+def test_a_few_answers_far_off_the_line_move_the_hold_model_little():
+    """What the heavy benchmark's server saw: short questions of ~0.6 s with cold ones of 4.6-16 s, the heaviest
+    question 8-15 s, and a 256-token question abstained at once (0.25 s). A least-squares line through these
+    expects both kinds to hold ~7.8 s; the medians keep them apart."""
+    model = HoldModel()
+    for tokens, seconds in ((5, 1.0), (5, 1.2), (5, 16.0), (250, 8.0), (250, 8.4), (256, 0.25), (5, 4.6),
+                            (251, 14.6), (251, 8.3), (7, 16.35)):
+        model.observe(tokens, seconds)
+    assert model.predict(6) == pytest.approx(4.8, abs=0.2)
+    assert model.predict(251) == pytest.approx(8.1, abs=0.2)
+
+
 @pytest.mark.parametrize("tokens, seconds", [(-1, 1.0), (5, -0.1), (5, float("nan"))])
 def test_the_hold_model_refuses_an_impossible_answer(tokens, seconds):
     with pytest.raises(ValueError, match="holds a place"):
@@ -423,6 +435,18 @@ def test_at_a_full_line_a_cheap_question_takes_a_dear_ones_place():
     assert isinstance(line[1].refused, Overloaded)  # the later heavy one leaves for the cheap one
     admission.release(running[0])
     assert normal.started is not None and line[0].started is None
+
+
+def test_a_client_whose_answers_hold_less_than_their_tokens_predict_is_expected_to_hold_less():
+    """A client asking the same long question (its prompt cached: 1 s for 250 tokens, 8 s less than the tokens
+    predict) goes before one whose short questions took 3 s (1.7 s more), though its question has more tokens."""
+    clock = Clock()
+    admission = _taught(clock, ("cached", 250, 1.0), ("cached", 250, 1.0), ("cached", 250, 1.0), ("slow", 10, 3.0))
+    running = [admission.enter("busy 1"), admission.enter("busy 2")]
+    slow = admission.enter("slow", cost=10)
+    cached = admission.enter("cached", cost=250)
+    admission.release(running[0])
+    assert (cached.started, slow.started) == (clock.now, None)
 
 
 def test_an_expensive_request_that_waited_long_enough_goes_before_a_fresh_cheap_one():
