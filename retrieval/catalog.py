@@ -59,6 +59,15 @@ class PassageCatalog:
         at = self._titles.find(title)
         return self.of_page(int(self._title_pages[at])) if at is not None else []
 
+    def positions_of_title(self, title: str) -> range:
+        """The catalog positions (the BM25 index's documents) of the article's passages, in reading order."""
+        at = self._titles.find(title)
+        if at is None:
+            return range(0)
+        page_id = int(self._title_pages[at])
+        start, end = np.searchsorted(self._page_ids, [page_id, page_id + 1])
+        return range(int(start), int(end))
+
     def _position_of_vector(self, vector_id: int) -> int | None:
         order, ids = self._vector_order, self._vector_ids
         rank = bisect.bisect_left(range(len(order)), vector_id, key=lambda r: int(ids[order[r]]))

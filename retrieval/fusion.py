@@ -135,3 +135,29 @@ def interleave_groups(
     taken = {entry[0] for queue in members.values() for entry in queue}
     head = [entry for entry in fused if entry[0] in taken]
     return head + [entry for entry in fused if entry[0] not in taken]
+
+
+def keep_within(
+    fused: Sequence[tuple[Hashable, float, list[str]]],
+    items: Collection[Hashable],
+    *,
+    quota: int,
+    group: Callable[[Hashable], Hashable],
+) -> list[tuple[Hashable, float, list[str]]]:
+    """``fused`` with each of ``items`` that is not among its group's first ``quota`` moved up to the last of them.
+
+    The moved item takes the place of its group's ``quota``-th item, which follows it; every other
+    item keeps its order. Quota 0 leaves ``fused`` as it is.
+    """
+    if quota < 0:
+        raise ValueError(f"quota must be >= 0, got {quota}")
+    order = list(fused)
+    for item in items:
+        at = next((n for n, entry in enumerate(order) if entry[0] == item), None)
+        if at is None or quota == 0:
+            continue
+        members = [n for n, entry in enumerate(order) if group(entry[0]) == group(item)]
+        if members.index(at) >= quota:
+            entry = order.pop(at)
+            order.insert(members[quota - 1], entry)
+    return order

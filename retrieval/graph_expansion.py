@@ -55,6 +55,13 @@ class GraphExpander:
         """Seeds, their neighbours, then second-hop nodes while the bound allows (heaviest links first)."""
         return {self._graph.title(node) for node in self._neighbourhood(self._seed_nodes(seeds))}
 
+    def linked_titles(self, title: str) -> list[str]:
+        """The articles ``title`` links to or is linked from (the link graph's neighbours), by title; none outside it."""
+        node = self._graph.node(title)
+        if node is None:
+            return []
+        return [self._graph.title(int(neighbour)) for neighbour in self._graph.neighbours(node)[0]]
+
     def expand(self, seeds: Iterable[str], *, top: int = 20) -> list[tuple[str, float]]:
         """Entities ranked by PPR from ``seeds`` (seeds included), best first."""
         graph = self._graph

@@ -167,3 +167,37 @@ class EntityLinker:
         if all_lower or len(content) >= 2:
             return True
         return any(w[0].isupper() or any(ch.isdigit() for ch in w) for w in content)
+
+
+_CAPITALISED = re.compile(r"(?<![\w'’])([A-Z][^\W\d_]+(?:-[A-Z][^\W\d_]+)*)(?:['’]s?)?(?![\w'’])")
+_DISAMBIGUATOR = re.compile(r"\s+\([^)]*\)$")
+
+
+def surname_words(question: str, linked: Iterable[str]) -> list[str]:
+    """The capitalised words of ``question`` (a possessive's "'s" left off) that no linked mention covers
+    and that are no stopword: the words ``by_surname`` may read as surnames."""
+    covered = {word for mention in linked for word in mention.casefold().split()}
+    found = [match.group(1) for match in _CAPITALISED.finditer(question)]
+    return [word for word in dict.fromkeys(found) if word.casefold() not in STOPWORDS | covered]
+
+
+def by_surname(question: str, linked: Iterable[str], titles: Iterable[str]) -> list[tuple[str, str]]:
+    """(mention, title) for each of ``surname_words`` that ends exactly one of ``titles`` of two or more
+    capitalised words: "Schopenhauer" for Arthur Schopenhauer.
+
+    The alias table holds full names only, and a lone surname is not safe to look up there ("Lincoln"
+    is a city, a car, a president); among ``titles``, the articles retrieval already ranks for the
+    question, one ending with the word is the one the question means. A possessive ("Schopenhauer's")
+    counts as the word; a word ending two or more titles names nothing.
+    """
+    ends: dict[str, set[str]] = {}
+    for title in titles:
+        words = _DISAMBIGUATOR.sub("", title).split()
+        if len(words) >= 2 and all(word[:1].isupper() for word in words):  # a name, not "An American in Paris"
+            ends.setdefault(words[-1].casefold(), set()).add(title)
+    found: list[tuple[str, str]] = []
+    for word in surname_words(question, linked):
+        owners = ends.get(word.casefold(), set())
+        if len(owners) == 1 and (title := next(iter(owners))) not in (t for _, t in found):
+            found.append((word, title))
+    return found

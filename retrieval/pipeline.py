@@ -4,8 +4,9 @@ Modes, for evaluation and ablation: ``dense``, ``sparse``, ``hybrid`` (RRF of
 both, ``fuse_hybrid``: plain RRF unless a held-out measurement chose otherwise,
 retrieval/tuning.py) and ``graph`` (the default for answering): hybrid reordered by two gated
 boosts, Personalized PageRank over the linked entities' neighbourhood and the
-passages stating the facts asked for (see retrieval/tuning.py for the gates and
-the weights chosen on the dev split).
+passages stating the facts asked for, with each named entity's best passages at the head
+and a bridge's passages brought in for a second hop (retrieval/chain.py; see
+retrieval/tuning.py for the gates and the settings chosen on the dev splits).
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from kgqa.text import content_words
 from retrieval.facts import load_facts, predicate_match, rank_facts
 from retrieval.word_vectors import WordVectors
 from kg.passages import article_of
-from retrieval.fusion import boosted_fusion, interleave_groups, reciprocal_rank_fusion
-from retrieval.tuning import GRAPH_FUSION, HYBRID_FUSION, NAMED_ENTITIES, GraphFusion, HybridFusion, NamedEntities
+from retrieval.fusion import boosted_fusion, interleave_groups, keep_within, reciprocal_rank_fusion
+from retrieval.chain import Bridge, FirstHop, find_bridges
+from retrieval.linking import by_surname, surname_words
+from retrieval.tuning import (BRIDGES, GRAPH_FUSION, HYBRID_FUSION, NAMED_ENTITIES, BridgeFollowing, GraphFusion,
+                              HybridFusion, NamedEntities)
 
 Mode = Literal["dense", "sparse", "hybrid", "graph"]
 MODES = ("dense", "sparse", "hybrid", "graph")
@@ -28,6 +32,7 @@ POOL = 100  # candidates each ranker contributes to fusion (and the dense pool g
 GRAPH_ENTITIES = 8  # PPR entities whose passages join the graph ranking
 PASSAGES_PER_ENTITY = 40
 FACTS_FOR_PASSAGES = 3  # the best-ranked facts whose passages may join the fact ranking
+SURNAME_POOL = 30  # passages of each ranking whose articles a lone surname may name
 
 
 @dataclass
@@ -55,6 +60,8 @@ class Rankings:
     fact_passages: list[tuple[float, list[str]]] = field(default_factory=list)
     # the articles (``article_of``) of the entities the question names by a proper name, in the order linked
     named: list[str] = field(default_factory=list)
+    # the first passage (the introduction) of each of those articles
+    intros: list[str] = field(default_factory=list)
 
     def facts(self, least_match: float) -> list[str]:
         """The fact ranking: passages of the facts whose relation matches the question at least ``least_match``."""
@@ -82,9 +89,11 @@ def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION, hybrid: H
     Each of those places keeps the article hybrid put there; the boosts choose which of that
     article's passages fills it. So graph mode ranks articles exactly as hybrid does, whatever
     the knowledge base, and can only bring the passage that states the answer up. The one
-    exception: a question that names two or more entities (``rankings.named``, "Who was born
+    exception here: a question that names two or more entities (``rankings.named``, "Who was born
     first, Albert Einstein or Aldous Huxley?") gets each one's ``named.quota`` best
-    passages at the head, so one article cannot fill the list (``interleave_groups``). Where the
+    passages at the head, so one article cannot fill the list (``interleave_groups``), its first
+    passage among its best ``named.intro`` (``keep_within``). (``RetrievalPipeline`` then follows
+    a bridge for a question naming fewer.) Where the
     boosts tell nothing new, graph mode is hybrid, by construction:
 
     - no linked entity or no fact asked: no boost;
@@ -105,6 +114,8 @@ def fuse_graph(rankings: Rankings, fusion: GraphFusion = GRAPH_FUSION, hybrid: H
         keep=agreed_first(base, hybrid.weights),
     )
     if len(set(rankings.named)) >= 2:  # a question naming two or more entities reads each one's article
+        if named.intro:  # where an article states its thing's dates, area and population
+            fused = keep_within(fused, rankings.intros, quota=min(named.intro, named.quota), group=article_of)
         fused = interleave_groups(fused, rankings.named, quota=named.quota, group=article_of)
         # then each one's best ``named.lead`` first, so the top 5 holds both articles' best passages too
         fused = interleave_groups(fused, rankings.named, quota=min(named.lead, named.quota), group=article_of)
@@ -126,10 +137,12 @@ class RetrievalPipeline:
     """Composes the loaded knowledge base's components; stateless per call, so thread-safe."""
 
     def __init__(self, kb, *, pool: int = POOL, fusion: GraphFusion = GRAPH_FUSION,
-                 hybrid: HybridFusion = HYBRID_FUSION, named: NamedEntities = NAMED_ENTITIES):
+                 hybrid: HybridFusion = HYBRID_FUSION, named: NamedEntities = NAMED_ENTITIES,
+                 bridges: BridgeFollowing = BRIDGES):
         self.kb = kb
         self.hybrid = hybrid
         self.named = named
+        self.bridges = bridges
         # relation words matched by meaning (facts.py); encodes only when a fact is ranked
         self.vectors = WordVectors(lambda texts: kb.embedder.encode_documents(texts))
         self.pool = pool
@@ -160,7 +173,8 @@ class RetrievalPipeline:
         if mode == "graph":  # with no linked entity both boosts are empty and graph mode is hybrid
             rankings.graph = self._graph_ranking(entities, dict(dense_hits))
             rankings.fact_passages = self._fact_passages(question, facts)
-            rankings.named = self._named_articles(entities)
+            named = self._surnames(question, entities, rankings) if self.named.surnames else []
+            rankings.named, rankings.intros = self._named_articles(entities + named)
         if mode == "dense":
             fused = [(catalog.by_vector[v].passage_id, s, ["dense"]) for v, s in dense_hits if v in catalog.by_vector]
         elif mode == "sparse":
@@ -169,6 +183,8 @@ class RetrievalPipeline:
             fused = fuse_hybrid(rankings, self.hybrid)
         else:
             fused = fuse_graph(rankings, self.fusion, self.hybrid, self.named)
+            if len(set(rankings.named)) < 2:  # a question naming two things compares them: no bridge to find
+                fused = self._follow_bridges(question, fused, entities, dense)
         passages = self._fetch(fused[:k])
         finished = time.perf_counter()
         return Retrieval(
@@ -203,21 +219,90 @@ class RetrievalPipeline:
         scored.sort(key=lambda item: -item[0])
         return [pid for _, pid in scored[: self.pool]]
 
-    def _named_articles(self, entities) -> list[str]:
-        """The article (``article_of`` its passages) of each entity linked through a proper name, in link order.
+    def _follow_bridges(self, question: str, fused: list, entities, dense) -> list:
+        """``fused`` with the second hop's passages after its first ``bridges.place`` (retrieval.chain).
+
+        Each bridge's passages are ranked by the second query: RRF of their cosine (those in the dense
+        pool of that query) and their BM25 score (every passage of the bridge's article).
+        """
+        settings = self.bridges
+        if not settings.first_hops or not settings.bridges or not settings.passages or not fused:
+            return fused
+        first = self._first_hops([pid for pid, _, _ in fused[: settings.first_hops]])
+        found = find_bridges(question, first, self.kb.expander.linked_titles, named=[e.title for e in entities],
+                             least_shared=settings.least_shared, limit=settings.bridges)
+        place = min(settings.place, len(fused))
+        ahead = {pid for pid, _, _ in fused[:place]}  # already read before the bridge's place: left there
+        brought: list[str] = []
+        for bridge in found:
+            brought += [pid for pid in self._second_hop(bridge, dense)[: settings.passages]
+                        if pid not in brought and pid not in ahead]
+        if not brought:
+            return fused
+        after = [entry for entry in fused[place:] if entry[0] not in brought]
+        score = fused[place - 1][1] if place else fused[0][1]
+        return fused[:place] + [(pid, score, ["bridge"]) for pid in brought] + after
+
+    def _first_hops(self, ids: list[str]) -> list[FirstHop]:
+        from sqlalchemy import select
+
+        from kg.store import Passage
+
+        with self.kb.session() as session:
+            rows = {row.id: row for row in session.scalars(select(Passage).where(Passage.id.in_(ids)))}
+        return [FirstHop(pid, rows[pid].title, rows[pid].text) for pid in ids if pid in rows]
+
+    def _second_hop(self, bridge: Bridge, dense) -> list[str]:
+        """The bridge article's passages, best first for the bridge's query (only those either ranker scores)."""
+        catalog = self.kb.catalog
+        positions = catalog.positions_of_title(bridge.title)
+        if not positions:
+            return []
+        refs = [catalog.ref(at) for at in positions]
+        sparse = sorted(((s, ref.passage_id) for s, ref in zip(self.kb.sparse.scores_at(bridge.query, positions), refs)
+                         if s > 0), key=lambda item: -item[0])
+        own = {ref.vector_id: ref.passage_id for ref in refs}
+        dense_ranking = [own[v] for v, _ in dense.search(dense.encode(bridge.query), self.pool) if v in own]
+        fused = reciprocal_rank_fusion({"dense": dense_ranking, "sparse": [pid for _, pid in sparse]},
+                                       weights={"dense": 1.0, "sparse": self.bridges.sparse_weight}, k=self.hybrid.k)
+        return [pid for pid, _, _ in fused]
+
+    def _surnames(self, question: str, entities, rankings: Rankings) -> list[LinkedEntity]:
+        """Entities the question names by a surname alone, among the articles of the best ``SURNAME_POOL``
+        passages of the dense and the sparse ranking (``retrieval.linking.by_surname``)."""
+        from sqlalchemy import select
+
+        from kg.store import Entity
+
+        mentions = [e.mention for e in entities]
+        if not surname_words(question, mentions):
+            return []
+        pages = {int(article_of(pid)) for pid in rankings.dense[:SURNAME_POOL] + rankings.sparse[:SURNAME_POOL]}
+        if not pages:
+            return []
+        with self.kb.session() as session:
+            ids = dict(session.execute(select(Entity.title, Entity.entity_id).where(Entity.entity_id.in_(pages))).all())
+        return [LinkedEntity(entity_id=ids[title], title=title, mention=mention, alias=mention, url=_url(title))
+                for mention, title in by_surname(question, mentions, ids)]
+
+    def _named_articles(self, entities) -> tuple[list[str], list[str]]:
+        """The article (``article_of`` its passages) of each entity linked through a proper name, in link order,
+        and each one's first passage.
 
         A mention that starts with a capital letter names the entity ("Alabama or Alaska"); a common noun
         linked to its article ("Which animals share a family with the aardwolf?") is a topic, not a second
         thing the question compares, and does not count.
         """
         articles: list[str] = []
+        intros: list[str] = []
         for entity in entities:
             if not entity.mention[:1].isupper():
                 continue
             refs = self.kb.catalog.of_title(entity.title)
             if refs and (article := article_of(refs[0].passage_id)) not in articles:
                 articles.append(article)
-        return articles
+                intros.append(refs[0].passage_id)
+        return articles, intros
 
     def _fact_passages(self, question: str, facts: list[FactHit]) -> list[tuple[float, list[str]]]:
         """Passages that state the facts the question asks for: the subject's passages naming the object.

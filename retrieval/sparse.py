@@ -74,6 +74,15 @@ class SparseIndex:
         positions = top_positions(scores, k)
         return [(self._key(int(at)), float(scores[at])) for at in positions]
 
+    def scores_at(self, query: str, positions: Sequence[int]) -> list[float]:
+        """The BM25 score of ``query`` for each document at ``positions`` (0 where it shares no word)."""
+        terms = content_words(query)
+        ids = self._word_ids(terms) if self._retriever is not None and terms else []
+        if not ids or not len(positions):
+            return [0.0] * len(positions)
+        scores = self._retriever.get_scores_from_ids(ids)
+        return [float(scores[at]) for at in positions]
+
 
 def top_positions(scores, k: int):
     """Positions of the ``k`` best positive scores, best first (ties: lower position first).

@@ -235,3 +235,13 @@ def tiny_store(tmp_path):
 def tiny_kb(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A tiny knowledge base, read-only for the tests of a module; test modules import this fixture."""
     return build_tiny_kb(tmp_path_factory.mktemp("tiny-kb") / "data")
+
+
+@pytest.fixture(scope="module")
+def loaded_tiny_kb(tiny_kb):
+    """The tiny knowledge base loaded for retrieval (``KnowledgeBase`` over ``HashingEmbedder``), read-only."""
+    from retrieval.knowledge_base import KnowledgeBase
+
+    knowledge_base = KnowledgeBase(tiny_kb, embedder=HashingEmbedder())
+    knowledge_base.warm_up()
+    return knowledge_base

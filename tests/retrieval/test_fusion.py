@@ -1,6 +1,6 @@
 import pytest
 
-from retrieval.fusion import RRF_K, boosted_fusion, interleave_groups, reciprocal_rank_fusion
+from retrieval.fusion import RRF_K, boosted_fusion, interleave_groups, keep_within, reciprocal_rank_fusion
 
 
 def test_item_found_by_both_rankers_beats_a_single_top_hit():
@@ -118,3 +118,16 @@ def test_interleaving_brings_each_groups_best_items_to_the_head_in_their_fused_o
     assert interleave_groups(fused, ["a", "z"], quota=2, group=group) == fused  # "a" leads already; "z" has none
     with pytest.raises(ValueError, match="quota"):
         interleave_groups(fused, ["a"], quota=-1, group=group)
+
+
+def test_keep_within_moves_an_item_up_to_the_last_of_its_groups_first_places():
+    fused = _entries(["a1", "b1", "a2", "c1", "a3", "a0"])
+    group = lambda item: item[0]  # noqa: E731
+    order = [item for item, _, _ in keep_within(fused, ["a0"], quota=2, group=group)]
+    assert order == ["a1", "b1", "a0", "a2", "c1", "a3"]  # a0 takes a2's place; a2 follows it
+    assert keep_within(fused, ["a2", "b1", "zz"], quota=2, group=group) == fused  # within already, or absent
+    assert [item for item, _, _ in keep_within(fused, ["a3"], quota=1, group=group)] == \
+        ["a3", "a1", "b1", "a2", "c1", "a0"]
+    assert keep_within(fused, ["a0"], quota=0, group=group) == fused
+    with pytest.raises(ValueError, match="quota"):
+        keep_within(fused, ["a0"], quota=-1, group=group)

@@ -72,6 +72,12 @@ def test_ppr_ranks_the_seed_then_its_neighbours_and_never_the_unconnected(small_
     assert abs(sum(s for _, s in ranked) - 1.0) < 1e-6
 
 
+def test_linked_titles_are_an_articles_neighbours_either_way(small_graph):
+    expander = GraphExpander(small_graph)
+    assert sorted(expander.linked_titles("George Orwell")) == ["Animal Farm", "Eton College", "Nineteen Eighty-Four"]
+    assert expander.linked_titles("Alabama") == ["Montgomery"] and expander.linked_titles("Nowhere") == []
+
+
 def test_neighbourhood_is_bounded_and_unknown_seeds_give_nothing(small_graph):
     expander = GraphExpander(small_graph, max_nodes=2)
     assert expander.neighbourhood(["Animal Farm"]) == {"Animal Farm", "George Orwell"}  # the heaviest link first

@@ -9,18 +9,16 @@ from kg import index_files
 from kg.store import init_db, make_engine
 from kgqa.errors import KnowledgeBaseMissing
 from retrieval.knowledge_base import KnowledgeBase
-from tests.helpers.tiny_kb import (  # noqa: F401 (fixture)
-    ALABAMA, PAGES, HashingEmbedder, build_tiny_kb, tiny_kb, tiny_settings,
+from tests.helpers.tiny_kb import (  # noqa: F401 (fixtures)
+    ALABAMA, PAGES, HashingEmbedder, build_tiny_kb, loaded_tiny_kb, tiny_kb, tiny_settings,
 )
 
 PASSAGES = sum(len(page.passages) for page in PAGES)
 
 
 @pytest.fixture(scope="module")
-def kb(tiny_kb):
-    knowledge_base = KnowledgeBase(tiny_kb, embedder=HashingEmbedder())
-    knowledge_base.warm_up()
-    return knowledge_base
+def kb(loaded_tiny_kb):
+    return loaded_tiny_kb
 
 
 def test_warm_up_loads_every_component_once(kb):
@@ -42,6 +40,9 @@ def test_the_catalog_knows_every_passage_by_id_vector_and_page_in_reading_order(
     with pytest.raises(KeyError):
         kb.catalog.by_vector[10**12]
     assert sorted(kb.catalog.by_id) == sorted(kb.catalog.passage_id(at) for at in range(PASSAGES))
+    positions = kb.catalog.positions_of_title("Alabama")  # the BM25 index's documents of the article
+    assert [kb.catalog.passage_id(at) for at in positions] == [ref.passage_id for ref in alabama]
+    assert kb.catalog.positions_of_title("Atlantis") == range(0)
 
 
 def test_the_sparse_index_holds_every_passage_and_finds_one_by_its_title(kb):

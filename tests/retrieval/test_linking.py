@@ -1,6 +1,6 @@
 import re
 
-from retrieval.linking import AliasEntry, EntityLinker
+from retrieval.linking import AliasEntry, EntityLinker, by_surname
 
 
 def fold(text: str) -> str:
@@ -72,3 +72,22 @@ def test_a_question_is_one_lookup_of_its_spans_and_a_question_without_words_none
     assert asked == [{"who", "who wrote", "who wrote animal", "who wrote animal farm", "wrote", "wrote animal",
                       "wrote animal farm", "animal", "animal farm", "farm"}]
     assert linker(asked).link("?!") == [] and len(asked) == 1
+
+
+RETRIEVED = ["Arthur Schopenhauer", "Abraham Lincoln", "An American in Paris", "Albert Einstein", "Alabama"]
+
+
+def test_a_lone_surname_names_the_one_retrieved_article_it_ends():
+    assert by_surname("Who died first, Schopenhauer or Lincoln?", [], RETRIEVED) == [
+        ("Schopenhauer", "Arthur Schopenhauer"), ("Lincoln", "Abraham Lincoln")]
+    assert by_surname("Was The World as Will Schopenhauer's?", [], RETRIEVED) == [("Schopenhauer", "Arthur Schopenhauer")]
+    # a word a linked mention covers is linked already; "Paris" ends a title that is no name
+    assert by_surname("Did Albert Einstein ever visit Paris?", ["Albert Einstein"], RETRIEVED) == []
+    assert by_surname("Who died first, Einstein or Lincoln?", ["Einstein"], RETRIEVED) == [("Lincoln", "Abraham Lincoln")]
+
+
+def test_a_surname_that_ends_two_titles_or_none_names_nothing():
+    titles = [*RETRIEVED, "Mary Todd Lincoln", "Lincoln (car)"]
+    assert by_surname("Who died first, Schopenhauer or Lincoln?", [], titles) == [("Schopenhauer", "Arthur Schopenhauer")]
+    assert by_surname("Who was born first, Kant or Hegel?", [], RETRIEVED) == []
+    assert by_surname("When did Lincoln die?", [], ["Lincoln, Nebraska"]) == []

@@ -153,9 +153,31 @@ def test_only_entities_named_by_a_proper_name_count_for_the_entity_quota(pipelin
     def entity(title, mention):
         return LinkedEntity(entity_id=0, title=title, mention=mention, alias=mention, url="")
 
-    named = pipeline._named_articles([entity("Alabama", "Alabama"), entity("Montgomery, Alabama", "montgomery"),
-                                      entity("George Orwell", "Orwell"), entity("Nowhere", "Nowhere")])
+    named, intros = pipeline._named_articles([entity("Alabama", "Alabama"), entity("Montgomery, Alabama", "montgomery"),
+                                              entity("George Orwell", "Orwell"), entity("Nowhere", "Nowhere")])
     assert named == ["303", "11891"]  # a lower-case mention is a topic; an entity without passages has no article
+    assert intros == ["303:1001:0:0", "11891:4001:0:0"]  # and each one's first passage
+
+
+def test_a_surname_alone_names_an_entity_for_the_quota(pipeline):
+    question = "Who was born first, Orwell or Einstein?"  # "Einstein" is a redirect; "Orwell" no alias at all
+    found = RetrievalPipeline(pipeline.kb, named=NamedEntities(quota=1, surnames=True)).retrieve(question, mode="graph")
+    assert [e.title for e in found.entities] == ["Albert Einstein"]  # what the linker links, for the answer
+    assert found.rankings.named == ["736", "11891"]  # and George Orwell, whose article retrieval ranks
+    off = RetrievalPipeline(pipeline.kb, named=NamedEntities(quota=1)).retrieve(question, mode="graph")
+    assert off.rankings.named == ["736"]
+
+
+def test_each_named_entitys_first_passage_is_kept_among_its_best():
+    a0, a1, a2, a3, b0, b1 = "7:1:0:0", "7:1:1:1", "7:1:1:2", "7:1:1:3", "9:1:0:0", "9:1:1:1"
+    rankings = Rankings(dense=[a1, a2, b1, a3, a0, b0], sparse=[a1, a2, b1, a3, a0, b0], named=["7", "9"],
+                        intros=[a0, b0])
+    unboosted = GraphFusion(0.0, 0.0, 0.5, 5)
+    assert [pid for pid, _, _ in fuse_graph(rankings, unboosted, named=NamedEntities(quota=2))] == [a1, a2, b1, b0, a3, a0]
+    intro = NamedEntities(quota=2, intro=2)
+    assert [pid for pid, _, _ in fuse_graph(rankings, unboosted, named=intro)] == [a1, a0, b1, b0, a2, a3]
+    first = NamedEntities(quota=2, lead=1, intro=1)
+    assert [pid for pid, _, _ in fuse_graph(rankings, unboosted, named=first)] == [a0, b0, a1, b1, a2, a3]
 
 
 def test_the_entity_quota_fires_only_when_two_or_more_entities_are_linked():
@@ -172,9 +194,9 @@ def test_the_entity_quota_fires_only_when_two_or_more_entities_are_linked():
     assert fuse_graph(rankings, unboosted, named=NamedEntities()) == fuse_hybrid(rankings)  # off
 
 
-@pytest.mark.parametrize("bad", [dict(quota=-1), dict(quota=5, lead=-1)])
-def test_a_negative_entity_quota_or_lead_is_refused(bad):
-    with pytest.raises(ValueError, match="quota and lead"):
+@pytest.mark.parametrize("bad", [dict(quota=-1), dict(quota=5, lead=-1), dict(quota=5, intro=-1)])
+def test_a_negative_entity_quota_lead_or_intro_is_refused(bad):
+    with pytest.raises(ValueError, match="quota, lead and intro"):
         NamedEntities(**bad)
 
 
@@ -217,7 +239,10 @@ def test_hybrid_mode_fuses_with_its_setting_and_graph_mode_keeps_its_article_ord
     expected = [pid for pid, _, _ in fuse_hybrid(found.rankings, hybrid)][:50]
     assert [hit.passage_id for hit in found.passages] == expected
     graph = tuned.retrieve(question, k=50, mode="graph").passages
-    assert [hit.page_id for hit in graph] == [hit.page_id for hit in found.passages]
+    # a bridge's passages (retrieval.chain) join after hybrid's first places; hybrid's keep their article order
+    assert [hit.page_id for hit in graph if hit.sources != ["bridge"]] == [hit.page_id for hit in found.passages]
+    place = min(tuned.bridges.place, len(found.passages))  # a shorter list gets them at its end
+    assert all(at >= place for at, hit in enumerate(graph) if hit.sources == ["bridge"])
 
 
 def test_the_service_fuses_hybrid_with_the_recorded_setting(pipeline):

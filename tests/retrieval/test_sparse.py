@@ -30,3 +30,12 @@ def test_stopword_only_or_empty_queries_find_nothing():
     assert index.search("", k=3) == []
     assert SparseIndex().build([], []).search("Alabama", k=3) == []
 
+
+
+def test_scores_at_gives_the_bm25_score_of_each_position_asked_for():
+    index = build()
+    scores = dict(index.search("novella Orwell capital", k=4))
+    at = index.scores_at("novella Orwell capital", [1, 3, 2])
+    assert at[0] == scores["farm:0"] > 0 and at[1] == scores["algeria:0"] > 0 and at[2] == 0.0
+    assert index.scores_at("what is the", [0, 1]) == [0.0, 0.0] and index.scores_at("Orwell", []) == []
+    assert SparseIndex().build([], []).scores_at("Alabama", [0]) == [0.0]
