@@ -34,23 +34,31 @@ line, headers and body) within ``REQUEST_DEADLINE_S`` of its first byte: a clien
 trickles it (slowloris: a header byte every few seconds, or a body the same way) is cut off
 at the next byte past the deadline, one that stops sending by ``CHANNEL_TIMEOUT_S``.
 
-``--workers N`` (N > 1) runs N processes under gunicorn instead, its ``gthread`` workers
-with the same threads each, on one listening socket. Each worker builds its own app after
-the fork and warms its own engine (a model loaded before a fork would share its thread
-pools with a child that has none of the threads), so readiness, admission
+``--workers N`` (N > 1) runs N processes on one listening socket, each serving through the same
+waitress server as one process does (``build_server`` on the inherited socket, the same channel,
+parser, deadlines and connection limit), so a slow client holds no worker thread in any of
+them. gunicorn supervises them (``WaitressWorker``, one of its worker classes): it forks them,
+restarts one that dies or stops beating, and passes on signals. A worker beats from inside
+waitress's I/O loop, so a loop that stops turning is restarted; SIGTERM stops its accepting,
+lets the requests under way finish (gunicorn's ``graceful_timeout``) and closes the server,
+SIGQUIT or SIGINT closes it at once, and so does a worker whose parent went away. Each worker
+builds its own app after the fork and warms its own engine (a model loaded before a fork would
+share its thread pools with a child that has none of the threads), so readiness, admission
 (``KGQA_MAX_CONCURRENT`` and ``KGQA_MAX_WAITING`` are per worker) and the rate limits are
 each worker's own. What the workers share is what is memory-mapped: the FAISS index, the
-link graph's arrays and, on the llama.cpp backend, the GGUF weights. gunicorn's own
-refusals (a malformed request, a request line over 8 KiB) are gunicorn's plain-text 400s.
+link graph's arrays and, on the llama.cpp backend, the GGUF weights.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import resource
+import threading
 import time
+from functools import cache
 
 import click
 from waitress.channel import HTTPChannel
@@ -73,6 +81,10 @@ OPEN_FILES_HEADROOM = 64  # descriptors beyond the connections: the listener, th
 # RFC 3986's host (an IP literal, or a reg-name, which covers IPv4) and an optional port.
 HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+;=-]*)(:[0-9]*)?")
 REQUEST_LOOKAHEAD = 1  # keep reading a connection while its request runs: a client's close is seen at once
+HEARTBEAT_S = 0.5  # how often a --workers process beats (from its I/O loop) and looks for a reason to stop
+WORKER_TIMEOUT_S = 60  # gunicorn restarts a worker whose I/O loop has not turned for this long
+GRACEFUL_TIMEOUT_S = 30  # on SIGTERM, how long a worker's requests under way may take to finish
+DRAIN_POLL_S = 0.1  # how often a stopping worker looks whether its requests under way have finished
 
 
 class JSONErrorTask(ErrorTask):
@@ -166,25 +178,26 @@ def default_threads(settings: Settings) -> int:
 
 
 def build_server(app, *, host: str = "127.0.0.1", port: int = 5000, threads: int | None = None,
-                 trusted_proxy: str | None = None):
+                 trusted_proxy: str | None = None, sockets: list | None = None):
     """A bound (not yet running) waitress server; ``port=0`` picks a free port (``server.effective_port``).
+
+    With ``sockets`` (listening sockets bound already, such as a gunicorn worker's), it serves on
+    those instead of binding ``host`` and ``port``.
 
     With ``trusted_proxy`` (the proxy's address), a request from it is the client its last
     ``X-Forwarded-For`` hop names (the client address admission and the rate limit count);
     the header is dropped from any other peer, so a client cannot name itself."""
     from waitress import create_server
-    from waitress.server import BaseWSGIServer
 
     settings: Settings = app.config["KGQA_SETTINGS"]
     threads = threads or default_threads(settings)
     socket_map: dict = {}
     proxy = {"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"},
              "trusted_proxy_count": 1, "clear_untrusted_proxy_headers": True} if trusted_proxy else {}
+    where = {"sockets": sockets} if sockets is not None else {"host": host, "port": port}
     server = create_server(
         app,
         map=socket_map,
-        host=host,
-        port=port,
         threads=threads,
         connection_limit=fit_open_files(max(CONNECTION_LIMIT, threads * 4), threads),
         asyncore_use_poll=True,  # select() cannot watch a descriptor numbered 1,024 or more
@@ -194,12 +207,19 @@ def build_server(app, *, host: str = "127.0.0.1", port: int = 5000, threads: int
         max_request_body_size=settings.max_body_bytes + 1,  # the app's limit: a body of max_body_bytes passes
         channel_request_lookahead=REQUEST_LOOKAHEAD,
         ident="kgqa",
+        **where,
         **proxy,
     )
-    for listener in socket_map.values():  # one per listening socket (a host name may resolve to several)
-        if isinstance(listener, BaseWSGIServer):
-            listener.channel_class = ServiceChannel
+    for listener in listeners(socket_map):
+        listener.channel_class = ServiceChannel
     return server
+
+
+def listeners(socket_map: dict) -> list:
+    """The listening servers in a waitress socket map: one per listening socket (a host name may resolve to several)."""
+    from waitress.server import BaseWSGIServer
+
+    return [dispatcher for dispatcher in socket_map.values() if isinstance(dispatcher, BaseWSGIServer)]
 
 
 def serve(app, *, host: str, port: int, threads: int | None = None, trusted_proxy: str | None = None) -> None:
@@ -215,6 +235,69 @@ def serve(app, *, host: str, port: int, threads: int | None = None, trusted_prox
         server.close()
 
 
+def socket_map_of(server) -> dict:
+    """The socket map a server from ``build_server`` polls (its listeners, their connections, its trigger)."""
+    from waitress.server import BaseWSGIServer
+
+    return server._map if isinstance(server, BaseWSGIServer) else server.map
+
+
+def busy(socket_map: dict) -> bool:
+    """Whether a connection in the map has a request under way (read whole, running or still being sent)."""
+    return any(getattr(channel, "requests", None) or getattr(channel, "total_outbufs_len", 0)
+               for channel in list(socket_map.values()))
+
+
+def stop_accepting(socket_map: dict) -> None:
+    """Leave the listening sockets to the other workers; the connections open go on."""
+    for listener in listeners(socket_map):
+        listener.accepting = False
+
+
+@cache
+def waitress_worker():
+    """gunicorn's worker class for ``--workers``, made on first use (gunicorn is imported only then)."""
+    from gunicorn.workers.base import Worker
+    from waitress import wasyncore
+
+    class WaitressWorker(Worker):
+        """A gunicorn worker process serving its app through ``build_server`` on the inherited listening sockets."""
+
+        def run(self):
+            sockets = [listener.sock for listener in self.sockets]  # gunicorn's wrappers of the inherited sockets
+            server = build_server(self.wsgi, threads=self.cfg.threads, sockets=sockets)
+            watch = threading.Thread(target=self.watch, args=(server,), name="kgqa-worker-watch", daemon=True)
+            watch.start()
+            try:
+                server.run()  # until the map is empty; SIGQUIT's SystemExit ends it too
+            finally:
+                server.task_dispatcher.shutdown(timeout=1)
+                wasyncore.close_all(socket_map_of(server), ignore_all=True)
+
+        def watch(self, server) -> None:
+            """Beat from the I/O loop while the worker is alive and its parent the same; then stop it gracefully.
+
+            The beat is run by the loop itself (a trigger thunk), so gunicorn sees a loop that has
+            stopped turning as a worker that has stopped, and restarts it."""
+            socket_map = socket_map_of(server)
+            trigger = listeners(socket_map)[0].trigger
+            try:
+                while self.alive and self.ppid == os.getppid():
+                    trigger.pull_trigger(self.notify)
+                    time.sleep(HEARTBEAT_S)
+                if self.ppid != os.getppid():
+                    self.log.info("Parent changed, shutting down: %s", self)
+                trigger.pull_trigger(lambda: stop_accepting(socket_map))
+                deadline = time.monotonic() + self.cfg.graceful_timeout
+                while busy(socket_map) and time.monotonic() < deadline:
+                    time.sleep(DRAIN_POLL_S)
+                trigger.pull_trigger(lambda: wasyncore.close_all(socket_map, ignore_all=True))  # the loop ends
+            except OSError:  # the trigger is closed: the server has stopped already
+                pass
+
+    return WaitressWorker
+
+
 def serve_workers(make_app, settings: Settings, *, host: str, port: int, workers: int,
                   threads: int | None = None) -> None:
     """Serve with ``workers`` gunicorn processes, each building its app with ``make_app()`` and warming it."""
@@ -223,12 +306,10 @@ def serve_workers(make_app, settings: Settings, *, host: str, port: int, workers
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
-        "worker_class": "gthread",  # a thread per request, as under waitress; a stream holds its thread
+        "worker_class": waitress_worker(),  # each worker serves as one process does: waitress, the same server
         "threads": threads or default_threads(settings),
-        "timeout": 120,  # heartbeat: gthread's main loop beats between requests, whatever a request takes
-        "graceful_timeout": 30,
-        "keepalive": CHANNEL_TIMEOUT_S,
-        "limit_request_line": 8190,  # gunicorn's largest
+        "timeout": WORKER_TIMEOUT_S,  # heartbeat from each worker's I/O loop, whatever its requests take
+        "graceful_timeout": GRACEFUL_TIMEOUT_S,
         "preload_app": False,  # the app (and its engine) is built in each worker, after the fork
         "post_worker_init": lambda worker: worker.wsgi.extensions["kgqa_runtime"].start_warm_up(),
         "proc_name": "kgqa",
@@ -274,7 +355,7 @@ def serve_command(ctx: click.Context, host: str, port: int, threads: int | None,
     """Serve the web page, the JSON API and the OpenAI-compatible endpoint."""
     if workers > 1:
         if trusted_proxy:
-            raise click.UsageError("--trusted-proxy is waitress's; it does not combine with --workers")
+            raise click.UsageError("--trusted-proxy does not combine with --workers")
         serve_workers(lambda: _app_for(ctx), command_settings(ctx), host=host, port=port, workers=workers,
                       threads=threads)
     else:

@@ -11,6 +11,7 @@ included) and a normal question is asked every 5 s. Prints a table and writes
 
     python bench/slowloris.py --connections 300 --duration 60
     python bench/slowloris.py --connections 300 --duration 60 --mode body --name slowloris-body
+    python bench/slowloris.py --workers 2 --connections 300 --duration 60 --name slowloris-workers-2
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between two bytes of a slow client")
     parser.add_argument("--mode", choices=["headers", "body"], default="headers")
     parser.add_argument("--probe-timeout", type=float, default=1.0)
+    parser.add_argument("--workers", type=int, default=1, help="`kgqa serve --workers N`; with --url, how many the server runs (readiness waits for all)")
     parser.add_argument("--name", default="slowloris")
     args = parser.parse_args()
 
@@ -122,13 +124,14 @@ def main() -> None:
     if url is None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                  cwd=PROJECT_ROOT, env={**__import__("os").environ, "KGQA_RATE_LIMIT_PER_MINUTE": "0"})
+        command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                   "--workers", str(args.workers)]
+        server = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**__import__("os").environ, "KGQA_RATE_LIMIT_PER_MINUTE": "0"})
     load_before = load_average()
     probes: list[dict] = []
     questions: list[dict] = []
     try:
-        wait_ready(url, 600, server)
+        wait_ready(url, 600, server, workers=args.workers)
         host, port = url.split("//")[1].split(":")
         slow = SlowClients(host, int(port), args.connections, args.interval, args.mode).start()
         time.sleep(min(5.0, args.duration / 4))  # let the slow connections pile up first
@@ -160,7 +163,8 @@ def main() -> None:
     answered = [p for p in probes if p["status"] == 200 and p["seconds"] <= args.probe_timeout]
     asked = sorted(q["seconds"] for q in questions if q["status"] == 200)
     summary = {
-        "mode": args.mode, "connections": args.connections, "interval_s": args.interval, "duration_s": args.duration,
+        "mode": args.mode, "workers": args.workers, "connections": args.connections, "interval_s": args.interval,
+        "duration_s": args.duration,
         "readyz_answered": f"{len(answered)}/{len(probes)}",
         "readyz_answered_share": round(len(answered) / max(1, len(probes)), 3),
         "question_answered": f"{len(asked)}/{len(questions)}",

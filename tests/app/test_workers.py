@@ -1,4 +1,5 @@
-"""``kgqa serve --workers N``: N gunicorn processes on one socket, each warming its own engine."""
+"""``kgqa serve --workers N``: N gunicorn processes on one socket, each warming its own engine and
+serving through waitress, so slow clients starve none of them."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from tests.helpers.app_fakes import ANSWER, QUESTION
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +60,9 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def test_two_workers_warm_themselves_answer_and_stop_on_sigterm(tmp_path):
+@contextmanager
+def workers_server(tmp_path):
+    """``serve_workers`` with two workers in a process of its own; yields it and its port once both are ready."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVE, str(tmp_path / "data"), str(port)], cwd=PROJECT_ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -69,6 +74,15 @@ def test_two_workers_warm_themselves_answer_and_stop_on_sigterm(tmp_path):
             assert server.poll() is None, server.stdout.read()
             ready = ready + 1 if call(port, "GET", "/readyz")[0] == 200 else 0
             time.sleep(0.05 if ready else 0.5)
+        yield server, port
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def test_two_workers_warm_themselves_answer_and_stop_on_sigterm(tmp_path):
+    with workers_server(tmp_path) as (server, port):
         workers = children(server.pid)
         assert len(workers) == 2 and server.pid not in workers
         status, body = call(port, "POST", "/api/v1/ask", {"question": QUESTION})
@@ -76,7 +90,75 @@ def test_two_workers_warm_themselves_answer_and_stop_on_sigterm(tmp_path):
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=40) == 0
         assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+
+
+def test_a_worker_refuses_as_waitress_does(tmp_path):
+    """The workers' connections are waitress's service channels: a refusal is the service's JSON error."""
+    with workers_server(tmp_path) as (_, port), socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")  # no Host header
+        response = sock.recv(65536).decode()
+    assert response.startswith("HTTP/1.1 400 ")
+    assert '"error"' in response and "Host header" in response
+
+
+class SlowClients:
+    """``count`` connections that each send one header byte per ``tick()``; one the server closes is opened again."""
+
+    def __init__(self, port: int, count: int):
+        self.port = port
+        self.socks = [self.open() for _ in range(count)]
+
+    def open(self) -> socket.socket | None:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Pad: ")
+            return sock
+        except OSError:
+            return None
+
+    def tick(self) -> None:
+        for i, sock in enumerate(self.socks):
+            try:
+                if sock is None:
+                    raise OSError
+                sock.send(b"a")
+            except OSError:
+                if sock is not None:
+                    sock.close()
+                self.socks[i] = self.open()
+
+    def close(self) -> None:
+        for sock in self.socks:
+            if sock is not None:
+                sock.close()
+
+
+def probe(port: int, timeout: float) -> int | None:
+    """The status of one ``GET /readyz`` on a new connection, or None when it takes over ``timeout`` seconds in all."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            head = sock.recv(64)
+    except OSError:
+        return None
+    return int(head.split()[1]) if head.startswith(b"HTTP/1.1 ") else None
+
+
+@pytest.mark.slow  # two server processes, 100 slow sockets for 12 s
+def test_slow_clients_do_not_starve_the_workers(tmp_path):
+    """100 connections trickling their headers (more than both workers' threads together) hold no thread:
+    ``/readyz`` stays answered and a question is answered meanwhile (gunicorn's gthread workers: 0 of 12)."""
+    with workers_server(tmp_path) as (_, port):
+        slow = SlowClients(port, 100)
+        try:
+            answered = 0
+            for _ in range(12):
+                tick = time.monotonic()
+                slow.tick()
+                answered += probe(port, timeout=2.0) == 200
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - tick)))
+            status, body = call(port, "POST", "/api/v1/ask", {"question": QUESTION})
+        finally:
+            slow.close()
+    assert answered >= 10, f"/readyz answered {answered} of 12 probes"
+    assert status == 200 and body["answer"] == ANSWER
