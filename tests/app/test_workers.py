@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from tests.helpers.app_fakes import ANSWER, QUESTION
+from tests.helpers.app_fakes import ANSWER, QUESTION, sse_events
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SERVE = """
@@ -25,7 +25,7 @@ from kgqa.settings import Settings
 from tests.helpers.app_fakes import FakeEngine
 
 settings = Settings(data_dir=sys.argv[1], rate_limit_per_minute=0)
-serve_workers(lambda: create_app(settings, engine=FakeEngine()), settings, host="127.0.0.1",
+serve_workers(lambda: create_app(settings, engine=FakeEngine(delay_s=float(sys.argv[3]))), settings, host="127.0.0.1",
               port=int(sys.argv[2]), workers=2)
 """
 
@@ -61,10 +61,13 @@ def children(pid: int) -> list[int]:
 
 
 @contextmanager
-def workers_server(tmp_path):
-    """``serve_workers`` with two workers in a process of its own; yields it and its port once both are ready."""
+def workers_server(tmp_path, delay_s: float = 0.0):
+    """``serve_workers`` with two workers in a process of its own; yields it and its port once both are ready.
+
+    ``delay_s``: the seconds the fake engine takes for each token of an answer."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", SERVE, str(tmp_path / "data"), str(port)], cwd=PROJECT_ROOT,
+    server = subprocess.Popen([sys.executable, "-c", SERVE, str(tmp_path / "data"), str(port), str(delay_s)],
+                              cwd=PROJECT_ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
@@ -90,6 +93,23 @@ def test_two_workers_warm_themselves_answer_and_stop_on_sigterm(tmp_path):
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=40) == 0
         assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_sigterm_lets_a_stream_under_way_finish_and_takes_no_new_connection(tmp_path):
+    with workers_server(tmp_path, delay_s=0.2) as (server, port):  # a stream of about 4 s
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/api/v1/ask", body=json.dumps({"question": QUESTION, "stream": True}),
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200
+        server.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        body = response.read().decode()
+        conn.close()
+        assert time.monotonic() - stopped_at > 1  # it was still under way when the workers were told to stop
+        assert json.loads(sse_events(body)[-1])["result"]["answer"] == ANSWER
+        assert server.wait(timeout=40) == 0
+        assert call(port, "GET", "/healthz")[0] == 0  # nobody listens any more
 
 
 def test_a_worker_refuses_as_waitress_does(tmp_path):
