@@ -158,12 +158,7 @@ def _close_orphaned_lm_workers() -> int:
     batching = sys.modules.get("models.lm.batching")
     if batching is None:  # no local LM was loaded
         return 0
-    stopped = 0
-    for batcher in list(batching._started):
-        if _owner_is_orphaned(getattr(batcher.run_batch, "__self__", batcher)):
-            batcher.close(cancel=True)
-            stopped += 1
-    return stopped
+    return batching.close_workers(lambda queue: _owner_is_orphaned(queue.owner))
 
 
 def release_orphaned_models() -> int:

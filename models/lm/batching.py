@@ -115,11 +115,19 @@ def _stop_workers_at_exit() -> None:
     active exception"), e.g. right after ``kgqa ask`` stopped reading a long answer.
     """
 
-    def stop_all() -> None:
-        for batcher in list(_started):
-            batcher.close(cancel=True)
+    atexit.register(close_workers)
 
-    atexit.register(stop_all)
+
+def close_workers(where: Callable[[BatchingQueue], bool] | None = None) -> int:
+    """Stop the worker of every started queue (``where(queue)`` those it accepts), giving up what they wait for
+    and decode (``BatchingQueue.close(cancel=True)``); returns how many were stopped. At exit, every one; the
+    test suite, those whose generator (``BatchingQueue.owner``) nothing holds any more."""
+    stopped = 0
+    for batcher in list(_started):
+        if where is None or where(batcher):
+            batcher.close(cancel=True)
+            stopped += 1
+    return stopped
 
 
 class BatchingQueue:
@@ -136,6 +144,11 @@ class BatchingQueue:
         self.batches_run = 0
         self.largest_batch = 0
         self.joined = 0  # requests that joined a batch already decoding
+
+    @property
+    def owner(self):
+        """What runs the batches: the generator whose method ``run_batch`` is, else the queue itself."""
+        return getattr(self.run_batch, "__self__", self)
 
     def start(self) -> None:
         with self._cond:

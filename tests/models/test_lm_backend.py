@@ -120,6 +120,24 @@ def test_closing_with_cancel_stops_a_decoding_batch_between_steps_and_gives_up_w
     assert running.cancelled.is_set() and list(waiting.iter_pieces()) == []
 
 
+def test_close_workers_stops_the_started_queues_it_is_asked_to_and_no_others():
+    from models.lm import batching
+
+    def run_batch(requests, join):  # pragma: no cover - never asked anything
+        pass
+
+    stopped, kept = BatchingQueue(run_batch, batch_size=1), BatchingQueue(run_batch, batch_size=1)
+    never_started = BatchingQueue(run_batch, batch_size=1)
+    stopped.start()
+    kept.start()
+    assert stopped.owner is stopped  # a plain function runs its batches: the queue is its own owner
+    assert batching.close_workers(lambda queue: queue in (stopped, never_started)) == 1
+    assert not stopped._thread.is_alive() and kept._thread.is_alive()
+    with pytest.raises(RuntimeError, match="closed"):
+        stopped.submit(Request([1], GenerationConfig()))
+    kept.close()
+
+
 def test_worker_error_reaches_the_caller():
     def broken(requests, join):
         raise RuntimeError("kernel exploded")
