@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
 
 import pytest
-from tests.helpers.app_fakes import ANSWER, QUESTION, sse_events
+from tests.helpers.app_fakes import ANSWER, QUESTION, FakeEngine, sse_events
+
+from kgqa.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SERVE = """
@@ -58,6 +64,50 @@ def children(pid: int) -> list[int]:
         except (OSError, ValueError):
             continue
     return found
+
+
+@contextmanager
+def in_process_worker(tmp_path, *, ppid: int):
+    """A ``WaitressWorker`` on a listening socket of its own, its ``run()`` in a thread; yields it and its port."""
+    from gunicorn.config import Config
+
+    from app import create_app
+    from app.serve import waitress_worker
+
+    cfg = Config()
+    cfg.set("threads", 2)
+    cfg.set("graceful_timeout", 5)
+    listener = socket.create_server(("127.0.0.1", 0))
+    worker = waitress_worker()(0, ppid, [SimpleNamespace(sock=listener)], None, 30, cfg, mock.Mock())
+    worker.wsgi = create_app(Settings(data_dir=tmp_path / "data", rate_limit_per_minute=0), engine=FakeEngine())
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield worker, thread, listener.getsockname()[1]
+    finally:
+        worker.alive = False
+        thread.join(10)
+        worker.tmp.close()
+        listener.close()
+
+
+def test_a_worker_beats_from_its_loop_serves_and_stops_when_told(tmp_path):
+    with in_process_worker(tmp_path, ppid=os.getppid()) as (worker, thread, port):
+        assert call(port, "GET", "/healthz")[0] == 200
+        beat = worker.tmp.last_update()
+        time.sleep(1.2)
+        assert worker.tmp.last_update() > beat  # gunicorn's arbiter reads this to tell a stuck worker
+        worker.alive = False  # what SIGTERM's handler does
+        thread.join(10)
+        assert not thread.is_alive()
+        assert call(port, "GET", "/healthz")[0] == 0  # its listener is closed
+
+
+def test_a_worker_whose_parent_changed_stops(tmp_path):
+    with in_process_worker(tmp_path, ppid=os.getppid() + 1) as (worker, thread, _):
+        thread.join(10)
+        assert not thread.is_alive()
+        worker.log.info.assert_called_with("Parent changed, shutting down: %s", worker)
 
 
 @contextmanager
