@@ -73,6 +73,11 @@ class HoldModel:
         self.base: float | None = None  # seconds of an answer of no tokens; None before any answer finished
         self.per_token = 0.0
 
+    def warm_up(self) -> None:
+        """Import what the fit needs (scipy.stats: about a second) now, not at the first finished answer, where
+        admission's lock is held and every request would wait for it."""
+        import scipy.stats  # noqa: F401
+
     def observe(self, tokens: int, seconds: float) -> None:
         """An answer of ``tokens`` held its place ``seconds``: refit."""
         if tokens < 0 or not math.isfinite(seconds) or seconds < 0:
@@ -365,6 +370,7 @@ class EngineRuntime:
 
     def _warm_up(self) -> None:
         try:
+            self.admission.hold_model.warm_up()
             if self._engine is None:
                 from qa.engine import QAEngine
 

@@ -373,6 +373,18 @@ def test_the_hold_model_refuses_an_impossible_answer(tokens, seconds):
         HoldModel().observe(tokens, seconds)
 
 
+def test_the_engine_warm_up_imports_what_the_hold_model_fits_with(tmp_path):
+    """Not at the first finished answer, under admission's lock (scipy.stats takes about a second to import)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from app.runtime import EngineRuntime; from kgqa.settings import Settings\n"
+            "assert 'scipy.stats' not in sys.modules\n"
+            f"runtime = EngineRuntime(Settings(data_dir={str(tmp_path)!r}), engine=type('E', (), {{'warm_up': lambda self: None}})())\n"
+            "assert runtime.wait_ready(60) and 'scipy.stats' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 def test_admission_teaches_its_hold_model_the_seconds_each_answer_held():
     clock = Clock()
     admission = Admission(2, 0, clock=clock)
