@@ -25,6 +25,7 @@ def ingest_command(ctx: click.Context, dump: Path, limit, resume: bool, workers,
                    sync: bool) -> None:
     """Ingest a MediaWiki pages-articles dump (.xml, .xml.bz2, .xml.gz) into the knowledge base."""
     from kg.ingest import ingest_dump
+    from kg.removal import turned_into_redirects
 
     if sync and limit is not None:
         raise click.UsageError("--sync removes every page the dump does not hold, so it reads the whole dump: "
@@ -38,7 +39,7 @@ def ingest_command(ctx: click.Context, dump: Path, limit, resume: bool, workers,
         f"{summary.unchanged} unchanged, {summary.skipped} skipped; {summary.elapsed_s:.1f}s"
     )
     if summary.removed is not None:
-        click.echo(f"sync: {summary.removed.describe()}; {summary.redirected} pages turned into redirects")
+        click.echo(f"sync: {summary.removed.describe()}; {turned_into_redirects(summary.redirected)}")
 
 
 @click.group("kg")

@@ -64,8 +64,18 @@ class Removed:
 
     def describe(self) -> str:
         named = ", ".join(self.titles[:10]) + (" ..." if len(self.titles) > 10 else "")
-        return (f"removed {self.pages} pages{f' ({named})' if named else ''}, {self.redirects} redirects; "
-                f"{self.passages} passages and their vectors, {self.triples} triples, {self.aliases} aliases")
+        return (f"removed {counted(self.pages, 'page')}{f' ({named})' if named else ''}, "
+                f"{counted(self.redirects, 'redirect')}; {counted(self.passages, 'passage')} and their vectors, "
+                f"{counted(self.triples, 'triple')}, {counted(self.aliases, 'alias', 'aliases')}")
+
+
+def counted(number: int, noun: str, plural: str = "") -> str:
+    """``number`` and ``noun``, in the plural unless there is exactly one: "1 page", "3 aliases"."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
+def turned_into_redirects(pages: int) -> str:
+    return f"{counted(pages, 'page')} turned into {'a redirect' if pages == 1 else 'redirects'}"
 
 
 def page_range(dump_path: Path) -> tuple[int, int] | None:
@@ -189,11 +199,13 @@ def last_removals(session: Session) -> dict[str, str]:
             continue
         titles = json.loads(record.titles or "[]")
         named = ", ".join(titles[:10]) + (" ..." if record.pages > 10 else "")
-        redirected = f"; {record.redirected} pages turned into redirects (now aliases)" if kind == "sync" else ""
+        redirected = (f"; {turned_into_redirects(record.redirected)} (now aliases)"
+                      if kind == "sync" else "")
         lines[f"last_{kind}"] = (
-            f"#{record.id} {record.finished_at:%Y-%m-%d %H:%M:%S} {record.source}: removed {record.pages} pages"
-            f"{f' ({named})' if named else ''}, {record.redirects} redirects, {record.passages} passages and "
-            f"vectors, {record.triples} triples, {record.aliases} aliases{redirected}")
+            f"#{record.id} {record.finished_at:%Y-%m-%d %H:%M:%S} {record.source}: removed {counted(record.pages, 'page')}"
+            f"{f' ({named})' if named else ''}, {counted(record.redirects, 'redirect')}, "
+            f"{counted(record.passages, 'passage')} and vectors, {counted(record.triples, 'triple')}, "
+            f"{counted(record.aliases, 'alias', 'aliases')}{redirected}")
     return lines
 
 

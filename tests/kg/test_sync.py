@@ -155,8 +155,8 @@ def test_what_sync_keeps_is_byte_for_byte_what_it_held(synced):
 def test_stats_report_what_the_last_sync_removed(synced):
     settings, _, _ = synced
     stats = kb_stats(settings)
-    assert "removed 1 pages (Gamma), 1 redirects" in stats["last_sync"]
-    assert "1 pages turned into redirects" in stats["last_sync"] and "last_delete" not in stats
+    assert "removed 1 page (Gamma), 1 redirect" in stats["last_sync"]
+    assert "1 page turned into a redirect" in stats["last_sync"] and "last_delete" not in stats
     assert stats["orphan_vectors"] == stats["flagged_without_vector"] == 0
 
 
@@ -219,7 +219,7 @@ def test_delete_by_title_and_id_removes_the_page_and_all_derived_from_it(tmp_pat
     assert set(open_sparse_index(sparse_dir(settings)).page_ids.tolist()) == {1, 2, 4}
     assert "Gamma" not in open_link_graph(link_graph_dir(settings))
     stats = kb_stats(settings)
-    assert "removed 1 pages (Gamma), 1 redirects" in stats["last_delete"] and "last_sync" not in stats
+    assert "removed 1 page (Gamma), 1 redirect" in stats["last_delete"] and "last_sync" not in stats
     assert not index_files.damaged(settings.index_dir)
 
 
@@ -436,3 +436,11 @@ def test_a_resumed_sync_keeps_the_pages_before_its_resume_point(tmp_path):
     summary = _ingest(settings, new, sync=True, resume=True)
     assert summary.removed.titles == ["Gamma"] and summary.redirected == 1
     assert [row[0] for row in _rows(settings)["pages"]] == [1, 2]
+
+
+def test_a_removal_is_described_in_the_singular_where_it_took_one():
+    from kg.removal import Removed, counted
+
+    assert counted(1, "alias", "aliases") == "1 alias" and counted(3, "alias", "aliases") == "3 aliases"
+    assert Removed(pages=1, redirects=0, passages=2, triples=1, aliases=1, titles=["Aristotle"]).describe() == (
+        "removed 1 page (Aristotle), 0 redirects; 2 passages and their vectors, 1 triple, 1 alias")
