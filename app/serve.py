@@ -263,6 +263,14 @@ def waitress_worker():
     class WaitressWorker(Worker):
         """A gunicorn worker process serving its app through ``build_server`` on the inherited listening sockets."""
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.woken = threading.Event()  # set by SIGTERM: the watch stops waiting for its next beat
+
+        def handle_exit(self, sig, frame):
+            super().handle_exit(sig, frame)
+            self.woken.set()
+
         def run(self):
             sockets = [listener.sock for listener in self.sockets]  # gunicorn's wrappers of the inherited sockets
             server = build_server(self.wsgi, threads=self.cfg.threads, sockets=sockets)
@@ -284,7 +292,7 @@ def waitress_worker():
             try:
                 while self.alive and self.ppid == os.getppid():
                     trigger.pull_trigger(self.notify)
-                    time.sleep(HEARTBEAT_S)
+                    self.woken.wait(HEARTBEAT_S)
                 if self.ppid != os.getppid():
                     self.log.info("Parent changed, shutting down: %s", self)
                 trigger.pull_trigger(lambda: stop_accepting(socket_map))

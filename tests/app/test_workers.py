@@ -97,7 +97,7 @@ def test_a_worker_beats_from_its_loop_serves_and_stops_when_told(tmp_path):
         beat = worker.tmp.last_update()
         time.sleep(1.2)
         assert worker.tmp.last_update() > beat  # gunicorn's arbiter reads this to tell a stuck worker
-        worker.alive = False  # what SIGTERM's handler does
+        worker.handle_exit(signal.SIGTERM, None)  # SIGTERM's handler
         thread.join(10)
         assert not thread.is_alive()
         assert call(port, "GET", "/healthz")[0] == 0  # its listener is closed
