@@ -61,7 +61,8 @@ def mentioned(text: str, titles: Iterable[str]) -> list[str]:
 
 
 def find_bridges(question: str, first_hops: Sequence[FirstHop], neighbours: Callable[[str], Collection[str]], *,
-                 named: Collection[str] = (), least_shared: int = 2, limit: int = 1) -> list[Bridge]:
+                 named: Collection[str] = (), read: Collection[str] = (), least_shared: int = 2,
+                 limit: int = 1) -> list[Bridge]:
     """The bridges the first hops lead to, surest first: at most ``limit``, each article once.
 
     For each first-hop passage, each sentence naming an article its own article links to
@@ -69,6 +70,8 @@ def find_bridges(question: str, first_hops: Sequence[FirstHop], neighbours: Call
     the question's text: "Who killed Achilles with Apollo's help?") is a way on when it
     shares at least ``least_shared`` content words with the question and leaves at least one unread:
     those unread words, without the bridge's own, are what the second query asks of the bridge.
+    Where every one of them is in ``read`` too (the content words of the passages retrieval already
+    ranks first), the list holds what the question asks and there is no second hop to take.
     Surest: the sentence sharing the most words, then the better-ranked first hop.
     """
     asked = list(dict.fromkeys(content_words(question)))
@@ -83,14 +86,14 @@ def find_bridges(question: str, first_hops: Sequence[FirstHop], neighbours: Call
             targets = mentioned(sentence, linked)
             if not targets:
                 continue
-            read = set(content_words(sentence)) | set(content_words(hop.title))
-            shared = sum(1 for word in asked if word in read)
+            covered = set(content_words(sentence)) | set(content_words(hop.title))
+            shared = sum(1 for word in asked if word in covered)
             if shared < least_shared:
                 continue
             for title in targets:
                 own = set(content_words(_DISAMBIGUATOR.sub("", title)))
-                unread = [word for word in asked if word not in read and word not in own and word not in named_words]
-                if unread:
+                unread = [word for word in asked if word not in covered and word not in own and word not in named_words]
+                if unread and not set(unread) <= set(read):
                     query = f"{_DISAMBIGUATOR.sub('', title)} {' '.join(unread)}"
                     found.append((-shared, rank, Bridge(title=title, query=query, via=hop.passage_id, shared=shared)))
     found.sort(key=lambda item: item[:2])

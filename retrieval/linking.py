@@ -174,11 +174,27 @@ _DISAMBIGUATOR = re.compile(r"\s+\([^)]*\)$")
 
 
 def surname_words(question: str, linked: Iterable[str]) -> list[str]:
-    """The capitalised words of ``question`` (a possessive's "'s" left off) that no linked mention covers
-    and that are no stopword: the words ``by_surname`` may read as surnames."""
+    """The capitalised words of ``question`` (a possessive's "'s" left off) that no linked mention covers,
+    that are no stopword and that stand alone, not next to another capitalised word ("Civil War") unless
+    possessive ("Schopenhauer's The World as Will"): the words ``by_surname`` may read as surnames."""
     covered = {word for mention in linked for word in mention.casefold().split()}
-    found = [match.group(1) for match in _CAPITALISED.finditer(question)]
-    return [word for word in dict.fromkeys(found) if word.casefold() not in STOPWORDS | covered]
+    words = list(_CAPITALISED.finditer(question))
+    found = []
+    for at, match in enumerate(words):
+        word = match.group(1)
+        if word.casefold() in STOPWORDS | covered:
+            continue
+        # a word within a longer name ("the Civil War") is no surname alone
+        before = question[words[at - 1].end():match.start()] if at else None
+        after = question[match.end():words[at + 1].start()] if at + 1 < len(words) else None
+        joined = [other.group(1) for other, gap in ((words[at - 1] if at else None, before),
+                                                   (words[at + 1] if at + 1 < len(words) else None, after))
+                  if other is not None and gap is not None and gap.strip() == ""]
+        if not match.group(0).endswith(("'s", "’s", "'", "’")) and any(
+                other.casefold() not in STOPWORDS for other in joined):
+            continue
+        found.append(word)
+    return list(dict.fromkeys(found))
 
 
 def by_surname(question: str, linked: Iterable[str], titles: Iterable[str]) -> list[tuple[str, str]]:

@@ -228,10 +228,12 @@ class RetrievalPipeline:
         settings = self.bridges
         if not settings.first_hops or not settings.bridges or not settings.passages or not fused:
             return fused
-        first = self._first_hops([pid for pid, _, _ in fused[: settings.first_hops]])
-        found = find_bridges(question, first, self.kb.expander.linked_titles, named=[e.title for e in entities],
-                             least_shared=settings.least_shared, limit=settings.bridges)
         place = min(settings.place, len(fused))
+        head = self._first_hops([pid for pid, _, _ in fused[: max(settings.first_hops, place)]])
+        read = {word for hop in head[:place] for word in content_words(f"{hop.title} {hop.text}")}
+        found = find_bridges(question, head[: settings.first_hops], self.kb.expander.linked_titles,
+                             named=[e.title for e in entities], read=read, least_shared=settings.least_shared,
+                             limit=settings.bridges)
         ahead = {pid for pid, _, _ in fused[:place]}  # already read before the bridge's place: left there
         brought: list[str] = []
         for bridge in found:

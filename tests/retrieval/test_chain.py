@@ -44,6 +44,10 @@ def test_no_bridge_without_enough_shared_words_an_unread_word_or_a_link():
     assert find_bridges("Who was the twin sister of Apollo, who guided Paris' arrow?", [ACHILLES], links) == []
     assert find_bridges("Who was the twin sister of the god who guided Paris' arrow?", [ACHILLES], links,
                         named=["Apollo"]) == []
+    # the passages already ranked first read every word the bridge would ask for: no second hop to take
+    question = "Who was the twin sister of the god who guided Paris' arrow to Achilles?"
+    assert find_bridges(question, [ACHILLES], links, read={"twin", "sister", "other"}) == []
+    assert [b.query for b in find_bridges(question, [ACHILLES], links, read={"twin"})] == ["Apollo twin sister"]
 
 
 def test_the_surest_bridge_comes_first_and_each_article_once():

@@ -1,6 +1,6 @@
 import re
 
-from retrieval.linking import AliasEntry, EntityLinker, by_surname
+from retrieval.linking import AliasEntry, EntityLinker, by_surname, surname_words
 
 
 def fold(text: str) -> str:
@@ -91,3 +91,11 @@ def test_a_surname_that_ends_two_titles_or_none_names_nothing():
     assert by_surname("Who died first, Schopenhauer or Lincoln?", [], titles) == [("Schopenhauer", "Arthur Schopenhauer")]
     assert by_surname("Who was born first, Kant or Hegel?", [], RETRIEVED) == []
     assert by_surname("When did Lincoln die?", [], ["Lincoln, Nebraska"]) == []
+
+
+def test_a_word_within_a_longer_capitalised_name_is_no_surname():
+    titles = [*RETRIEVED, "American Revolutionary War"]
+    assert surname_words("How many soldiers did Alabama send to the Civil War?", ["Alabama"]) == []
+    assert by_surname("How many soldiers did Alabama send to the Civil War?", ["Alabama"], titles) == []
+    assert surname_words("Was Lincoln born before Schopenhauer's The World as Will?", []) == \
+        ["Lincoln", "Schopenhauer", "World"]  # a stopword ("Will" too) or a possessive joins no name
