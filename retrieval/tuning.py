@@ -243,4 +243,10 @@ class BridgeFollowing:
 # @10). A question naming two entities follows no bridge (it compares). Dev, all 44 both hops @5 / @10 with
 # everything here: .682/.818 (bridges .357/.643, comparisons .833/.900), .682/.773 without bridges; single-hop dev
 # metrics equal with and without bridges (nDCG@10 .849, hybrid's).
+# Test, reported only (58 answerable): hybrid .207/.362, graph before this rule and the intro and surname rules
+# .276/.466, now .569/.690 (bridges .312/.500, as hybrid; comparisons .667/.762). Test was read twice: first with
+# ``least_shared`` 2 and no head gate (.741 @10, bridges .688; the sample's test nDCG@10 .871 against hybrid's
+# .880), then with the dev-set gates above; nothing was chosen on it. The sample's single-hop test split: at or
+# above hybrid on every metric but nDCG@10 (.879 against .880: "Which Canadian province holds most of the world's
+# reserves of natural bitumen?" follows Asphalt -> Alberta, the answer's article, and pushes Asphalt passages out).
 BRIDGES = BridgeFollowing(first_hops=3, bridges=1, passages=3, place=7, least_shared=4, sparse_weight=4.0)
