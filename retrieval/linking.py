@@ -178,23 +178,24 @@ def surname_words(question: str, linked: Iterable[str]) -> list[str]:
     that are no stopword and that stand alone, not next to another capitalised word ("Civil War") unless
     possessive ("Schopenhauer's The World as Will"): the words ``by_surname`` may read as surnames."""
     covered = {word for mention in linked for word in mention.casefold().split()}
-    words = list(_CAPITALISED.finditer(question))
+    matches = list(_CAPITALISED.finditer(question))
     found = []
-    for at, match in enumerate(words):
+    for at, match in enumerate(matches):
         word = match.group(1)
         if word.casefold() in STOPWORDS | covered:
             continue
-        # a word within a longer name ("the Civil War") is no surname alone
-        before = question[words[at - 1].end():match.start()] if at else None
-        after = question[match.end():words[at + 1].start()] if at + 1 < len(words) else None
-        joined = [other.group(1) for other, gap in ((words[at - 1] if at else None, before),
-                                                   (words[at + 1] if at + 1 < len(words) else None, after))
-                  if other is not None and gap is not None and gap.strip() == ""]
-        if not match.group(0).endswith(("'s", "’s", "'", "’")) and any(
-                other.casefold() not in STOPWORDS for other in joined):
-            continue
-        found.append(word)
+        neighbours = [other for other in matches[max(at - 1, 0) : at + 2]
+                      if other is not match and _adjacent(question, match, other)]
+        possessive = match.group(0) != word
+        if possessive or all(other.group(1).casefold() in STOPWORDS for other in neighbours):
+            found.append(word)  # a word within a longer name ("the Civil War") is no surname alone
     return list(dict.fromkeys(found))
+
+
+def _adjacent(text: str, one: re.Match, other: re.Match) -> bool:
+    """Whether only white space separates two matches of ``text``."""
+    left, right = sorted((one, other), key=lambda match: match.start())
+    return text[left.end():right.start()].strip() == ""
 
 
 def by_surname(question: str, linked: Iterable[str], titles: Iterable[str]) -> list[tuple[str, str]]:
