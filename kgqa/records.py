@@ -31,7 +31,7 @@ class PassageHit(BaseModel):
     text: str
     url: str
     score: float
-    sources: list[str] = Field(default_factory=list)  # which retrievers found it: dense, sparse, graph
+    sources: list[str] = Field(default_factory=list)  # which retrievers found it: dense, sparse, graph; bridge (a followed bridge, retrieval.chain)
 
 
 class FactHit(BaseModel):
