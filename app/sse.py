@@ -34,9 +34,10 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 def client_gone(environ: dict) -> Callable[[], bool]:
     """A check that says whether the request's client closed its connection.
 
-    waitress (``kgqa serve``) keeps reading a connection while its request runs
-    (``channel_request_lookahead``, app/serve.py) and says so itself; under gunicorn or
-    the Werkzeug development server the socket is peeked at (an orderly close reads as
+    waitress (``kgqa serve``, one process or ``--workers``) keeps reading a connection while its
+    request runs (``channel_request_lookahead``, app/serve.py) and says so itself; under gunicorn's
+    own workers (the app run by ``gunicorn`` directly) or the Werkzeug development server the socket
+    is peeked at (an orderly close reads as
     end of file). Elsewhere (a test client, a TLS socket) it always says no.
     """
     waitress_check = environ.get("waitress.client_disconnected")
