@@ -273,7 +273,8 @@ def waitress_worker():
 
         def run(self):
             sockets = [listener.sock for listener in self.sockets]  # gunicorn's wrappers of the inherited sockets
-            server = build_server(self.wsgi, threads=self.cfg.threads, sockets=sockets)
+            server = build_server(self.wsgi, threads=self.cfg.threads, sockets=sockets,
+                                  trusted_proxy=getattr(self.app, "trusted_proxy", None))
             watch = threading.Thread(target=self.watch, args=(server,), name="kgqa-worker-watch", daemon=True)
             watch.start()
             try:
@@ -307,8 +308,10 @@ def waitress_worker():
 
 
 def serve_workers(make_app, settings: Settings, *, host: str, port: int, workers: int,
-                  threads: int | None = None) -> None:
-    """Serve with ``workers`` gunicorn processes, each building its app with ``make_app()`` and warming it."""
+                  threads: int | None = None, trusted_proxy: str | None = None) -> None:
+    """Serve with ``workers`` gunicorn processes, each building its app with ``make_app()`` and warming it.
+
+    ``trusted_proxy`` reaches each worker's waitress server (``build_server``) as the application's attribute."""
     from gunicorn.app.base import BaseApplication
 
     options = {
@@ -325,6 +328,10 @@ def serve_workers(make_app, settings: Settings, *, host: str, port: int, workers
     }
 
     class Workers(BaseApplication):
+        def __init__(self):
+            self.trusted_proxy = trusted_proxy  # read by each WaitressWorker (its ``app``)
+            super().__init__()
+
         def load_config(self):
             for key, value in options.items():
                 self.cfg.set(key, value)
@@ -362,9 +369,7 @@ def serve_command(ctx: click.Context, host: str, port: int, threads: int | None,
                   trusted_proxy: str | None) -> None:
     """Serve the web page, the JSON API and the OpenAI-compatible endpoint."""
     if workers > 1:
-        if trusted_proxy:
-            raise click.UsageError("--trusted-proxy does not combine with --workers")
         serve_workers(lambda: _app_for(ctx), command_settings(ctx), host=host, port=port, workers=workers,
-                      threads=threads)
+                      threads=threads, trusted_proxy=trusted_proxy)
     else:
         serve(_app_for(ctx), host=host, port=port, threads=threads, trusted_proxy=trusted_proxy)

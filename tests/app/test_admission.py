@@ -296,14 +296,16 @@ def test_a_trusted_proxy_names_the_client_and_no_one_else_can(tmp_path, trusted)
         thread.join(5)
 
 
-def test_a_trusted_proxy_is_waitresss_and_refused_with_workers():
+def test_a_trusted_proxy_reaches_every_worker(monkeypatch):
     from click.testing import CliRunner
 
-    from app.serve import serve_command
+    from app import serve
 
-    result = CliRunner().invoke(serve_command, ["--workers", "2", "--trusted-proxy", "10.0.0.5"])
-    assert result.exit_code == 2
-    assert "--trusted-proxy" in result.output
+    seen = {}
+    monkeypatch.setattr(serve, "serve_workers", lambda *args, **kwargs: seen.update(kwargs))
+    result = CliRunner().invoke(serve.serve_command, ["--workers", "2", "--trusted-proxy", "10.0.0.5"])
+    assert result.exit_code == 0, result.output
+    assert seen["trusted_proxy"] == "10.0.0.5" and seen["workers"] == 2
 
 
 def test_a_waiting_request_whose_client_went_away_leaves_the_line():

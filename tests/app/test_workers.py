@@ -67,8 +67,10 @@ def children(pid: int) -> list[int]:
 
 
 @contextmanager
-def in_process_worker(tmp_path, *, ppid: int):
-    """A ``WaitressWorker`` on a listening socket of its own, its ``run()`` in a thread; yields it and its port."""
+def in_process_worker(tmp_path, *, ppid: int, application=None, wsgi=None):
+    """A ``WaitressWorker`` on a listening socket of its own, its ``run()`` in a thread; yields it and its port.
+
+    ``application`` stands for gunicorn's application object (``serve_workers``'s), ``wsgi`` for the app it loads."""
     from gunicorn.config import Config
 
     from app import create_app
@@ -78,8 +80,8 @@ def in_process_worker(tmp_path, *, ppid: int):
     cfg.set("threads", 2)
     cfg.set("graceful_timeout", 5)
     listener = socket.create_server(("127.0.0.1", 0))
-    worker = waitress_worker()(0, ppid, [SimpleNamespace(sock=listener)], None, 30, cfg, mock.Mock())
-    worker.wsgi = create_app(Settings(data_dir=tmp_path / "data", rate_limit_per_minute=0), engine=FakeEngine())
+    worker = waitress_worker()(0, ppid, [SimpleNamespace(sock=listener)], application, 30, cfg, mock.Mock())
+    worker.wsgi = wsgi or create_app(Settings(data_dir=tmp_path / "data", rate_limit_per_minute=0), engine=FakeEngine())
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -101,6 +103,24 @@ def test_a_worker_beats_from_its_loop_serves_and_stops_when_told(tmp_path):
         thread.join(10)
         assert not thread.is_alive()
         assert call(port, "GET", "/healthz")[0] == 0  # its listener is closed
+
+
+@pytest.mark.parametrize("trusted_proxy, seen", [("127.0.0.1", "203.0.113.7"), (None, "127.0.0.1")])
+def test_a_worker_takes_the_client_from_its_trusted_proxy_only(tmp_path, trusted_proxy, seen):
+    """``--workers`` with ``--trusted-proxy``: each worker's waitress reads the client from the proxy's
+    X-Forwarded-For; without it the header names nobody."""
+    from flask import request
+
+    from app import create_app
+
+    wsgi = create_app(Settings(data_dir=tmp_path / "data", rate_limit_per_minute=0), engine=FakeEngine())
+    wsgi.add_url_rule("/peer", "peer", lambda: {"peer": request.remote_addr})
+    with in_process_worker(tmp_path, ppid=os.getppid(), application=SimpleNamespace(trusted_proxy=trusted_proxy),
+                           wsgi=wsgi) as (_, _, port):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/peer", headers={"X-Forwarded-For": "203.0.113.7"})
+        assert json.loads(conn.getresponse().read())["peer"] == seen
+        conn.close()
 
 
 def test_a_worker_whose_parent_changed_stops(tmp_path):
