@@ -7,13 +7,16 @@ from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 # Cormack et al. (2009): k=60 damps the head of each list so no single ranker dominates.
 RRF_K = 60
 
+# One fused entry: the item, its fused score, and the names of the rankers (or steps) that placed it.
+Fused = tuple[Hashable, float, list[str]]
+
 
 def reciprocal_rank_fusion(
     rankings: Mapping[str, Sequence[Hashable]],
     *,
     weights: Mapping[str, float] | None = None,
     k: int = RRF_K,
-) -> list[tuple[Hashable, float, list[str]]]:
+) -> list[Fused]:
     """Fuse named rankings (best first) into (item, score, names of rankers that found it), best first.
 
     Each ranking contributes ``weight / (k + rank)`` for rank 1..n. Ties keep the
@@ -44,7 +47,7 @@ def boosted_fusion(
     k: int = RRF_K,
     group: Callable[[Hashable], Hashable] | None = None,
     keep: Collection[Hashable] = (),
-) -> list[tuple[Hashable, float, list[str]]]:
+) -> list[Fused]:
     """RRF of ``base``, then weighted RRF with ``boosts`` that may only reorder the base fusion's top ``depth``.
 
     ``weights`` weigh base rankings and boosts alike (a name it leaves out weighs 1).
@@ -111,12 +114,12 @@ def _informative(ranking: Sequence[Hashable], movable: Sequence[Hashable], base:
 
 
 def interleave_groups(
-    fused: Sequence[tuple[Hashable, float, list[str]]],
+    fused: Sequence[Fused],
     groups: Sequence[Hashable],
     *,
     quota: int,
     group: Callable[[Hashable], Hashable],
-) -> list[tuple[Hashable, float, list[str]]]:
+) -> list[Fused]:
     """``fused`` with the first ``quota`` items of each of ``groups`` moved to its head, in their ``fused`` order.
 
     Every other item follows in its ``fused`` order. So no one group fills the head of the list:
@@ -138,12 +141,12 @@ def interleave_groups(
 
 
 def keep_within(
-    fused: Sequence[tuple[Hashable, float, list[str]]],
+    fused: Sequence[Fused],
     items: Collection[Hashable],
     *,
     quota: int,
     group: Callable[[Hashable], Hashable],
-) -> list[tuple[Hashable, float, list[str]]]:
+) -> list[Fused]:
     """``fused`` with each of ``items`` that is not among its group's first ``quota`` moved up to the last of them.
 
     The moved item takes the place of its group's ``quota``-th item, which follows it; every other
