@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from kg.dump_reader import RawPage
 from kg.infobox import InfoboxFact, infobox_facts
 from kg.passages import PassageDraft, section_passages
 from kg.wikitext import normalize_title, parse_article
+
+# What makes a page a person's, by what the page itself says: an infobox date of birth or death,
+# or a category of the people born or dead in a year ("1788 births", "322 BC deaths").
+LIFE_DATE_KEYS = frozenset({"birth_date", "death_date"})
+_LIFE_CATEGORY = re.compile(r"^\d{1,4}(?: BC| BCE)? (?:births|deaths)$")
+# Words that end a name without being its surname ("Martin Luther King Jr." is King).
+GENERATIONAL_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "v", "vi"})
+# A name with one of these words, or starting with one of these titles, is a ruler's or a saint's, and its
+# last word no surname: "Henry VIII of England", "Alexander the Great", "Pope John Paul II".
+_EPITHET_WORDS = frozenset({"of", "the"})
+_RULER_TITLES = frozenset({"pope", "saint", "st.", "king", "queen", "emperor", "empress"})
+_SURNAME = re.compile(r"^[^\W\d_]+(?:[-'’][^\W\d_]+)*$")
+_ROMAN_NUMERAL = re.compile(r"^[IVXLCDM]+$")  # a regnal number: "Louis XIV"
 
 
 @dataclass
@@ -33,6 +48,31 @@ def title_without_disambiguator(title: str) -> str:
     return title
 
 
+def is_person(infobox_keys: Iterable[str], categories: Iterable[str]) -> bool:
+    """Whether a page is about a person: its infobox (normalised keys) gives a date of birth or death, or it is
+    in a "NNNN births" or "NNNN deaths" category."""
+    return (not LIFE_DATE_KEYS.isdisjoint(infobox_keys)
+            or any(_LIFE_CATEGORY.match(category) for category in categories))
+
+
+def surname(title: str) -> str | None:
+    """A person's surname by their title: its last word without disambiguator or generational suffix.
+
+    ``Arthur Schopenhauer`` -> ``Schopenhauer``, ``Albert Sidney Johnston`` -> ``Johnston``,
+    ``Martin Luther King Jr.`` -> ``King``; ``None`` for one word (``Aristotle``, ``Louis XIV``), a ruler's
+    or saint's name (``Henry VIII of England``, ``Pope Pius XII``) or a last word that is no name.
+    """
+    words = title_without_disambiguator(title).replace(",", " ").split()
+    while len(words) > 1 and words[-1].rstrip(".").casefold() in GENERATIONAL_SUFFIXES:
+        words.pop()
+    if (len(words) < 2 or words[0].casefold() in _RULER_TITLES
+            or any(word.casefold() in _EPITHET_WORDS for word in words)):
+        return None
+    last = words[-1]
+    is_name = len(last) >= 2 and last[0].isupper() and _SURNAME.match(last) and not _ROMAN_NUMERAL.match(last)
+    return last if is_name else None
+
+
 def parse_page(raw: RawPage) -> ParsedPage:
     """Parse one main-namespace, non-redirect article."""
     article = parse_article(raw.title, raw.text)
@@ -47,6 +87,8 @@ def parse_page(raw: RawPage) -> ParsedPage:
     page.aliases = aliases
     for infobox in article.infoboxes:
         page.facts.extend(infobox_facts(infobox))
+    if is_person((fact.predicate for fact in page.facts), article.categories) and (last := surname(raw.title)):
+        page.aliases.append((last, "surname"))  # the weakest alias: retrieval.linking links it only when unshared
     for draft in page.passages:
         for target in draft.links:
             page.links.setdefault(target, draft.ordinal)

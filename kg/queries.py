@@ -41,13 +41,19 @@ class EntityView(BaseModel):
     categories: list[str] = Field(default_factory=list)
 
 
+# Which kind of alias wins when one name is several entities' (retrieval.linking has its own order, bold before
+# disambiguator); a person's surname is the weakest of all.
+ALIAS_RANK = {"title": 0, "redirect": 1, "disambiguator": 2, "bold": 3, "surname": 4}
+
+
 def _never_stored(text: str) -> bool:
     """Text no store holds: a NUL cannot occur in a dump (XML forbids it), and PostgreSQL refuses it as a parameter."""
     return "\x00" in text
 
 
 def resolve_entity(session: Session, name: str) -> Entity | None:
-    """By exact title, then through a redirect, then by folded alias (titles and redirects first).
+    """By exact title, then through a redirect, then by folded alias (titles and redirects first, a person's
+    surname last, and a surname that two entities share and no other alias has names none).
 
     Titles compare exactly (case-sensitive on every backend); aliases compare by
     ``normalize_alias``, folded in Python, so no collation takes part.
@@ -63,12 +69,11 @@ def resolve_entity(session: Session, name: str) -> Entity | None:
         entity = session.scalar(select(Entity).where(Entity.title == target))
         if entity is not None:
             return entity
-    rank = {"title": 0, "redirect": 1, "disambiguator": 2, "bold": 3}
     rows = session.execute(select(Alias.source, Entity).join(Entity, Entity.entity_id == Alias.entity_id)
                            .where(Alias.norm == normalize_alias(name))).all()
-    if not rows:
-        return None
-    return min(rows, key=lambda row: (rank.get(row[0], 9), row[1].is_disambiguation, row[1].entity_id))[1]
+    if all(source == "surname" for source, _ in rows) and len({entity.entity_id for _, entity in rows}) != 1:
+        return None  # nothing, or a surname several people share
+    return min(rows, key=lambda row: (ALIAS_RANK.get(row[0], 9), row[1].is_disambiguation, row[1].entity_id))[1]
 
 
 def _titles_by_id(session: Session, ids: set[int]) -> dict[int, str]:

@@ -33,7 +33,7 @@ from kg import index_files
 from kg.store import Alias, Page, Redirect, Removal, Triple
 from kg.vectors import pause_point
 from kg.wikitext import normalize_title
-from kg.writer import alias_norm, in_chunks, remove_pages
+from kg.writer import in_chunks, remove_pages, unlink_redirects
 from kgqa.errors import KgqaError
 from kgqa.settings import Settings
 
@@ -124,9 +124,7 @@ def remove_in_sql(session: Session, page_ids: Sequence[int], redirect_ids: Seque
     for ids in in_chunks(redirect_ids):
         titles = list(session.scalars(select(Redirect.title).where(Redirect.page_id.in_(ids))))
         if titles:  # the aliases these redirects made (as the writer drops them when a redirect is rewritten)
-            removed.aliases += session.execute(delete(Alias).where(
-                Alias.norm.in_({alias_norm(t) for t in titles}), Alias.source == "redirect",
-                Alias.alias.in_(titles))).rowcount or 0
+            removed.aliases += unlink_redirects(session, titles)
         removed.redirects += session.execute(delete(Redirect).where(Redirect.page_id.in_(ids))).rowcount or 0
     return removed
 

@@ -103,7 +103,8 @@ class Entity(Base):
 
 
 class Alias(Base):
-    """A name that refers to an entity: its title, a redirect, the title without disambiguator, a bold lead name."""
+    """A name that refers to an entity: its title, a redirect, the title without disambiguator, a bold lead name,
+    a person's surname."""
 
     __tablename__ = "aliases"
     __table_args__ = (UniqueConstraint("norm", "entity_id"),)
@@ -112,7 +113,7 @@ class Alias(Base):
     norm: Mapped[str] = mapped_column(String(TITLE_CHARS), index=True)  # case and punctuation folded
     alias: Mapped[str] = mapped_column(String(TITLE_CHARS))
     entity_id: Mapped[int] = mapped_column(Id, ForeignKey("entities.entity_id", ondelete="CASCADE"), index=True)
-    source: Mapped[str] = mapped_column(String(16))  # title | redirect | disambiguator | bold
+    source: Mapped[str] = mapped_column(String(16))  # title | redirect | disambiguator | bold | surname
 
 
 class Triple(Base):

@@ -21,7 +21,7 @@ from sqlalchemy import delete, exists, func, insert, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from kg.aliases import normalize_alias
-from kg.page_parser import ParsedPage
+from kg.page_parser import ParsedPage, is_person, surname
 from kg.parse_pool import RedirectItem
 from kg.passages import passage_id
 from kg.store import (KEY_CHARS, TIMESTAMP_CHARS, TITLE_CHARS, Alias, Entity, Page, Passage, Redirect, Triple,
@@ -100,9 +100,8 @@ def write_batch(session: Session, items: Sequence[ParsedPage | RedirectItem], fi
     written.removed_vectors += remove_pages(session, moved)
     for ids in in_chunks(page_ids):
         session.execute(delete(Redirect).where(Redirect.page_id.in_(ids)))
-    for chunk in in_chunks(redirects):  # aliases an earlier run linked from these redirects (norm is indexed)
-        session.execute(delete(Alias).where(Alias.norm.in_({alias_norm(r.title) for r in chunk}),
-                                            Alias.source == "redirect", Alias.alias.in_([r.title for r in chunk])))
+    for chunk in in_chunks(redirects):  # aliases an earlier run linked from these redirects
+        unlink_redirects(session, [r.title for r in chunk])
 
     rows: dict[type, list[dict]] = {Page: [], Entity: [], Alias: [], Passage: [], Triple: [], Redirect: []}
     vector_id = first_vector_id
@@ -176,12 +175,56 @@ def _article_rows(page: ParsedPage, first_vector_id: int, rows: dict[type, list[
     return first_vector_id + len(page.passages)
 
 
+def unlink_redirects(session: Session, titles: Sequence[str]) -> int:
+    """Delete the aliases that the redirects titled ``titles`` made (at most ``IN_CHUNK`` titles); returns how many.
+
+    A redirect alias that had taken the place of its person's surname alias ("Einstein", see
+    ``link_redirects``) gives it back, so the entity keeps the name as the page wrote it.
+    """
+    made = (Alias.norm.in_({alias_norm(title) for title in titles}), Alias.source == "redirect",
+            Alias.alias.in_(titles))  # norm is indexed
+    unlinked = session.execute(select(Alias.norm, Alias.entity_id).where(*made)).all()
+    removed = session.execute(delete(Alias).where(*made)).rowcount or 0
+    _restore_surnames(session, unlinked)
+    return removed
+
+
+def _restore_surnames(session: Session, unlinked: Sequence[tuple[str, int]]) -> None:
+    """A surname alias again for each (folded name, entity) that is a person's surname, by the entity's stored
+    title, infobox keys and categories (what ``kg.page_parser.parse_page`` read them from)."""
+    for chunk in in_chunks(sorted({entity_id for _, entity_id in unlinked})):
+        titles = dict(session.execute(select(Entity.entity_id, Entity.title).where(Entity.entity_id.in_(chunk))).all())
+        said: dict[int, tuple[list[str], list[str]]] = {entity_id: ([], []) for entity_id in titles}
+        for subject, kind, predicate, category in session.execute(
+                select(Triple.subject_id, Triple.kind, Triple.predicate, Triple.object_title)
+                .where(Triple.subject_id.in_(chunk), Triple.kind.in_(("infobox", "in_category")))):
+            keys, categories = said[subject]
+            if kind == "infobox":
+                keys.append(predicate)
+            else:
+                categories.append(category.removeprefix("Category:"))
+        for norm, entity_id in unlinked:
+            if entity_id not in titles:
+                continue  # in another chunk, or gone
+            name = surname(titles[entity_id]) if is_person(*said[entity_id]) else None
+            taken = session.scalar(select(Alias.id).where(Alias.norm == norm, Alias.entity_id == entity_id))
+            if name and alias_norm(name) == norm and taken is None:
+                session.add(Alias(norm=norm, alias=name, entity_id=entity_id, source="surname"))
+    session.flush()
+
+
 def link_redirects(session: Session) -> int:
     """Turn every redirect whose target is an ingested entity into an alias of it (set-based, so it scales).
 
     When several redirects fold to the same name, the alias keeps the title of the one
     with the lowest page id: a choice that no collation can change between backends.
+    A redirect of a person's surname ("Einstein" to Albert Einstein) takes the place of
+    the surname alias the page made, as the stronger alias of the same name.
     """
+    superseded = (select(Alias.id).join(Entity, Entity.entity_id == Alias.entity_id)
+                  .join(Redirect, (Redirect.norm == Alias.norm) & (Redirect.target == Entity.title))
+                  .where(Alias.source == "surname"))
+    session.execute(delete(Alias).where(Alias.id.in_(superseded)))
     other = aliased(Redirect)
     first_of_name = ~exists().where(other.norm == Redirect.norm, other.target == Redirect.target,
                                     other.page_id < Redirect.page_id)

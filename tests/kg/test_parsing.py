@@ -8,10 +8,10 @@ import gzip
 import mwparserfromhell
 import pytest
 
-from kg.dump_reader import iter_pages
+from kg.dump_reader import RawPage, iter_pages
 from kg.errors import DumpError
 from kg.infobox import infobox_facts, normalize_key
-from kg.page_parser import parse_page, title_without_disambiguator
+from kg.page_parser import is_person, parse_page, surname, title_without_disambiguator
 from kg.passages import MAX_WORDS, MIN_KEPT_WORDS, section_passages
 from kg.wikitext import parse_article
 from kg.aliases import normalize_alias
@@ -110,6 +110,45 @@ def test_disambiguation_and_aliases():
     assert title_without_disambiguator("Animalia (book)") == "Animalia"
     assert normalize_alias("Montgomery,  ALABAMA!") == normalize_alias("montgomery alabama") == "montgomery alabama"
     assert normalize_alias("Leó Szilárd") == "leo szilard"
+
+
+def raw_page(title: str, text: str) -> RawPage:
+    return RawPage(ns=0, page_id=1, title=title, redirect=None, rev_id=1, timestamp="", text=text)
+
+
+def test_a_person_page_gets_its_surname_as_the_last_alias():
+    by_infobox = parse_page(raw_page("Arthur Schopenhauer", "{{Infobox philosopher\n| death_date = 21 September 1860\n}}\n"
+                                     "'''Arthur Schopenhauer''' was a German philosopher."))
+    assert by_infobox.aliases == [("Arthur Schopenhauer", "title"), ("Arthur Schopenhauer", "bold"),
+                                  ("Schopenhauer", "surname")]
+    by_category = parse_page(raw_page("Albert Sidney Johnston (general)",
+                                      "'''Albert Sidney Johnston''' was a general.\n[[Category:1803 births]]"))
+    assert by_category.aliases[-1] == ("Johnston", "surname")
+
+
+def test_a_page_about_no_person_or_with_a_one_word_title_gets_no_surname():
+    novel = parse_page(raw_page("Animal Farm", "{{Infobox book\n| release_date = 17 August 1945\n}}\n"
+                                "'''''Animal Farm''''' is a novella by [[George Orwell]].\n[[Category:1945 novels]]"))
+    assert "surname" not in [source for _, source in novel.aliases]
+    philosopher = parse_page(raw_page("Aristotle", "'''Aristotle''' was a philosopher.\n[[Category:384 BC births]]"))
+    assert "surname" not in [source for _, source in philosopher.aliases]
+
+
+def test_personhood_is_read_from_life_dates_and_year_of_birth_or_death_categories():
+    assert is_person(["name", "birth_date"], []) and is_person([], ["1788 births"])
+    assert is_person(["death_date"], []) and is_person([], ["322 BC deaths"])
+    assert not is_person(["release_date", "birth_place"], ["1945 novels", "Births in fiction", "People from Ulm"])
+
+
+@pytest.mark.parametrize("title, expected", [
+    ("Arthur Schopenhauer", "Schopenhauer"), ("Albert Sidney Johnston", "Johnston"), ("Abraham Lincoln", "Lincoln"),
+    ("Martin Luther King Jr.", "King"), ("Sammy Davis, Jr.", "Davis"), ("John D. Rockefeller III", "Rockefeller"),
+    ("Seán O'Casey", "O'Casey"), ("Catherine Zeta-Jones", "Zeta-Jones"), ("Ayn Rand (writer)", "Rand"),
+    ("Aristotle", None), ("Prince (musician)", None), ("Louis XIV", None), ("Elizabeth II", None),
+    ("Henry VIII of England", None), ("Alexander the Great", None), ("Pope Pius XII", None), ("Malcolm X", None),
+])
+def test_a_surname_is_the_last_word_of_a_name_without_suffix_or_regnal_number(title, expected):
+    assert surname(title) == expected
 
 
 LIST_PAGE = """'''Aberdeen''' may refer to:

@@ -10,9 +10,10 @@ from sqlalchemy import select
 from kg.infobox import InfoboxFact
 from kg.passages import PassageDraft
 from kg.store import Alias, Entity, Page, Passage, Redirect, Triple
+from kg.removal import remove_in_sql
 from kg.writer import link_redirects, next_vector_id, write_redirect
 from tests.helpers.tiny_kb import (
-    ALABAMA, ANIMAL_FARM, ORWELL, PAGES, REDIRECTS, RedirectPage, open_store, tiny_settings, write_article,
+    ALABAMA, ANIMAL_FARM, EINSTEIN, ORWELL, PAGES, REDIRECTS, RedirectPage, open_store, tiny_settings, write_article,
     write_tiny_kb,
 )
 
@@ -188,3 +189,52 @@ def test_an_article_that_became_a_redirect_is_removed_and_its_vectors_handed_bac
     assert ANIMAL_FARM.page_id not in {subject for subject, *_ in state["triples"]}
     assert ("animal farm", "Animal Farm", ORWELL.page_id, "redirect") in state["aliases"]
     assert len(state["pages"]) == len(PAGES) - 1
+
+
+PERSON = dataclasses.replace(  # Albert Einstein as the parser writes a person: born, with a surname alias
+    EINSTEIN, facts=[*EINSTEIN.facts, InfoboxFact("birth_date", "birth_date", None, "14 March 1879")],
+    aliases=[*EINSTEIN.aliases, ("Einstein", "surname")])
+
+
+def einstein_aliases(sessions) -> list[tuple]:
+    with sessions() as session:
+        return sorted(session.execute(select(Alias.alias, Alias.source, Entity.title)
+                                      .join(Entity, Entity.entity_id == Alias.entity_id)
+                                      .where(Alias.norm == "einstein")).all())
+
+
+def test_a_surname_alias_is_stored_and_goes_with_its_page(sessions):
+    write_tiny_kb(sessions, pages=[ALABAMA, PERSON], redirects=())
+    assert einstein_aliases(sessions) == [("Einstein", "surname", "Albert Einstein")]
+    with sessions() as session:
+        remove_in_sql(session, [PERSON.page_id], [])
+        session.commit()
+    assert einstein_aliases(sessions) == []
+
+
+def test_a_redirect_of_a_surname_takes_the_surname_alias_place_and_gives_it_back_when_it_goes(sessions):
+    write_tiny_kb(sessions, pages=[ALABAMA, ORWELL, PERSON])  # "Einstein" redirects to Albert Einstein
+    assert einstein_aliases(sessions) == [("Einstein", "redirect", "Albert Einstein")]
+    write_article(sessions, dataclasses.replace(PERSON, rev_id=PERSON.rev_id + 1))  # a new revision: surname again
+    link(sessions)
+    assert einstein_aliases(sessions) == [("Einstein", "redirect", "Albert Einstein")]
+    write_redirects(sessions, RedirectPage(9003, "Einstein", "George Orwell", 9200))  # retargeted
+    link(sessions)
+    assert einstein_aliases(sessions) == [("Einstein", "redirect", "George Orwell"),
+                                          ("Einstein", "surname", "Albert Einstein")]
+    write_redirects(sessions, RedirectPage(9003, "Einstein", "Albert Einstein", 9300))
+    link(sessions)
+    assert einstein_aliases(sessions) == [("Einstein", "redirect", "Albert Einstein")]
+    with sessions() as session:  # the redirect page deleted (a sync, or `kgqa kg delete Einstein`)
+        removed = remove_in_sql(session, [], [9003])
+        session.commit()
+    assert removed.aliases == 1 and removed.redirects == 1
+    assert einstein_aliases(sessions) == [("Einstein", "surname", "Albert Einstein")]
+
+
+def test_a_redirect_alias_of_no_person_gives_nothing_back(sessions):
+    write_tiny_kb(sessions, pages=[ALABAMA, ORWELL, EINSTEIN])  # no date of birth: not known as a person
+    with sessions() as session:
+        remove_in_sql(session, [], [9003])
+        session.commit()
+    assert einstein_aliases(sessions) == []
