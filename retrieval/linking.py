@@ -4,12 +4,17 @@ Spans of the question are folded with the same ``normalize_alias`` that
 ingestion used for the ``aliases`` table, looked up (all spans of a question in
 one query: the table is indexed by the folded name, and is never held in memory),
 and chosen longest first without overlaps, so "Animal Farm" wins over "Animal" and "Farm".
+
+A person's surname is an alias too (source ``surname``, "Schopenhauer" for Arthur Schopenhauer), the
+weakest: it links only where no other alias has the name, where exactly one entity has it as a
+surname (a surname two people share links neither), and where the question's word stands alone,
+not within a longer name ("Andrew Johnston" is not Albert Sidney Johnston).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from kgqa.records import LinkedEntity
@@ -17,7 +22,8 @@ from kgqa.text import STOPWORDS
 
 _TOKEN = re.compile(r"[^\W_]+(?:[-'’.&/][^\W_]+)*\.?", re.UNICODE)
 # Which kind of alias wins when one name points at several entities.
-_SOURCE_RANK = {"title": 0, "redirect": 1, "bold": 2, "disambiguator": 3}
+_SOURCE_RANK = {"title": 0, "redirect": 1, "bold": 2, "disambiguator": 3, "surname": 4}
+SURNAME = "surname"  # the alias source of a person's surname (kg.page_parser.surname)
 MAX_SPAN_TOKENS = 10  # longer spans are not looked up
 LOOKUP_NAMES = 5000  # names per query: far below SQLite's 32766 bound parameters
 
@@ -95,12 +101,21 @@ class EntityLinker:
         )
 
     def _best_by_norm(self, norms: Collection[str]) -> dict[str, AliasEntry]:
-        """The preferred alias row of each folded name that the alias table holds."""
+        """The preferred alias row of each folded name that the alias table holds.
+
+        A surname counts only where the name is no other kind of alias, and only where it is one
+        entity's: a surname several people share names none of them.
+        """
         wanted = [norm for norm in norms if norm]
         found: dict[str, list[AliasEntry]] = {}
         for entry in self._lookup(wanted) if wanted else ():
             found.setdefault(entry.norm, []).append(entry)
-        return {norm: min(entries, key=self._preference) for norm, entries in found.items()}
+        best = {}
+        for norm, entries in found.items():
+            named = [entry for entry in entries if entry.source != SURNAME]
+            if named or len({entry.entity_id for entry in entries}) == 1:
+                best[norm] = min(named or entries, key=self._preference)
+        return best
 
     def link(self, question: str) -> list[LinkedEntity]:
         """Entities mentioned in ``question``, in order of appearance, one per entity.
@@ -116,10 +131,11 @@ class EntityLinker:
                 mention = question[tokens[start][0] : tokens[start + length - 1][1]].rstrip(".")
                 spans[start, length] = (mention, self._normalize(mention))
         best = self._best_by_norm({norm for _mention, norm in spans.values()})
+        alone = {match.start() for match in _words_alone(question)}
         all_lower = question == question.lower()
-        chosen = self._choose(tokens, spans, best, all_lower)
+        chosen = self._choose(tokens, spans, best, all_lower, alone)
         if not chosen and not all_lower:
-            chosen = self._choose(tokens, spans, best, True)
+            chosen = self._choose(tokens, spans, best, True, alone)
         linked: list[LinkedEntity] = []
         seen: set[int] = set()
         for _start, entry, mention in chosen:
@@ -137,13 +153,18 @@ class EntityLinker:
             )
         return linked
 
-    def _choose(self, tokens, spans, best, all_lower: bool) -> list[tuple[int, AliasEntry, str]]:
-        """The mentions kept, longest first without overlaps, in order of appearance: (start token, entry, mention)."""
+    def _choose(self, tokens, spans, best, all_lower: bool, alone: Collection[int]) -> list[tuple[int, AliasEntry, str]]:
+        """The mentions kept, longest first without overlaps, in order of appearance: (start token, entry, mention).
+
+        A surname is kept only as one capitalised word standing alone (its offset in ``alone``).
+        """
         candidates: list[tuple[int, int, AliasEntry, str]] = []  # (start token, length, entry, mention)
         for (start, length), (mention, norm) in spans.items():  # longest first from each start
             if candidates and candidates[-1][0] == start:
                 continue  # the longest match starting here is enough
             entry = best.get(norm)
+            if entry is not None and entry.source == SURNAME and (length > 1 or tokens[start][0] not in alone):
+                continue
             if entry is not None and self._plausible(tokens[start : start + length], all_lower):
                 candidates.append((start, length, entry, mention))
         candidates.sort(key=lambda c: (-c[1], c[0]))
@@ -178,18 +199,23 @@ def surname_words(question: str, linked: Iterable[str]) -> list[str]:
     that are no stopword and that stand alone, not next to another capitalised word ("Civil War") unless
     possessive ("Schopenhauer's The World as Will"): the words ``by_surname`` may read as surnames."""
     covered = {word for mention in linked for word in mention.casefold().split()}
+    found = [match.group(1) for match in _words_alone(question) if match.group(1).casefold() not in covered]
+    return list(dict.fromkeys(found))
+
+
+def _words_alone(question: str) -> Iterator[re.Match]:
+    """The matches of capitalised words of ``question`` that are no stopword and stand alone (group 1: the
+    word without a possessive's "'s"), in order."""
     matches = list(_CAPITALISED.finditer(question))
-    found = []
     for at, match in enumerate(matches):
         word = match.group(1)
-        if word.casefold() in STOPWORDS | covered:
+        if word.casefold() in STOPWORDS:
             continue
         neighbours = [other for other in matches[max(at - 1, 0) : at + 2]
                       if other is not match and _adjacent(question, match, other)]
         possessive = match.group(0) != word
         if possessive or all(other.group(1).casefold() in STOPWORDS for other in neighbours):
-            found.append(word)  # a word within a longer name ("the Civil War") is no surname alone
-    return list(dict.fromkeys(found))
+            yield match  # a word within a longer name ("the Civil War") is no surname alone
 
 
 def _adjacent(text: str, one: re.Match, other: re.Match) -> bool:
@@ -202,9 +228,9 @@ def by_surname(question: str, linked: Iterable[str], titles: Iterable[str]) -> l
     """(mention, title) for each of ``surname_words`` that ends exactly one of ``titles`` of two or more
     capitalised words: "Schopenhauer" for Arthur Schopenhauer.
 
-    The alias table holds full names only, and a lone surname is not safe to look up there ("Lincoln"
-    is a city, a car, a president); among ``titles``, the articles retrieval already ranks for the
-    question, one ending with the word is the one the question means. A possessive ("Schopenhauer's")
+    The alias table links a surname only where it is one person's in the whole knowledge base ("Lincoln"
+    is a city, a car, several people on a full dump); among ``titles``, the articles retrieval already
+    ranks for the question, one ending with the word is the one the question means. A possessive ("Schopenhauer's")
     counts as the word; a word ending two or more titles names nothing.
     """
     ends: dict[str, set[str]] = {}

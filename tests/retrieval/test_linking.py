@@ -99,3 +99,49 @@ def test_a_word_within_a_longer_capitalised_name_is_no_surname():
     assert by_surname("How many soldiers did Alabama send to the Civil War?", ["Alabama"], titles) == []
     assert surname_words("Was Lincoln born before Schopenhauer's The World as Will?", []) == \
         ["Lincoln", "Schopenhauer", "World"]  # a stopword ("Will" too) or a possessive joins no name
+
+
+PEOPLE = [  # (alias, entity id, title, source): people and their surnames beside a city, a novel and a farm
+    ("Arthur Schopenhauer", 20, "Arthur Schopenhauer", "title"), ("Schopenhauer", 20, "Arthur Schopenhauer", "surname"),
+    ("Abraham Lincoln", 21, "Abraham Lincoln", "title"), ("Lincoln", 21, "Abraham Lincoln", "surname"),
+    ("Albert Sidney Johnston", 22, "Albert Sidney Johnston", "title"), ("Johnston", 22, "Albert Sidney Johnston", "surname"),
+    ("Aldous Huxley", 23, "Aldous Huxley", "title"), ("Huxley", 23, "Aldous Huxley", "surname"),
+    ("Thomas Henry Huxley", 24, "Thomas Henry Huxley", "title"), ("Huxley", 24, "Thomas Henry Huxley", "surname"),
+    ("Jane Farm", 25, "Jane Farm", "title"), ("Farm", 25, "Jane Farm", "surname"),
+    ("Jane Mercury", 26, "Jane Mercury", "title"), ("Mercury", 26, "Jane Mercury", "surname"),
+]
+
+
+def people_linker(rows=()) -> EntityLinker:
+    """A linker over ``ENTRIES`` with ``PEOPLE`` and ``rows`` (alias, entity id, title, source) added."""
+    entries = ENTRIES + [AliasEntry(fold(alias), alias, eid, title, source) for alias, eid, title, source in
+                         [*PEOPLE, *rows]]
+    return EntityLinker(lambda norms: [entry for entry in entries if entry.norm in norms], fold, lambda t: t)
+
+
+def test_a_surname_alone_links_its_one_person():
+    linked = people_linker().link("Who died first, Schopenhauer or Lincoln?")
+    assert [(e.title, e.mention, e.alias) for e in linked] == [
+        ("Arthur Schopenhauer", "Schopenhauer", "Schopenhauer"), ("Abraham Lincoln", "Lincoln", "Lincoln")]
+    assert [e.title for e in people_linker().link("Lincoln was born where?")] == ["Abraham Lincoln"]
+
+
+def test_any_other_alias_of_the_name_wins_over_a_surname():
+    # "Farm" is an article's title, "Mercury" two pages' title without disambiguator, "Lincoln" a city's redirect
+    assert [e.title for e in people_linker().link("Who bought the Farm?")] == ["Farm"]
+    assert [e.title for e in people_linker().link("Is Mercury hot?")] == ["Mercury (planet)"]  # no popularity given
+    city = [("Lincoln", 30, "Lincoln, Nebraska", "redirect")]
+    assert [e.title for e in people_linker(city).link("When did Lincoln die?")] == ["Lincoln, Nebraska"]
+    assert [e.title for e in people_linker().link("Who wrote Animal Farm?")] == ["Animal Farm"]
+
+
+def test_a_surname_two_people_share_links_neither():
+    assert people_linker().link("When was Huxley born?") == []
+    assert [e.title for e in people_linker().link("Was Huxley older than Schopenhauer?")] == ["Arthur Schopenhauer"]
+
+
+def test_a_surname_within_a_longer_name_or_in_lower_case_links_nothing():
+    assert [e.title for e in people_linker().link("Where did Albert Sidney Johnston die?")] == ["Albert Sidney Johnston"]
+    assert people_linker().link("Where did Andrew Johnston die?") == []
+    assert people_linker().link("Did Johnston Street flood?") == []
+    assert people_linker().link("who died first, schopenhauer or lincoln?") == []
