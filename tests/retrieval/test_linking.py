@@ -1,5 +1,7 @@
 import re
 
+import pytest
+
 from retrieval.linking import AliasEntry, EntityLinker, by_surname, surname_words
 
 
@@ -145,3 +147,33 @@ def test_a_surname_within_a_longer_name_or_in_lower_case_links_nothing():
     assert people_linker().link("Where did Andrew Johnston die?") == []
     assert people_linker().link("Did Johnston Street flood?") == []
     assert people_linker().link("who died first, schopenhauer or lincoln?") == []
+
+
+@pytest.mark.slow
+def test_surnames_link_the_people_of_the_sample_knowledge_base(sample_kb):
+    from sqlalchemy import select
+
+    from kg.aliases import normalize_alias
+    from kg.store import Alias, Entity, open_knowledge_base, session_factory, wikipedia_url
+    from retrieval.linking import sql_alias_lookup
+
+    engine = open_knowledge_base(sample_kb)
+    try:
+        sessions = session_factory(engine)
+        with sessions() as session:
+            surnames = dict(session.execute(select(Entity.title, Alias.alias)
+                                            .join(Entity, Entity.entity_id == Alias.entity_id)
+                                            .where(Alias.source == "surname")).all())
+        linker = EntityLinker(sql_alias_lookup(sessions), normalize_alias, wikipedia_url)
+        linked = [(e.title, e.mention) for e in linker.link("Who died first, Schopenhauer or Lincoln?")]
+        novel = [e.title for e in linker.link("Who wrote Animal Farm?")]
+    finally:
+        engine.dispose()
+    assert surnames, f"no surname alias in {sample_kb.data_dir}: a knowledge base ingested before them (re-ingest)"
+    # every person of the sample with a name of two words or more, and no other page (Aristotle is one word)
+    assert surnames == {"Abraham Lincoln": "Lincoln", "Alain Connes": "Connes", "Albert Einstein": "Einstein",
+                        "Albert Sidney Johnston": "Johnston", "Aldous Huxley": "Huxley", "Allan Dwan": "Dwan",
+                        "Andre Agassi": "Agassi", "Andrei Tarkovsky": "Tarkovsky",
+                        "Arthur Schopenhauer": "Schopenhauer", "Ayn Rand": "Rand"}
+    assert linked == [("Arthur Schopenhauer", "Schopenhauer"), ("Abraham Lincoln", "Lincoln")]
+    assert novel == ["Animal Farm"]
