@@ -195,10 +195,11 @@ class NamedEntities:
 # dev questions name no two entities, so their metrics are unchanged.
 # A capitalised word nothing links, ending the title of exactly one article among the first 30 passages of the dense
 # and the sparse ranking, names that article (``surnames``, retrieval.linking.by_surname: "Who died first,
-# Schopenhauer or Lincoln?"). The alias table holds no surnames, and looking one up there is not safe on a full
-# dump ("Lincoln" is a city and a car); among the articles retrieval already ranks it is. Dev, comparisons
-# .733/.833 -> .833/.900 (all 44: .614/.795 -> .682/.841); a title must be all capitalised words, or "guided
-# Paris' arrow" named "An American in Paris" and turned a bridge question into a comparison (bridges .714 -> .643),
+# Schopenhauer or Lincoln?"). The alias table links a surname only where one person of the whole knowledge base
+# has it (on a full dump "Lincoln" is a city, a car and many people); among the articles retrieval ranks, a
+# surname shared in the knowledge base still names the one retrieved. Dev, comparisons .733/.833 -> .833/.900
+# (all 44: .614/.795 -> .682/.841); a title must be all capitalised words, or "guided Paris' arrow" named
+# "An American in Paris" and turned a bridge question into a comparison (bridges .714 -> .643),
 # and the word must stand alone, or "the Civil War" named "American Revolutionary War" in a single-hop dev question
 # (nDCG@10 .849 -> .8488).
 NAMED_ENTITIES = NamedEntities(quota=5, lead=2, intro=2, surnames=True)
