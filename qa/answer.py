@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from kgqa.records import AnswerSentence, Citation, FactHit, LinkedEntity
 from kgqa.text import content_words, numbers
 from qa.budget import Evidence, fact_line
+from qa import comparison as comparisons
 from qa.checker import ClaimChecker
 from qa.claims import ClaimVerifier, EvidenceSentence, QuestionFrame, Verdict, evidence_sentences, frame_question, names
 from qa.reader import AnswerReader
 from qa.sentences import strip_markers, with_markers
 from qa.tuning import CLOSEST_SOURCES, SNIPPET_CHARS, TOPIC_COVERAGE_FLOOR
+from retrieval.facts import predicate_match
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Grounding:
     evidence: Evidence
     readings: list
     coverage: float
+    asked: comparisons.ComparisonQuestion | None = None  # a comparison of two linked things
+    comparison: comparisons.Comparison | None = None  # both sides' values, where the knowledge graph holds them
 
 
 def topic_coverage(question: str, evidence: Evidence) -> float:
@@ -61,6 +65,11 @@ def topic_coverage(question: str, evidence: Evidence) -> float:
     if not numbers(question) <= present:
         return 0.0
     return len(wanted & present) / len(wanted)
+
+
+def cited_ids(verdict: Verdict) -> list[str]:
+    """The evidence a shown sentence cites: the sentence that backs it, and the other hop's where it took two."""
+    return list(dict.fromkeys([verdict.sentence.item_id, *(s.item_id for s in verdict.also)]))
 
 
 def fact_sentence(fact: FactHit) -> str:
@@ -82,18 +91,19 @@ class AnswerBuilder:
         self.shown: list[tuple[str, Verdict]] = []
         self.dropped: list[str] = []  # drafted sentences no check backed
 
-    def _accept(self, text: str, verdict: Verdict) -> tuple[AnswerSentence, Citation]:
+    def _accept(self, text: str, verdict: Verdict) -> tuple[AnswerSentence, list[Citation]]:
+        """The shown sentence and what it cites: the sentence that backs it, and the other hop's where it took two."""
         self.shown.append((text, verdict))
-        source = verdict.sentence
-        citation = self.composer.citation(self.grounding.evidence, source.item_id, verdict.score, source)
-        return AnswerSentence(text=text, citations=[source.item_id], supported=True,
-                              support=round(float(verdict.score), 4)), citation
+        citations = [self.composer.citation(self.grounding.evidence, source.item_id, verdict.score, source)
+                     for source in (verdict.sentence, *verdict.also)]
+        return AnswerSentence(text=text, citations=cited_ids(verdict), supported=True,
+                              support=round(float(verdict.score), 4)), citations
 
-    def start(self) -> tuple[AnswerSentence, Citation] | None:
+    def start(self) -> tuple[AnswerSentence, list[Citation]] | None:
         lead = self.composer.lead_fact(self.grounding)
         return self._accept(*lead) if lead else None
 
-    def add(self, raw: str) -> tuple[AnswerSentence, Citation] | None:
+    def add(self, raw: str) -> tuple[AnswerSentence, list[Citation]] | None:
         """Check one drafted sentence: shown (as written, without the model's own markers) when backed."""
         text = strip_markers(raw).strip()
         if not text:
@@ -129,7 +139,14 @@ class AnswerComposer:
         """Read the evidence once for ``question``; every claim is then checked against it."""
         frame = frame_question(question, entities)
         readings = self.verifier.read(frame, evidence_sentences(evidence))
-        return Grounding(question, frame, evidence, readings, topic_coverage(question, evidence))
+        asked = comparisons.read_comparison(question, entities)
+        comparison = self.compare(asked, evidence.facts) if asked is not None and not asked.is_choice else None
+        return Grounding(question, frame, evidence, readings, topic_coverage(question, evidence), asked, comparison)
+
+    def compare(self, asked: comparisons.ComparisonQuestion, facts: Sequence[FactHit]) -> comparisons.Comparison | None:
+        """Both sides of a comparison from ``facts``, relations matched by meaning as the fact ranking matches them."""
+        return comparisons.compare(asked, facts, lambda words, predicate: predicate_match(
+            words, predicate, self.verifier.words))
 
     def precheck(self, grounding: Grounding) -> str:
         """Why nothing in the evidence can answer, before any generation; "" when something may."""
@@ -145,6 +162,8 @@ class AnswerComposer:
         Aristotle?") asks what the subject is, which no single infobox fact says: its
         answer is read from the passages.
         """
+        if grounding.asked is not None:  # one side's fact is no answer to a comparison; both sides' may be
+            return comparisons.lead(grounding.comparison, grounding.readings)
         if not grounding.frame.relation_words:
             return None
         for number, fact in enumerate(grounding.evidence.facts, start=1):
@@ -156,13 +175,20 @@ class AnswerComposer:
 
     def check(self, grounding: Grounding, sentence: str) -> Verdict:
         """The claim checker's verdict on one drafted sentence."""
+        asked = grounding.asked
+        if asked is not None:
+            verdict = (comparisons.check_choice(sentence, asked, grounding.frame, grounding.readings) if asked.is_choice
+                       else comparisons.check_comparison(sentence, asked, grounding.comparison, grounding.frame,
+                                                         grounding.readings, self.verifier))
+            if verdict is not None:
+                return verdict
         if self.checker.model is None:
             return Verdict(False, "no claim checker model is loaded")
         return self.checker.check(sentence, grounding.frame, grounding.readings)
 
     def read(self, grounding: Grounding, drafted: Sequence[str]) -> Verdict | None:
         """The evidence sentence the reader ranks first, when its probability reaches the model's threshold."""
-        if self.reader is None:
+        if self.reader is None or grounding.asked is not None:  # one evidence sentence answers no comparison
             return None
         choice = self.reader.choose(self.verifier, grounding.frame, grounding.readings, drafted)
         if choice is None or choice.probability < self.reader.model.threshold:
@@ -186,11 +212,11 @@ class AnswerComposer:
         """The answer text, its sentences and its citations, each pointing at the sentence that backs it."""
         sentences, citations = [], {}
         for text, verdict in shown:
-            source = verdict.sentence
-            sentences.append(AnswerSentence(text=text, citations=[source.item_id], supported=True,
+            sentences.append(AnswerSentence(text=text, citations=cited_ids(verdict), supported=True,
                                             support=round(float(verdict.score), 4)))
-            if source.item_id not in citations:
-                citations[source.item_id] = self.citation(evidence, source.item_id, verdict.score, source)
+            for source in (verdict.sentence, *verdict.also):
+                if source.item_id not in citations:
+                    citations[source.item_id] = self.citation(evidence, source.item_id, verdict.score, source)
         order = sorted(citations, key=lambda cid: (not cid.startswith("F"), int(cid.lstrip("F"))))
         return GroundedAnswer(
             answer=" ".join(with_markers(s.text, s.citations) for s in sentences),

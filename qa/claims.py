@@ -246,6 +246,7 @@ class Verdict:
     sentence: EvidenceSentence | None = None
     score: float = 0.0
     checks: dict = field(default_factory=dict)
+    also: tuple[EvidenceSentence, ...] = ()  # a claim that needs two hops: the other hop's sentence
 
 
 class QuestionSimilarities:

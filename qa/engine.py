@@ -29,6 +29,7 @@ from qa.budget import Evidence, evidence_budget, select_evidence
 from qa.checker import MODEL_PATH as CHECKER_MODEL_PATH
 from qa.checker import CheckerModel, ClaimChecker
 from qa.claims import ClaimVerifier
+from qa.comparison import read_comparison
 from qa.prompt import build_messages
 from qa.sentences import split_sentences
 from qa.reader import MODEL_PATH as READER_MODEL_PATH
@@ -150,7 +151,20 @@ class QAEngine:
 
     def _gather(self, question: str, k: int | None, history: Sequence[dict] | None) -> tuple[Retrieval, Evidence]:
         retrieval = self._retrieve_for_answer(question, k or self.settings.top_k, history)
+        self._compared_facts_first(question, retrieval)
         return retrieval, self._choose_evidence(retrieval)
+
+    def _compared_facts_first(self, question: str, retrieval: Retrieval) -> None:
+        """A comparison's two facts lead the prompt's facts, so the LM and the checks read both sides."""
+        asked = read_comparison(question, retrieval.entities)
+        if asked is None or asked.is_choice:
+            return
+        # every fact of both sides, ranked by the relation compared rather than by the whole question
+        comparison = self._composer.compare(asked, self._pipeline.facts_for(asked.relation_hint, asked.options, limit=None))
+        if comparison is not None:
+            compared = [side.fact for side in comparison.sides]
+            ids = {f.triple_id for f in compared}
+            retrieval.facts = compared + [f for f in retrieval.facts if f.triple_id not in ids]
 
     @staticmethod
     def evidence_to_read(retrieval: Retrieval, prompt: Evidence) -> Evidence:
@@ -197,7 +211,7 @@ class QAEngine:
         """The event for a sentence the checks backed, timed if it is the answer's first."""
         if not timings.first_sentence:
             timings.first_sentence = time.perf_counter() - started
-        return StreamEvent(type="sentence", sentence=accepted[0], citations=[accepted[1]])
+        return StreamEvent(type="sentence", sentence=accepted[0], citations=accepted[1])
 
     def _stream_draft(self, builder: AnswerBuilder, question: str, prompt_evidence: Evidence,
                       history: Sequence[dict] | None, timings: Timings, started: float) -> Iterator[StreamEvent]:

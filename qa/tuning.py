@@ -81,6 +81,14 @@ OWN_ARTICLE_ONLY = True
 # question (hand-set between people~population 0.53, which differ, and near-synonyms above 0.75).
 SAME_MEANING = 0.75
 
+# -- comparison questions (qa/comparison.py) -------------------------------------------------------
+# A side's value comes from a fact whose predicate the question asks for at least this much
+# (``retrieval.facts.predicate_match``: the share of the predicate's words the question speaks of):
+# one of "birth date"'s two words; and a value a sentence states counts when a word within
+# NUMBER_WINDOW tokens is this close in meaning to a relation word of the question (people~population
+# 0.50-0.53). Read on the multi-hop dev split (data/eval/multihop/dev.jsonl).
+COMPARED_RELATION_MATCH = 0.5
+
 # -- the claim checker (qa/checker.py) ------------------------------------------------------------
 # Its trees and threshold are fitted on the dev claims and live in qa/checker_model.json with the
 # dev figures they came from (`kgqa eval fit-checker`). The one number set by hand: how far apart, in

@@ -12,6 +12,7 @@ retrieval/tuning.py for the gates and the settings chosen on the dev splits).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,6 +32,7 @@ MODES = ("dense", "sparse", "hybrid", "graph")
 POOL = 100  # candidates each ranker contributes to fusion (and the dense pool graph ranking reads)
 GRAPH_ENTITIES = 8  # PPR entities whose passages join the graph ranking
 PASSAGES_PER_ENTITY = 40
+FACTS_KEPT = 10  # ranked facts a retrieval keeps: the prompt takes the first few (qa/tuning.py MAX_FACTS)
 FACTS_FOR_PASSAGES = 3  # the best-ranked facts whose passages may join the fact ranking
 SURNAME_POOL = 30  # passages of each ranking whose articles a lone surname may name
 
@@ -151,6 +153,13 @@ class RetrievalPipeline:
     def link(self, question: str) -> list[LinkedEntity]:
         return self.kb.linker.link(question)
 
+    def facts_for(self, text: str, entities: Sequence[LinkedEntity], *,
+                  limit: int | None = FACTS_KEPT) -> list[FactHit]:
+        """The infobox facts of ``entities`` ranked against ``text``, best first: the question's, or the relation
+        a comparison reads on each side ("born" for "Who is younger, X or Y?")."""
+        with self.kb.session() as session:
+            return rank_facts(text, load_facts(session, entities, _url), limit=limit, vectors=self.vectors)
+
     def retrieve(self, question: str, *, k: int = 10, mode: Mode = "graph", with_facts: bool = True) -> Retrieval:
         from retrieval.dense import DenseRetriever
 
@@ -168,8 +177,7 @@ class RetrievalPipeline:
         rankings = Rankings(dense=dense_ranking, sparse=[key for key, _ in sparse_hits])
         facts: list[FactHit] = []
         if entities and (with_facts or mode == "graph"):  # graph mode ranks passages by the facts asked for
-            with self.kb.session() as session:
-                facts = rank_facts(question, load_facts(session, entities, _url), limit=10, vectors=self.vectors)
+            facts = self.facts_for(question, entities)
         if mode == "graph":  # with no linked entity both boosts are empty and graph mode is hybrid
             rankings.graph = self._graph_ranking(entities, dict(dense_hits))
             rankings.fact_passages = self._fact_passages(question, facts)

@@ -1,0 +1,46 @@
+"""Answers that need two articles, on the real sample knowledge base, drafted by a stand-in for a capable model."""
+
+import pytest
+
+from evaluation.claim_set import ClaimRecord, QuestionClaims, StandInGenerator
+from qa.engine import QAEngine
+
+pytestmark = pytest.mark.slow
+
+
+def stand_in(question: str, right: list[str], wrong: list[str]) -> StandInGenerator:
+    claims = [ClaimRecord(text=t, label="right") for t in right] + [
+        ClaimRecord(text=t, label="wrong", kind="other-option") for t in wrong]
+    return StandInGenerator({"q": QuestionClaims(id="q", question=question, claims=claims)})
+
+
+def test_a_comparison_both_facts_answer_is_cited_to_both_and_needs_no_draft(sample_kb):
+    question = "Who was born earlier, Abraham Lincoln or Arthur Schopenhauer?"
+    generator = stand_in(question, [], ["Abraham Lincoln was born first, in 1809, while Arthur Schopenhauer was born in 1788."])
+    result = QAEngine(sample_kb, generator=generator).ask(question)
+    assert not result.abstained and result.generated == ""
+    assert result.answer.startswith("Arthur Schopenhauer has the earlier birth date: 1788-02-22")
+    assert {(c.kind, c.title) for c in result.citations} == {("fact", "Arthur Schopenhauer"), ("fact", "Abraham Lincoln")}
+    assert result.sentences[0].citations == [c.id for c in result.citations if c.title == "Arthur Schopenhauer"] + [
+        c.id for c in result.citations if c.title == "Abraham Lincoln"]
+
+
+def test_a_comparison_claim_stands_on_a_sentence_of_each_side_and_the_reversed_one_is_dropped(sample_kb):
+    question = "Which country has more people, Angola or Afghanistan?"
+    right = "Afghanistan has more people, approximately 32 million, compared with Angola's 24,383,301 at its 2014 census."
+    wrong = "Angola has more people, about 32 million, while Afghanistan has 24.4 million."
+    result = QAEngine(sample_kb, generator=stand_in(question, [right], [wrong])).ask(question)
+    assert not result.abstained and result.answer.startswith(right.rstrip(".") + " [")
+    assert result.dropped_sentences == [wrong]
+    titles = {c.title: c for c in result.citations}
+    assert set(titles) == {"Afghanistan", "Angola"}
+    assert "32 million" in titles["Afghanistan"].sentence and "24,383,301" in titles["Angola"].sentence
+    assert len(result.sentences) == 1 and len(result.sentences[0].citations) == 2
+
+
+def test_a_choice_is_answered_only_where_one_side_alone_states_it(sample_kb):
+    question = "Where is Portuguese the official language, Angola or Andorra?"
+    # Andorra's article names Portuguese beside its official Catalan: the evidence cannot tell the sides apart
+    wrong = "Portuguese is the official language of Andorra, while Angola uses Catalan."
+    result = QAEngine(sample_kb, generator=stand_in(question, [], [wrong])).ask(question)
+    assert wrong not in result.answer and "Catalana" not in result.answer  # no single side's fact leads a choice
