@@ -217,6 +217,29 @@ def test_moved_title_and_article_turned_redirect(store):
     assert not [a for a in stored["aliases"] if a[2] in (40, 1002)]
 
 
+def test_a_surname_redirect_takes_the_surname_alias_place_and_gives_it_back_alike(store):
+    from kg.removal import remove_in_sql
+
+    lincoln = article(307, "Abraham Lincoln", 3071, [("", "Abraham Lincoln was the 16th president.")],
+                      categories=["1809 births"], aliases=[("Lincoln", "surname")])
+    mary = article(308, "Mary Todd Lincoln", 3081, [("", "Mary Todd Lincoln was the first lady.")],
+                   facts=[InfoboxFact("birth_date", "birth_date", None, "December 13, 1818")],
+                   aliases=[("Lincoln", "surname")])
+    write(store, [lincoln, mary, RedirectItem(9010, "Lincoln", "Abraham Lincoln", 9110)])
+
+    def lincolns() -> list[tuple]:
+        return [(entity, source) for norm, _, entity, source in rows(store)["aliases"] if norm == "lincoln"]
+
+    assert lincolns() == [(307, "redirect"), (308, "surname")]
+    with store() as session:
+        assert resolve_entity(session, "lincoln").title == "Abraham Lincoln"  # the redirect, over the surname
+        remove_in_sql(session, [], [9010])
+        session.commit()
+    assert lincolns() == [(307, "surname"), (308, "surname")]
+    with store() as session:
+        assert resolve_entity(session, "lincoln") is None  # a surname two people share
+
+
 def test_values_longer_than_the_declared_lengths_are_kept_out_alike(store):
     """PostgreSQL refuses a value longer than its VARCHAR, SQLite stores it: the writer keeps both the same."""
     too_long = "X" * (TITLE_CHARS + 1)
