@@ -21,6 +21,7 @@ from kgqa.records import AnswerSentence, Citation, FactHit, LinkedEntity
 from kgqa.text import content_words, numbers
 from qa.budget import Evidence, fact_line
 from qa import comparison as comparisons
+from qa.bridge import check_bridge
 from qa.checker import ClaimChecker
 from qa.claims import ClaimVerifier, EvidenceSentence, QuestionFrame, Verdict, evidence_sentences, frame_question, names
 from qa.reader import AnswerReader
@@ -50,6 +51,11 @@ class Grounding:
     coverage: float
     asked: comparisons.ComparisonQuestion | None = None  # a comparison of two linked things
     comparison: comparisons.Comparison | None = None  # both sides' values, where the knowledge graph holds them
+
+    @property
+    def follows_bridge(self) -> bool:
+        """Whether retrieval followed a link from the first hop's article to find evidence (``retrieval.chain``)."""
+        return any("bridge" in passage.sources for passage in self.evidence.passages)
 
 
 def topic_coverage(question: str, evidence: Evidence) -> float:
@@ -184,12 +190,15 @@ class AnswerComposer:
                 return verdict
         if self.checker.model is None:
             return Verdict(False, "no claim checker model is loaded")
-        return self.checker.check(sentence, grounding.frame, grounding.readings)
+        verdict = self.checker.check(sentence, grounding.frame, grounding.readings)
+        if not verdict.supported and asked is None:
+            return check_bridge(sentence, grounding.frame, grounding.readings) or verdict
+        return verdict
 
     def read(self, grounding: Grounding, drafted: Sequence[str]) -> Verdict | None:
         """The evidence sentence the reader ranks first, when its probability reaches the model's threshold."""
-        if self.reader is None or grounding.asked is not None:  # one evidence sentence answers no comparison
-            return None
+        if self.reader is None or grounding.asked is not None or grounding.follows_bridge:
+            return None  # one evidence sentence answers no comparison, nor a question whose answer is a hop away
         choice = self.reader.choose(self.verifier, grounding.frame, grounding.readings, drafted)
         if choice is None or choice.probability < self.reader.model.threshold:
             return None

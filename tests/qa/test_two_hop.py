@@ -44,3 +44,15 @@ def test_a_choice_is_answered_only_where_one_side_alone_states_it(sample_kb):
     wrong = "Portuguese is the official language of Andorra, while Angola uses Catalan."
     result = QAEngine(sample_kb, generator=stand_in(question, [], [wrong])).ask(question)
     assert wrong not in result.answer and "Catalana" not in result.answer  # no single side's fact leads a choice
+
+
+def test_a_bridge_claim_stands_on_both_hops_and_a_wrong_second_value_is_dropped(sample_kb):
+    question = "Who was the twin sister of the god who, in some versions, guided Paris' arrow to Achilles?"
+    right = "Apollo, who in some versions guided Paris' arrow to Achilles, had a twin sister, Artemis."
+    wrong = "Apollo's twin sister was Leto."  # Apollo's article names Leto, as his mother
+    result = QAEngine(sample_kb, generator=stand_in(question, [right], [wrong])).ask(question)
+    assert not result.abstained and result.answer.startswith(right.rstrip(".") + " [")
+    assert result.dropped_sentences == [wrong]
+    by_title = {c.title: c for c in result.citations}
+    assert set(by_title) == {"Apollo", "Achilles"} and len(result.sentences[0].citations) == 2
+    assert "Artemis" in by_title["Apollo"].sentence and "Apollo" in by_title["Achilles"].sentence
