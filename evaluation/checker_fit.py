@@ -155,9 +155,14 @@ def best_probabilities(model: CheckerModel, checked: Sequence[CheckedClaim]) -> 
 
 
 def figures(checked: Sequence[CheckedClaim], best: np.ndarray, threshold: float) -> dict:
+    return tally_accepted(checked, [probability >= threshold and len(claim.matrix) > 0
+                                    for claim, probability in zip(checked, best)])
+
+
+def tally_accepted(checked: Sequence[CheckedClaim], accepted_each: Sequence[bool]) -> dict:
+    """Right and wrong claims accepted (by wrong kind), given whether each claim was accepted."""
     tally = ClaimFigures()
-    for claim, probability in zip(checked, best):
-        accepted = probability >= threshold and len(claim.matrix) > 0
+    for claim, accepted in zip(checked, accepted_each):
         if claim.right:
             tally.right += 1
             tally.right_accepted += accepted
@@ -272,14 +277,23 @@ def trade_off(checked: Sequence[CheckedClaim], best: np.ndarray,
 
 def evaluate_checker(engine, questions: Sequence[EvalQuestion], claims: dict[str, QuestionClaims], *,
                      progress: bool = True) -> dict:
-    """The shipped checker's figures on a claim set, and where each claim ended."""
-    checked = check_claims(engine, questions, claims, progress=progress)
+    """The shipped checker's figures on a claim set, and where each claim ended.
+
+    ``answer_path``: the same claims as the answer path checks a drafted sentence (``AnswerComposer.check``:
+    the comparison and bridge checks before and after the fitted checker), after the abstentions that
+    come before any draft.
+    """
+    grounded = ground_questions(engine, [q for q in questions if q.id in claims], progress=progress)
+    checked = read_claims(engine.composer.checker, grounded, claims)
     model = engine.composer.checker.model
     best = best_probabilities(model, checked)
+    shown = [not item.early and engine.composer.check(item.grounding, record.text).supported
+             for item in grounded for record in claims[item.question.id].claims]
     rows = [{"id": c.question.id, "claim": c.claim.text, "label": c.claim.label, "kind": c.claim.kind,
              "probability": round(float(p), 4), "accepted": bool(len(c.matrix) and p >= model.threshold),
-             "reason": c.reason} for c, p in zip(checked, best)]
-    return {"summary": {"threshold": model.threshold, **figures(checked, best, model.threshold)}, "per_claim": rows}
+             "shown": bool(ok), "reason": c.reason} for c, p, ok in zip(checked, best, shown)]
+    return {"summary": {"threshold": model.threshold, **figures(checked, best, model.threshold),
+                        "answer_path": tally_accepted(checked, shown)}, "per_claim": rows}
 
 
 def _rounded(value):

@@ -35,14 +35,41 @@ def gold_evidence_retrieved(question: EvalQuestion, citations: Sequence[Citation
     return False
 
 
+def picks_the_answer(question: EvalQuestion, shown: str) -> bool:
+    """For a comparison whose answer is one of the two things compared: whether ``shown`` names that one first.
+
+    "Lincoln was born before Schopenhauer" holds the answer Schopenhauer and is wrong; a thing is named
+    by its title, an alias of the answer, or a word of its title the other's lacks ("Schopenhauer").
+    Other questions: True.
+    """
+    titles = [hop.title for hop in question.hops]
+    golds = {m.normalize_answer(a) for a in question.answers}
+    if question.hop_kind != "comparison" or len(titles) != 2:
+        return True
+    winner = next((t for t in titles if m.normalize_answer(t) in golds), None)
+    if winner is None:  # "yes", "after", a difference: nothing to pick
+        return True
+    loser = titles[1] if winner == titles[0] else titles[0]
+    text = f" {m.normalize_answer(shown)} "
+
+    def first_at(names: set[str]) -> int:
+        found = [text.find(f" {name} ") for name in names if name and f" {name} " in text]
+        return min(found, default=len(text))
+
+    own_words, other_words = set(m.normalize_answer(winner).split()), set(m.normalize_answer(loser).split())
+    return first_at(golds | (own_words - other_words)) < first_at({m.normalize_answer(loser)} | (other_words - own_words))
+
+
 def _score_answer(question: EvalQuestion, result: QAResult) -> dict:
     if result.abstained or not question.answers:
         return {"em": 0.0, "f1": 0.0, "contained": 0.0}
     shown = strip_markers(result.answer)
+    contained = m.best_over_golds(m.answer_contained, shown, question.answers)
     return {
         "em": m.best_over_golds(m.exact_match, shown, question.answers),
         "f1": m.best_over_golds(m.token_f1, shown, question.answers),
-        "contained": m.best_over_golds(m.answer_contained, shown, question.answers),
+        # a comparison's answer names the thing it picks first: naming both is no answer
+        "contained": contained if picks_the_answer(question, shown) else 0.0,
     }
 
 

@@ -121,7 +121,9 @@ def _interval(bounds) -> str:
 def checker_markdown(report: dict) -> str:
     s = report["summary"]
     return (f"### Claim checker (threshold {s['threshold']:.3f})\n\n"
-            + _table(["metric", "value"], _claim_rows(s)))
+            + _table(["metric", "value"], _claim_rows(s))
+            + "\n\n### As the answer path checks a drafted sentence (comparison and bridge checks included)\n\n"
+            + _table(["metric", "value"], _claim_rows(s["answer_path"])))
 
 
 def checker_fit_markdown(report: dict) -> str:

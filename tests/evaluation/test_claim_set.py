@@ -85,3 +85,24 @@ def test_the_report_counts_the_answers_that_show_a_wrong_claim(claims):
             {"id": "q2", "question": "Who painted the Mona Lisa?", "shown": []}]
     counted = wrong_claims_shown(rows, StandInGenerator(claims))
     assert counted["with_a_wrong_claim_shown"] == 1 and counted["ids"] == ["q1"]
+
+
+@pytest.mark.slow
+def test_the_claim_report_measures_the_answer_paths_two_hop_checks_beside_the_fitted_checker(sample_kb, tmp_path):
+    from evaluation.checker_fit import evaluate_checker
+    from qa.engine import QAEngine
+
+    question = EvalQuestion(id="c1", question="Who was born earlier, Abraham Lincoln or Arthur Schopenhauer?",
+                            answer="Arthur Schopenhauer", gold_titles=["Arthur Schopenhauer", "Abraham Lincoln"])
+    path = tmp_path / "claims.jsonl"
+    path.write_text(json.dumps({"id": "c1", "question": question.question, "claims": [
+        {"text": "Arthur Schopenhauer was born earlier, in 1788, while Abraham Lincoln was born in 1809.",
+         "label": "right"},
+        {"text": "Abraham Lincoln was born first, in 1809, ahead of Arthur Schopenhauer.",
+         "label": "wrong", "kind": "other-option"}]}) + "\n", encoding="utf-8")
+    engine = QAEngine(sample_kb, generator=StandInGenerator({}))
+    report = evaluate_checker(engine, [question], load_claims(path), progress=False)
+    shown = {row["label"]: row["shown"] for row in report["per_claim"]}
+    assert shown == {"right": True, "wrong": False}
+    path_figures = report["summary"]["answer_path"]
+    assert path_figures["right_accepted"] == 1.0 and path_figures["wrong_accepted"] == 0.0

@@ -98,3 +98,23 @@ def test_a_prefix_of_either_split_mixes_hop_kinds_and_unanswerable_questions(spl
         prefix = split[:10]  # kgqa eval --limit 10
         assert {q.hop_kind for q in prefix} == {"bridge", "comparison"}, name
         assert 1 <= sum(q.unanswerable for q in prefix) <= 5, name
+
+
+def _comparison(answer: str, aliases: list[str]) -> EvalQuestion:
+    hops = [{"title": "Abraham Lincoln", "passage_id": "1:1:0:0", "evidence": "Lincoln (1809-1865)"},
+            {"title": "Arthur Schopenhauer", "passage_id": "2:1:0:0", "evidence": "Schopenhauer (1788-1860)"}]
+    return EvalQuestion(id="c", question="Who was born earlier, Abraham Lincoln or Arthur Schopenhauer?",
+                        answer=answer, answer_aliases=aliases, hop_kind="comparison", hops=hops,
+                        gold_titles=["Abraham Lincoln", "Arthur Schopenhauer"])
+
+
+def test_a_comparison_answer_is_right_only_when_it_names_the_thing_picked_first():
+    from evaluation.qa_eval import picks_the_answer
+
+    question = _comparison("Arthur Schopenhauer", ["Schopenhauer"])
+    assert picks_the_answer(question, "Schopenhauer, born in 1788, is older than Lincoln.")
+    assert picks_the_answer(question, "Arthur Schopenhauer has the earlier birth date, against Abraham Lincoln.")
+    assert not picks_the_answer(question, "Lincoln was born before Schopenhauer.")
+    assert not picks_the_answer(question, "Abraham Lincoln, born in 1809, is older than Arthur Schopenhauer.")
+    # an answer that is not one of the things compared ("yes", a difference) picks nothing
+    assert picks_the_answer(_comparison("21", []), "Lincoln was born 21 years after Schopenhauer.")
