@@ -41,6 +41,9 @@ DIRECTIONS = {"earlier": EARLIER, "later": LATER, "more": MORE, "less": LESS}
 OPPOSITE = {"earlier": "later", "later": "earlier", "more": "less", "less": "more"}
 # A person's age is the date of birth: "Who is older" asks for the earlier birth date.
 AGE_WORDS = frozenset({"older", "oldest", "younger", "youngest"})
+# "How many years after X was Y born?": the time between two dates.
+_DIFFERENCE = re.compile(r"^\s*how\s+many\s+(years|months)\b", re.IGNORECASE)
+DIFFERENCE_CUES = frozenset({"after", "before", "between", "apart", "passed", "later", "earlier"})
 # Words that make a question more than one comparison of two values.
 NOT_PLAIN = frozenset({"how", "when", "still", "same", "both", "between", "difference", "lived", "live", "age"})
 # Between two things compared: "or", and at most a few lower-case words ("or the present Republic of …").
@@ -62,8 +65,10 @@ class ComparisonQuestion:
     """The two things a comparison question names, in its order, and the direction it asks for."""
 
     options: tuple[LinkedEntity, LinkedEntity]
-    direction: str  # earlier | later | more | less; "" for a choice, which the single-hop checks read
+    direction: str  # earlier | later | more | less | difference; "" for a choice, which the single-hop checks read
     relation_hint: str  # words the relation is matched with: the question's, plus "born" for an age
+    side_hints: tuple[str, str] = ("", "")  # a side's own relation words, where the question gives one ("X's death")
+    unit: str = ""  # a difference's unit: years | months
 
     @property
     def is_choice(self) -> bool:
@@ -71,7 +76,7 @@ class ComparisonQuestion:
 
     @property
     def kind(self) -> str:
-        return "date" if self.direction in ("earlier", "later") else "number"
+        return "date" if self.direction in ("earlier", "later", "difference") else "number"
 
 
 @dataclass(frozen=True)
@@ -92,16 +97,26 @@ class Comparison:
 
     @property
     def winner(self) -> ComparedValue | None:
-        """The side the direction picks; None when the values are equal."""
+        """The side the direction picks (for a difference, the later); None when the values are equal."""
         first, second = self.sides
         if first.value == second.value:
             return None
-        picks_larger = self.question.direction in ("later", "more")
+        picks_larger = self.question.direction in ("later", "more", "difference")
         return first if (first.value > second.value) == picks_larger else second
 
     @property
     def loser(self) -> ComparedValue:
         return self.sides[1] if self.winner is self.sides[0] else self.sides[0]
+
+    def differences(self) -> set[int]:
+        """How far apart the two dates are in the question's unit: by the calendar ("1947 is 68 years after
+        1879") and in whole units elapsed (one less where the later date's day of the year comes earlier)."""
+        (y1, m1, d1), (y2, m2, d2) = sorted(side.value for side in self.sides)
+        if self.question.unit == "months":
+            calendar = (y2 - y1) * 12 + (m2 - m1)
+            return {calendar, calendar - 1} if d2 and d1 and d2 < d1 else {calendar}
+        calendar = y2 - y1
+        return {calendar, calendar - 1} if m1 and m2 and (m2, d2) < (m1, d1) else {calendar}
 
 
 def read_comparison(question: str, entities: Sequence[LinkedEntity]) -> ComparisonQuestion | None:
@@ -117,6 +132,8 @@ def read_comparison(question: str, entities: Sequence[LinkedEntity]) -> Comparis
         if _JOINED.match(question[at_a + len(a.mention):at_b]):
             pair = (a, b)
             break
+    if difference := _DIFFERENCE.match(question):
+        return _read_difference(question, placed, difference.group(1).lower())
     if pair is None:
         return None
     rest = question
@@ -132,6 +149,22 @@ def read_comparison(question: str, entities: Sequence[LinkedEntity]) -> Comparis
         return ComparisonQuestion(pair, "", " ".join(content_words(rest)))
     hint = " ".join(content_words(rest)) + (" born birth" if said & AGE_WORDS else "")
     return ComparisonQuestion(pair, directions.pop(), hint)
+
+
+def _read_difference(question: str, placed: list[tuple[int, LinkedEntity]], unit: str) -> ComparisonQuestion | None:
+    """ "How many years after Albert Einstein was Alain Connes born?": the first two linked things, each with the
+    relation words that follow it ("Abraham Lincoln's death", "Ayn Rand born")."""
+    if len(placed) < 2 or not set(words(question)) & DIFFERENCE_CUES:
+        return None
+    (at_a, a), (at_b, b) = placed[:2]
+    skip = DIFFERENCE_CUES | {unit, "many", "much"}
+
+    def relation(text: str) -> str:
+        return " ".join(w for w in content_words(text) if w not in skip)
+
+    hints = (relation(question[at_a + len(a.mention):at_b]), relation(question[at_b + len(b.mention):]))
+    rest = question.replace(a.mention, " ").replace(b.mention, " ")
+    return ComparisonQuestion((a, b), "difference", relation(rest), hints, unit)
 
 
 def date_value(text: str) -> tuple[int, int, int] | None:
@@ -176,7 +209,7 @@ def compare(asked: ComparisonQuestion, facts: Sequence[FactHit],
     the subject lists several times, or a share ("49%"), gives no value to compare.
     """
     candidates = []
-    for option in asked.options:
+    for option, side_hint in zip(asked.options, asked.side_hints):
         found = []
         own = [f for f in facts if f.subject == option.title]
         repeated = {f.predicate for f in own if sum(g.predicate == f.predicate for g in own) > 1}
@@ -185,7 +218,7 @@ def compare(asked: ComparisonQuestion, facts: Sequence[FactHit],
             if fact.object_is_entity or fact.predicate in repeated or "%" in fact.object:
                 continue
             value = value_of(fact.object, asked.kind)
-            match = relation_match(asked.relation_hint, fact.predicate)
+            match = relation_match(side_hint or asked.relation_hint, fact.predicate)
             if value is not None and match >= COMPARED_RELATION_MATCH:
                 found.append((match, fact, value))
         if not found:
@@ -246,6 +279,10 @@ def _is_year(text: str, at: int) -> bool:
 def describe(comparison: Comparison) -> str:
     """The comparison as a sentence, each value as the fact gives it."""
     winner, loser = comparison.winner, comparison.loser
+    if comparison.question.direction == "difference":
+        return (f"{winner.option.title}'s {winner.fact.predicate.replace('_', ' ')} ({winner.fact.object}) comes "
+                f"{max(comparison.differences())} {comparison.question.unit} after {loser.option.title}'s "
+                f"{loser.fact.predicate.replace('_', ' ')} ({loser.fact.object}).")
     relation = winner.fact.predicate.replace("_", " ")
     word = {"earlier": "earlier", "later": "later", "more": "larger", "less": "smaller"}[comparison.question.direction]
     return (f"{winner.option.title} has the {word} {relation}: {winner.fact.object}, "
@@ -349,6 +386,8 @@ def check_comparison(text: str, asked: ComparisonQuestion, comparison: Compariso
     states no other year or number. Else it must state both values, each found beside the asked
     relation in a sentence of that side's own article, and pick the side those values pick.
     """
+    if asked.direction == "difference":
+        return _check_difference(text, comparison, readings)
     claimed = claimed_winner(text, asked)
     if claimed is None:
         return None
@@ -383,6 +422,24 @@ def check_comparison(text: str, asked: ComparisonQuestion, comparison: Compariso
     loser = b if winner is a else a
     return Verdict(True, "", sources[winner.title].sentence, 1.0, {"comparison": "passages"},
                    also=(sources[loser.title].sentence,))
+
+
+def _check_difference(text: str, comparison: Comparison | None, readings: Sequence[Reading]) -> Verdict | None:
+    """A sentence answering how far apart two dates are states the difference, and no year of another date."""
+    stated = [int(v[0]) for at, v in values_in(text, "number") if not _is_year(text, at) and float(v[0]).is_integer()]
+    if not stated:
+        return None
+    if comparison is None or comparison.winner is None:
+        return Verdict(False, "the knowledge graph holds no date of one side")
+    if not set(stated) & comparison.differences():
+        return Verdict(False, f"the dates are {max(comparison.differences())} {comparison.question.unit} apart")
+    years = {abs(side.value[0]) for side in comparison.sides} | set(stated)
+    if not all(int(year) in years for year, _ in _YEAR.findall(text)):
+        return Verdict(False, "the sentence states a year neither side's fact gives")
+    first, second = _fact_reading(comparison.winner.fact, readings), _fact_reading(comparison.loser.fact, readings)
+    if first is None or second is None:
+        return Verdict(False, "a compared fact is not in the evidence")
+    return Verdict(True, "", first.sentence, 1.0, {"comparison": "difference"}, also=(second.sentence,))
 
 
 def lead(comparison: Comparison | None, readings: Sequence[Reading]) -> tuple[str, Verdict] | None:
