@@ -39,8 +39,13 @@ LESS = frozenset({"fewer", "fewest", "less", "least", "smaller", "smallest", "sh
                   "lowest"})
 DIRECTIONS = {"earlier": EARLIER, "later": LATER, "more": MORE, "less": LESS}
 OPPOSITE = {"earlier": "later", "later": "earlier", "more": "less", "less": "more"}
-# A person's age is the date of birth: "Who is older" asks for the earlier birth date.
-AGE_WORDS = frozenset({"older", "oldest", "younger", "youngest"})
+# What a comparative measures when the question names no relation: an age is the date of birth ("Who is
+# older" asks for the earlier birth date), a size the area, a number of people the population.
+MEASURES = (
+    (frozenset({"older", "oldest", "younger", "youngest"}), "born birth"),
+    (frozenset({"larger", "largest", "bigger", "biggest", "smaller", "smallest"}), "area"),
+    (frozenset({"people", "populous", "populated", "inhabitant", "inhabitants", "resident", "residents"}), "population"),
+)
 # "How many years after X was Y born?": the time between two dates.
 _DIFFERENCE = re.compile(r"^\s*how\s+many\s+(years|months)\b", re.IGNORECASE)
 DIFFERENCE_CUES = frozenset({"after", "before", "between", "apart", "passed", "later", "earlier"})
@@ -147,7 +152,7 @@ def read_comparison(question: str, entities: Sequence[LinkedEntity]) -> Comparis
         return None
     if not directions:  # a choice: "Where is Portuguese the official language, Angola or Andorra?"
         return ComparisonQuestion(pair, "", " ".join(content_words(rest)))
-    hint = " ".join(content_words(rest)) + (" born birth" if said & AGE_WORDS else "")
+    hint = " ".join([*content_words(rest), *(measure for cue, measure in MEASURES if said & cue)])
     return ComparisonQuestion(pair, directions.pop(), hint)
 
 
@@ -184,9 +189,10 @@ def date_value(text: str) -> tuple[int, int, int] | None:
 
 
 def number_value(text: str) -> float | None:
-    """The first number of ``text`` ("1,246,700", "467.63", "3.2 million"), scaled by a following word."""
+    """The first number of ``text`` ("1,246,700", "467.63", "3.2 million"), scaled by a following word; None for
+    a rank ("59th")."""
     match = _NUMBER.search(text)
-    if match is None:
+    if match is None or re.match(r"(?:st|nd|rd|th)\b", text[match.end():]):
         return None
     value = float(match.group().replace(",", ""))
     following = text[match.end():].split()

@@ -127,3 +127,14 @@ def test_how_far_apart_two_dates_are_reads_each_sides_own_relation():
     assert describe(comparison) == ("Ayn Rand's birth date (1905-02-02) comes 40 years after "
                                     "Abraham Lincoln's death date (1865-04-15).")
     assert read_comparison("How many years after Abraham Lincoln was born?", [lincoln]) is None
+
+
+def test_a_comparative_that_names_no_relation_measures_age_size_or_population():
+    assert "area" in read_comparison("Which is bigger, Angola or Afghanistan?", [ANGOLA, AFGHANISTAN]).relation_hint
+    assert "population" in read_comparison("Which country has more people, Angola or Afghanistan?",
+                                           [ANGOLA, AFGHANISTAN]).relation_hint
+    assert number_value("59th") is None  # a rank is no measure
+    facts = [fact("Angola", "area_km2", "1246700", 1), fact("Angola", "area_rank", "23rd", 2),
+             fact("Afghanistan", "area_km2", "652864", 3), fact("Afghanistan", "population_estimate", "32,564,342", 4)]
+    asked = read_comparison("Which is bigger, Angola or Afghanistan?", [ANGOLA, AFGHANISTAN])
+    assert compare(asked, facts, word_match).winner.option == ANGOLA
