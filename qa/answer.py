@@ -3,10 +3,13 @@
 The model proposes; the checks dispose. In order:
 
 1. an infobox fact that answers outright (the asked relation of the question's subject, of
-   the kind asked for: ``ClaimVerifier.verify``) leads, and no draft is needed;
+   the kind asked for: ``ClaimVerifier.verify``) leads, and no draft is needed; for a question
+   comparing two things, the two things' facts compared (``qa.comparison``) lead instead;
 2. each sentence the LM writes is a claim, checked as soon as it is complete
    (``qa.checker.ClaimChecker``): shown as written, cited to the one evidence sentence that
-   states it (with its offsets), or dropped;
+   states it (with its offsets), or dropped; a comparison claim is checked against both sides'
+   values (``qa.comparison``), and a claim whose answer is one link away against the two
+   sentences of the chain (``qa.bridge``), cited to both;
 3. where nothing the LM wrote stands, the extractive reader (``qa.reader``) may show the
    evidence sentence it is sure enough states the answer, as written;
 4. else the engine abstains and lists the closest sources.
@@ -172,7 +175,15 @@ class AnswerComposer:
             return comparisons.lead(grounding.comparison, grounding.readings)
         if not grounding.frame.relation_words:
             return None
-        for number, fact in enumerate(grounding.evidence.facts, start=1):
+        facts = grounding.evidence.facts
+        # Only the relation the question asks most directly may lead: "What was Allan Dwan's birth name?" is
+        # never answered by his birth date; and a number the question states must be the fact's ("What was
+        # Albania's population in the 1989 census?" is not answered by the census of 2011).
+        matches = [predicate_match(grounding.question, f.predicate, self.verifier.words) for f in facts]
+        best = max(matches, default=0.0)
+        for number, (fact, match) in enumerate(zip(facts, matches), start=1):
+            if match < best or not grounding.frame.numbers <= numbers(fact_line(fact)):
+                continue
             sentence = fact_sentence(fact)
             verdict = self.verifier.verify(sentence, grounding.frame, grounding.readings, allowed={f"F{number}"})
             if verdict.supported:

@@ -61,8 +61,7 @@ def check_bridge(text: str, frame: QuestionFrame, readings: Sequence[Reading]) -
     if not terms:
         return None
     first_hops = [r for r in readings if r.own_article and not r.sentence.is_fact and _speaks_of_relation(r, frame)]
-    bridges = dict.fromkeys(r.sentence.title for r in readings
-                            if r.sentence.title not in frame.subject_titles and not r.sentence.is_fact)
+    bridges = dict.fromkeys(r.sentence.title for r in readings if not r.own_article and not r.sentence.is_fact)
     for title in bridges:
         bridge_words = set(content_words(_DISAMBIGUATOR.sub("", title)))
         if not bridge_words or not bridge_words <= terms:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -152,6 +152,12 @@ def evidence_sentences(evidence: Evidence) -> list[EvidenceSentence]:
                                  passage.passage_id, hostile)
             )
     return found
+
+
+def is_own_article(title: str, subjects: Collection[str]) -> bool:
+    """Whether an article is the subject's own: its title, or one of the articles Wikipedia splits off it
+    ("Politics of Angola", "Economy of Angola" for Angola)."""
+    return title in subjects or any(title.endswith(f" of {subject}") for subject in subjects)
 
 
 def names(text: str) -> set[str]:
@@ -318,7 +324,7 @@ class ClaimVerifier:
             tokens = tokens_of(sentence.text)
             title_words = set(content_words(sentence.title))
             content = set(content_words(sentence.text)) | title_words
-            own_article = sentence.title in frame.subject_titles
+            own_article = is_own_article(sentence.title, frame.subject_titles)
             if frame.subject_titles:
                 about = own_article or bool(frame.subject_words & content)
             else:

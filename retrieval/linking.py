@@ -126,11 +126,18 @@ class EntityLinker:
         """
         tokens = [(m.start(), m.end(), m.group().rstrip(".") or m.group()) for m in _TOKEN.finditer(question)]
         spans = {}  # (start token, length) -> (mention, folded)
+        possessive = {}  # the same spans without a possessive's "'s" ("Albania's capital" names Albania)
         for start in range(len(tokens)):
             for length in range(min(self._max_span, len(tokens) - start), 0, -1):
                 mention = question[tokens[start][0] : tokens[start + length - 1][1]].rstrip(".")
                 spans[start, length] = (mention, self._normalize(mention))
-        best = self._best_by_norm({norm for _mention, norm in spans.values()})
+                bare = _POSSESSIVE.sub("", mention)
+                if bare != mention and bare:
+                    possessive[start, length] = (bare, self._normalize(bare))
+        best = self._best_by_norm({norm for _mention, norm in [*spans.values(), *possessive.values()]})
+        for key, (bare, norm) in possessive.items():
+            if spans[key][1] not in best and norm in best:
+                spans[key] = (bare, norm)
         alone = {match.start() for match in _words_alone(question)}
         all_lower = question == question.lower()
         chosen = self._choose(tokens, spans, best, all_lower, alone)
@@ -190,6 +197,7 @@ class EntityLinker:
         return any(w[0].isupper() or any(ch.isdigit() for ch in w) for w in content)
 
 
+_POSSESSIVE = re.compile(r"(?<=\w)['’]s?$")
 _CAPITALISED = re.compile(r"(?<![\w'’])([A-Z][^\W\d_]+(?:-[A-Z][^\W\d_]+)*)(?:['’]s?)?(?![\w'’])")
 _DISAMBIGUATOR = re.compile(r"\s+\([^)]*\)$")
 

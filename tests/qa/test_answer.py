@@ -116,6 +116,18 @@ def test_a_question_asking_what_its_subject_is_is_not_answered_by_one_of_its_fac
     assert composer.lead_fact(composer.ground("What is the capital of Alabama?", evidence, ALABAMA)) is not None
 
 
+def test_a_fact_leads_only_for_the_relation_asked_most_directly_and_holding_the_questions_numbers():
+    population = FactHit(triple_id=10, subject="Alabama", predicate="population", object="4,779,736",
+                         object_is_entity=False, page_id=303, rev_id=1, field="population", url=URL, score=1.0)
+    census_year = FactHit(triple_id=11, subject="Alabama", predicate="population_census_year", object="2010",
+                          object_is_entity=False, page_id=303, rev_id=1, field="census_year", url=URL, score=1.0)
+    evidence = Evidence(passages=[PASSAGE], facts=[census_year, population])
+    lead = composer.lead_fact(composer.ground("What is the population of Alabama?", evidence, ALABAMA))
+    assert lead is not None and "4,779,736" in lead[0]
+    # the question's year must be the fact's: a 2010 census does not answer for 1990
+    assert composer.lead_fact(composer.ground("What was the population of Alabama in 1990?", evidence, ALABAMA)) is None
+
+
 def test_the_lms_sentence_is_shown_cited_to_the_one_sentence_that_backs_it():
     evidence = Evidence(passages=[CENSUS])
     result = compose("How many people live in Alabama?", "Alabama has a population of 4,779,736 [3].",

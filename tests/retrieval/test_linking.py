@@ -19,6 +19,8 @@ ROWS = [
     ("Einstein", "Einstein", 6, "Albert Einstein", "redirect"),
     ("Mercury", "Mercury", 7, "Mercury (planet)", "disambiguator"),
     ("Mercury", "Mercury", 8, "Mercury (element)", "disambiguator"),
+    ("McDonald's", "McDonald's", 9, "McDonald's", "title"),
+    ("McDonald", "McDonald", 10, "McDonald", "title"),
 ]
 
 
@@ -49,6 +51,13 @@ def test_case_and_punctuation_are_folded_and_redirects_link():
     assert [e.title for e in linked] == ["Albert Einstein", "Alabama"]
     assert linked[0].alias == "Einstein"
     assert linked[1].url.endswith("/Alabama")
+
+
+def test_a_possessive_names_its_owner_unless_the_name_itself_ends_so():
+    assert [(e.title, e.mention) for e in linker().link("What is Alabama's capital?")] == [("Alabama", "Alabama")]
+    assert [e.title for e in linker().link("Whose coastline is longer, Alabama’s or Animal Farm's?")] == [
+        "Alabama", "Animal Farm"]
+    assert [e.title for e in linker().link("Who founded McDonald's?")] == ["McDonald's"]
 
 
 def test_stopwords_and_lowercase_common_words_in_a_cased_question_are_not_mentions():
