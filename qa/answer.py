@@ -195,8 +195,8 @@ class AnswerComposer:
         asked = grounding.asked
         if asked is not None:
             verdict = (comparisons.check_choice(sentence, asked, grounding.frame, grounding.readings) if asked.is_choice
-                       else comparisons.check_comparison(sentence, asked, grounding.comparison, grounding.frame,
-                                                         grounding.readings, self.verifier))
+                       else comparisons.check_comparison(sentence, asked, grounding.comparison, grounding.readings,
+                                                         self.verifier))
             if verdict is not None:
                 return verdict
         if self.checker.model is None:

@@ -12,10 +12,12 @@ them itself and knows which thing the question's comparative picks. Then:
   follow both hops;
 - where no drafted sentence stands, the comparison itself is the answer, cited to both facts.
 
-A question is read as a comparison only when it names two linked entities joined by
-"or" and holds one comparative of a known direction; one that asks for a difference
-("How many years after …"), a coincidence ("… still alive when …") or anything else is
-left to the single-hop checks.
+A question is read as a comparison when it names two linked entities joined by "or" and
+holds one comparative of a known direction; as a choice when it holds none ("Where is
+Portuguese the official language, Angola or Andorra?"); as a difference when it asks how
+many years or months lie between two linked things' dates ("How many years after Albert
+Einstein was Alain Connes born?"). A coincidence ("… still alive when …"), a life's length
+or anything else is left to the single-hop checks.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class ComparisonQuestion:
 
     options: tuple[LinkedEntity, LinkedEntity]
     direction: str  # earlier | later | more | less | difference; "" for a choice, which the single-hop checks read
-    relation_hint: str  # words the relation is matched with: the question's, plus "born" for an age
+    relation_hint: str  # words the relation is matched with: the question's, plus what a comparative measures
     side_hints: tuple[str, str] = ("", "")  # a side's own relation words, where the question gives one ("X's death")
     unit: str = ""  # a difference's unit: years | months
 
@@ -125,7 +127,8 @@ class Comparison:
 
 
 def read_comparison(question: str, entities: Sequence[LinkedEntity]) -> ComparisonQuestion | None:
-    """The comparison ``question`` asks, when it names two linked things joined by "or" and one direction."""
+    """The comparison ``question`` asks: two linked things joined by "or" and one direction (none: a choice),
+    or how many years or months lie between two linked things; None for any other question."""
     placed = []
     for entity in entities:
         at = question.find(entity.mention)
@@ -384,7 +387,7 @@ def _stating(option: LinkedEntity, value: tuple, asked: ComparisonQuestion, read
     return min(found, key=lambda f: f[:2])[2] if found else None
 
 
-def check_comparison(text: str, asked: ComparisonQuestion, comparison: Comparison | None, frame: QuestionFrame,
+def check_comparison(text: str, asked: ComparisonQuestion, comparison: Comparison | None,
                      readings: Sequence[Reading], verifier: ClaimVerifier) -> Verdict | None:
     """The verdict on a drafted sentence that names a thing compared; None when it names neither.
 
