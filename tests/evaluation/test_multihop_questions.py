@@ -118,3 +118,23 @@ def test_a_comparison_answer_is_right_only_when_it_names_the_thing_picked_first(
     assert not picks_the_answer(question, "Abraham Lincoln, born in 1809, is older than Arthur Schopenhauer.")
     # an answer that is not one of the things compared ("yes", a difference) picks nothing
     assert picks_the_answer(_comparison("21", []), "Lincoln was born 21 years after Schopenhauer.")
+
+
+@pytest.mark.parametrize("name", ["dev", "test"])
+def test_each_split_has_its_hand_written_claims_right_ones_naming_the_answer(splits, name):
+    from evaluation.claim_set import load_claims
+    from evaluation.metrics import answer_contained, best_over_golds
+
+    claims = load_claims(MULTIHOP_SET / f"claims-{name}.jsonl")
+    assert {q.id: q.question for q in splits[name]} == {c.id: c.question for c in claims.values()}
+    for question in splits[name]:
+        record = claims[question.id]
+        wrong = record.labelled("wrong")
+        if question.unanswerable:
+            assert not record.labelled("right") and len(wrong) >= 2 and {c.kind for c in wrong} == {"invented"}
+            continue
+        assert len(record.labelled("right")) >= 2 and len(wrong) >= 3 and len({c.kind for c in wrong}) >= 2
+        assert all(best_over_golds(answer_contained, c.text, question.answers) for c in record.labelled("right"))
+        # a wrong claim holds the answer only where it names it as the side a comparison does not pick
+        assert all(c.kind == "other-option" or not best_over_golds(answer_contained, c.text, question.answers)
+                   for c in wrong), question.id
