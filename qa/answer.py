@@ -29,8 +29,8 @@ from qa.checker import ClaimChecker
 from qa.claims import ClaimVerifier, EvidenceSentence, QuestionFrame, Verdict, evidence_sentences, frame_question, names
 from qa.reader import AnswerReader
 from qa.sentences import strip_markers, with_markers
-from qa.tuning import CLOSEST_SOURCES, SNIPPET_CHARS, TOPIC_COVERAGE_FLOOR
-from retrieval.facts import predicate_match
+from qa.tuning import CLOSEST_SOURCES, SAME_MEANING, SNIPPET_CHARS, TOPIC_COVERAGE_FLOOR
+from retrieval.facts import predicate_match, predicate_words
 
 
 @dataclass
@@ -184,11 +184,20 @@ class AnswerComposer:
         for number, (fact, match) in enumerate(zip(facts, matches), start=1):
             if match < best or not grounding.frame.numbers <= numbers(fact_line(fact)):
                 continue
+            if match < 1.0 and not self._names_relation(grounding, fact):
+                continue  # "Who was Aristotle's teacher?" is not his school tradition (teacher~school 0.61)
             sentence = fact_sentence(fact)
             verdict = self.verifier.verify(sentence, grounding.frame, grounding.readings, allowed={f"F{number}"})
             if verdict.supported:
                 return sentence, verdict
         return None
+
+    def _names_relation(self, grounding: Grounding, fact: FactHit) -> bool:
+        """Whether the question states one of the fact's relation words itself or a word meaning the same
+        (``SAME_MEANING``: born~birth 0.81, married~spouse 0.82), not merely a related one."""
+        asked = content_words(grounding.question)
+        return any(self.verifier.words.best_match(word, asked)[0] >= SAME_MEANING
+                   for word in predicate_words(fact.predicate))
 
     def check(self, grounding: Grounding, sentence: str) -> Verdict:
         """The claim checker's verdict on one drafted sentence."""
