@@ -6,7 +6,8 @@ The answer path, stage by stage (each a method the evaluation calls as it is):
 2. ``draft``: prompt the LM and stream its text;
 3. check: each drafted sentence, once complete, goes to the ``AnswerBuilder``
    (``qa.answer``), which shows it cited when one evidence sentence states it
-   (``qa.checker``) and drops it otherwise;
+   (``qa.checker``), or two do across a comparison or a bridge (``qa.comparison``,
+   ``qa.bridge``), and drops it otherwise;
 4. show or abstain: the checked sentences, else the reader's evidence sentence, else
    "the knowledge base does not say".
 
