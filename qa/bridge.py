@@ -20,15 +20,12 @@ evidence by following the first hop's links (``retrieval.chain``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
+from kg.page_parser import title_without_disambiguator
 from kgqa.text import content_words, numbers
 from qa.claims import META_WORDS, MONTHS, QuestionFrame, Reading, Verdict, names
 from qa.tuning import NUMBER_WINDOW, RELATION_MATCH
-
-_DISAMBIGUATOR = re.compile(r"\s+\([^)]*\)$")
-
 
 def _held(reading: Reading) -> set[str]:
     return reading.content | set(reading.words)
@@ -63,7 +60,7 @@ def check_bridge(text: str, frame: QuestionFrame, readings: Sequence[Reading]) -
     first_hops = [r for r in readings if r.own_article and not r.sentence.is_fact and _speaks_of_relation(r, frame)]
     bridges = dict.fromkeys(r.sentence.title for r in readings if not r.own_article and not r.sentence.is_fact)
     for title in bridges:
-        bridge_words = set(content_words(_DISAMBIGUATOR.sub("", title)))
+        bridge_words = set(content_words(title_without_disambiguator(title)))
         if not bridge_words or not bridge_words <= terms:
             continue
         hops = [r for r in first_hops if bridge_words <= _held(r)]
