@@ -27,6 +27,7 @@ from kgqa.text import content_words, numbers
 from qa.claims import META_WORDS, MONTHS, QuestionFrame, Reading, Verdict, names
 from qa.tuning import NUMBER_WINDOW, RELATION_MATCH
 
+
 def _held(reading: Reading) -> set[str]:
     return reading.content | set(reading.words)
 
